@@ -1,0 +1,262 @@
+"""Llama-family decoder (Llama-2/3/3.x, Mistral, Qwen2, SmolLM2) as Flax linen modules.
+
+Parameter tree (scanned layers carry a leading `layers` axis), named after the Hugging Face modules
+so that checkpoint conversion is a table, not a puzzle:
+
+  embed_tokens/embedding            [vocab, embed]
+  layers/input_layernorm/scale      [layers, embed]
+  layers/self_attn/{q,k,v}_proj/kernel  [layers, embed, heads|kv_heads, head_dim] (+ bias)
+  layers/self_attn/o_proj/kernel    [layers, heads, head_dim, embed]
+  layers/post_attention_layernorm/scale
+  layers/mlp/{gate,up}_proj/kernel  [layers, embed, mlp];  layers/mlp/down_proj/kernel [layers, mlp, embed]
+  norm/scale                        [embed]
+  lm_head/kernel                    [embed, vocab]   (absent when embeddings are tied)
+
+Every parameter and key activation carries logical axis names; `langshift.parallel.sharding` maps
+them to mesh axes by the rules in the experiment config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from langshift.models import attention as attention_lib
+from langshift.models.config import ModelConfig
+from langshift.models.rope import apply_rope, inverse_frequencies
+
+Array = jax.Array
+
+REMAT_POLICIES = {
+    "none": None,
+    # Keep the weight matmul outputs, recompute the cheap elementwise ops and attention softmax.
+    "minimal": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+    # Save nothing inside a layer: only the layer inputs (the scan carry) stay live.
+    "full": jax.checkpoint_policies.nothing_saveable,
+}
+
+
+def _dtype(name: str):
+  return jnp.dtype(name)
+
+
+def _init(names, init=nn.initializers.normal(0.02)):
+  return nn.with_logical_partitioning(init, names)
+
+
+class RMSNorm(nn.Module):
+  """RMS norm computed in fp32, scale applied after casting back (as transformers does)."""
+
+  eps: float
+  dtype: Any
+  param_dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    scale = self.param("scale", _init(("norm",), nn.initializers.ones), (x.shape[-1],),
+                       self.param_dtype)
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return jnp.asarray(scale, self.dtype) * y.astype(self.dtype)
+
+
+class Attention(nn.Module):
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x, layer_cache, positions, segment_ids, kv_segment_ids, q_index, kv_index,
+               cache_index):
+    cfg = self.config
+    dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+    hd = cfg.dim_per_head
+
+    def proj(name, heads, axis_name, bias):
+      return nn.DenseGeneral(
+          (heads, hd), use_bias=bias, dtype=dt, param_dtype=pdt, name=name,
+          kernel_init=_init(("embed", axis_name, "head_dim")),
+          bias_init=_init((axis_name, "head_dim"), nn.initializers.zeros))(x)
+
+    q = proj("q_proj", cfg.num_heads, "heads", cfg.qkv_bias)
+    k = proj("k_proj", cfg.num_kv_heads, "kv_heads", cfg.qkv_bias)
+    v = proj("v_proj", cfg.num_kv_heads, "kv_heads", cfg.qkv_bias)
+    inv_freq = inverse_frequencies(cfg)
+    q = apply_rope(q, positions, inv_freq)
+    k = apply_rope(k, positions, inv_freq)
+    q = nn.with_logical_constraint(q, ("activation_batch", "activation_length", "activation_heads",
+                                       "activation_head_dim"))
+    k = nn.with_logical_constraint(k, ("activation_batch", "activation_length",
+                                       "activation_kv_heads", "activation_head_dim"))
+
+    new_cache = None
+    if layer_cache is not None:
+      # Write this step's keys/values at slots [cache_index, cache_index + T).
+      ck = jax.lax.dynamic_update_slice_in_dim(layer_cache["k"], k.astype(layer_cache["k"].dtype),
+                                               cache_index, axis=1)
+      cv = jax.lax.dynamic_update_slice_in_dim(layer_cache["v"], v.astype(layer_cache["v"].dtype),
+                                               cache_index, axis=1)
+      new_cache = {"k": ck, "v": cv}
+      k, v = ck.astype(dt), cv.astype(dt)
+
+    out = attention_lib.dot_product_attention(
+        q, k, v, q_segment_ids=segment_ids, kv_segment_ids=kv_segment_ids, q_index=q_index,
+        kv_index=kv_index, sliding_window=cfg.sliding_window, impl=cfg.attention_impl,
+        decoding=layer_cache is not None)
+    out = nn.with_logical_constraint(out, ("activation_batch", "activation_length",
+                                           "activation_heads", "activation_head_dim"))
+    out = nn.DenseGeneral(
+        cfg.hidden_size, axis=(-2, -1), use_bias=cfg.o_bias, dtype=dt, param_dtype=pdt,
+        name="o_proj", kernel_init=_init(("heads", "head_dim", "embed")),
+        bias_init=_init(("embed",), nn.initializers.zeros))(out)
+    return out, new_cache
+
+
+class MLP(nn.Module):
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.config
+    dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+
+    def dense(name, features, names):
+      return nn.Dense(features, use_bias=cfg.mlp_bias, dtype=dt, param_dtype=pdt, name=name,
+                      kernel_init=_init(names),
+                      bias_init=_init(names[-1:], nn.initializers.zeros))
+
+    gate = dense("gate_proj", cfg.intermediate_size, ("embed", "mlp"))(x)
+    up = dense("up_proj", cfg.intermediate_size, ("embed", "mlp"))(x)
+    h = nn.with_logical_constraint(nn.silu(gate) * up,
+                                   ("activation_batch", "activation_length", "activation_mlp"))
+    return dense("down_proj", cfg.hidden_size, ("mlp", "embed"))(h)
+
+
+class DecoderLayer(nn.Module):
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x, layer_cache, positions, segment_ids, kv_segment_ids, q_index, kv_index,
+               cache_index):
+    cfg = self.config
+    dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+    x = nn.with_logical_constraint(x, ("activation_batch", "activation_length", "activation_embed"))
+    h = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="input_layernorm")(x)
+    h, new_cache = Attention(cfg, name="self_attn")(h, layer_cache, positions, segment_ids,
+                                                     kv_segment_ids, q_index, kv_index, cache_index)
+    x = x + h
+    h = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="post_attention_layernorm")(x)
+    x = x + MLP(cfg, name="mlp")(h)
+    return x, new_cache
+
+
+class LlamaDecoder(nn.Module):
+  """tokens [B, T] -> logits [B, T, V]; `decode` runs the same network on a KV cache."""
+
+  config: ModelConfig
+
+  def setup(self):
+    cfg = self.config
+    dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+    self.embed_tokens = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=dt, param_dtype=pdt,
+                                 embedding_init=_init(("vocab", "embed")))
+    layer_cls = DecoderLayer
+    policy = REMAT_POLICIES[cfg.remat_policy]
+    if cfg.remat_policy != "none":
+      layer_cls = nn.remat(layer_cls, policy=policy, prevent_cse=not cfg.scan_layers)
+    if cfg.scan_layers:
+      scanned = nn.scan(layer_cls, variable_axes={"params": 0}, split_rngs={"params": True},
+                        in_axes=(0,) + (nn.broadcast,) * 6, length=cfg.num_layers,
+                        metadata_params={nn.PARTITION_NAME: "layers"})
+      self.layers = scanned(cfg)
+    else:
+      self.layers = [layer_cls(cfg) for _ in range(cfg.num_layers)]
+    self.norm = RMSNorm(cfg.rms_norm_eps, dt, pdt)
+    if not cfg.tie_word_embeddings:
+      self.lm_head = nn.Dense(cfg.vocab_size, use_bias=False, dtype=dt, param_dtype=pdt,
+                              kernel_init=_init(("embed", "vocab")))
+
+  def _backbone(self, tokens, positions, segment_ids, kv_cache, kv_segment_ids, q_index, kv_index,
+                cache_index):
+    x = self.embed_tokens(tokens)
+    x = nn.with_logical_constraint(x, ("activation_batch", "activation_length", "activation_embed"))
+    args = (positions, segment_ids, kv_segment_ids, q_index, kv_index, cache_index)
+    if self.config.scan_layers:
+      x, new_kv = self.layers(x, kv_cache, *args)
+    else:
+      new_layers = []
+      for i, layer in enumerate(self.layers):
+        layer_cache = None if kv_cache is None else jax.tree.map(lambda c: c[i], kv_cache)
+        x, c = layer(x, layer_cache, *args)
+        new_layers.append(c)
+      new_kv = None if kv_cache is None else jax.tree.map(lambda *c: jnp.stack(c), *new_layers)
+    return self.norm(x), new_kv
+
+  def logits_from_hidden(self, hidden):
+    """Output projection; separate so losses can apply it chunk by chunk."""
+    if self.config.tie_word_embeddings:
+      logits = self.embed_tokens.attend(hidden)
+    else:
+      logits = self.lm_head(hidden)
+    return nn.with_logical_constraint(
+        logits, ("activation_batch", "activation_length", "activation_vocab"))
+
+  def __call__(self, tokens, positions=None, segment_ids=None, return_hidden=False):
+    """Training/scoring forward pass over packed rows.
+
+    Args:
+      tokens: int [B, T].
+      positions: int [B, T], restarting at 0 in every packed segment; derived from segment_ids
+        when omitted.
+      segment_ids: int [B, T]; tokens attend only within their segment (0 = padding). None means
+        one segment per row.
+      return_hidden: return final-norm hidden states [B, T, D] instead of logits.
+    """
+    if segment_ids is None:
+      segment_ids = jnp.ones_like(tokens, dtype=jnp.int32)
+    if positions is None:
+      positions = positions_from_segment_ids(segment_ids)
+    index = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+    hidden, _ = self._backbone(tokens, positions, segment_ids, None, segment_ids, index, index,
+                               None)
+    return hidden if return_hidden else self.logits_from_hidden(hidden)
+
+  def decode(self, tokens, positions, segment_ids, cache):
+    """Runs T new tokens against a KV cache (prefill when T > 1, one step when T == 1).
+
+    `cache` comes from `init_cache`; rows may be left-padded (segment id 0 on padding). Returns
+    (logits [B, T, V], updated cache).
+    """
+    t = tokens.shape[1]
+    start = cache["index"]
+    kv_segment_ids = jax.lax.dynamic_update_slice_in_dim(
+        cache["segment_ids"], segment_ids.astype(jnp.int32), start, axis=1)
+    q_index = jnp.broadcast_to(start + jnp.arange(t, dtype=jnp.int32), tokens.shape)
+    s = cache["segment_ids"].shape[1]
+    kv_index = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (tokens.shape[0], s))
+    kv = {"k": cache["k"], "v": cache["v"]}
+    hidden, new_kv = self._backbone(tokens, positions, segment_ids, kv, kv_segment_ids, q_index,
+                                    kv_index, start)
+    new_cache = {"k": new_kv["k"], "v": new_kv["v"], "segment_ids": kv_segment_ids,
+                 "index": start + t}
+    return self.logits_from_hidden(hidden), new_cache
+
+
+def positions_from_segment_ids(segment_ids: Array) -> Array:
+  """Per-segment positions 0, 1, ... that restart wherever the segment id changes."""
+  b, t = segment_ids.shape
+  idx = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+  starts = jnp.concatenate([jnp.ones((b, 1), bool), segment_ids[:, 1:] != segment_ids[:, :-1]],
+                           axis=1)
+  segment_start = jax.lax.cummax(jnp.where(starts, idx, 0), axis=1)
+  return idx - segment_start
+
+
+def init_cache(config: ModelConfig, batch_size: int, max_length: int, dtype=None) -> dict:
+  """An empty KV cache: k/v [layers, B, S, kv_heads, head_dim], all slots segment 0 (empty)."""
+  dtype = jnp.dtype(dtype or config.dtype)
+  shape = (config.num_layers, batch_size, max_length, config.num_kv_heads, config.dim_per_head)
+  return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype),
+          "segment_ids": jnp.zeros((batch_size, max_length), jnp.int32),
+          "index": jnp.zeros((), jnp.int32)}
