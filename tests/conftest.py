@@ -11,3 +11,8 @@ os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import sys
+
+# Shared test helpers (tests/hf_testing.py) importable from every test folder.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -47,6 +47,32 @@ def _init(names, init=nn.initializers.normal(0.02)):
   return nn.with_logical_partitioning(init, names)
 
 
+class Linear(nn.Module):
+  """y = x[..., *in] . kernel[*in, *out] (+ bias[*out]), contracting the last `in_axes` dims.
+
+  Flax's DenseGeneral initialises a flattened kernel and reshapes it, which breaks logical
+  sharding constraints under a mesh; this creates the kernel in its final shape.
+  """
+
+  out_shape: tuple[int, ...]
+  names: tuple[str, ...]  # logical names of the kernel axes (in axes, then out axes)
+  in_axes: int = 1
+  use_bias: bool = False
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    shape = tuple(x.shape[x.ndim - self.in_axes:]) + tuple(self.out_shape)
+    kernel = self.param("kernel", _init(self.names), shape, self.param_dtype)
+    y = jnp.tensordot(x.astype(self.dtype), jnp.asarray(kernel, self.dtype), axes=self.in_axes)
+    if self.use_bias:
+      bias = self.param("bias", _init(self.names[self.in_axes:], nn.initializers.zeros),
+                        tuple(self.out_shape), self.param_dtype)
+      y = y + jnp.asarray(bias, self.dtype)
+    return y
+
+
 class RMSNorm(nn.Module):
   """RMS norm computed in fp32, scale applied after casting back (as transformers does)."""
 
@@ -74,10 +100,8 @@ class Attention(nn.Module):
     hd = cfg.dim_per_head
 
     def proj(name, heads, axis_name, bias):
-      return nn.DenseGeneral(
-          (heads, hd), use_bias=bias, dtype=dt, param_dtype=pdt, name=name,
-          kernel_init=_init(("embed", axis_name, "head_dim")),
-          bias_init=_init((axis_name, "head_dim"), nn.initializers.zeros))(x)
+      return Linear((heads, hd), ("embed", axis_name, "head_dim"), use_bias=bias, dtype=dt,
+                    param_dtype=pdt, name=name)(x)
 
     q = proj("q_proj", cfg.num_heads, "heads", cfg.qkv_bias)
     k = proj("k_proj", cfg.num_kv_heads, "kv_heads", cfg.qkv_bias)
@@ -106,10 +130,8 @@ class Attention(nn.Module):
         decoding=layer_cache is not None)
     out = nn.with_logical_constraint(out, ("activation_batch", "activation_length",
                                            "activation_heads", "activation_head_dim"))
-    out = nn.DenseGeneral(
-        cfg.hidden_size, axis=(-2, -1), use_bias=cfg.o_bias, dtype=dt, param_dtype=pdt,
-        name="o_proj", kernel_init=_init(("heads", "head_dim", "embed")),
-        bias_init=_init(("embed",), nn.initializers.zeros))(out)
+    out = Linear((cfg.hidden_size,), ("heads", "head_dim", "embed"), in_axes=2,
+                 use_bias=cfg.o_bias, dtype=dt, param_dtype=pdt, name="o_proj")(out)
     return out, new_cache
 
 
@@ -122,9 +144,8 @@ class MLP(nn.Module):
     dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
 
     def dense(name, features, names):
-      return nn.Dense(features, use_bias=cfg.mlp_bias, dtype=dt, param_dtype=pdt, name=name,
-                      kernel_init=_init(names),
-                      bias_init=_init(names[-1:], nn.initializers.zeros))
+      return Linear((features,), names, use_bias=cfg.mlp_bias, dtype=dt, param_dtype=pdt,
+                    name=name)
 
     gate = dense("gate_proj", cfg.intermediate_size, ("embed", "mlp"))(x)
     up = dense("up_proj", cfg.intermediate_size, ("embed", "mlp"))(x)
@@ -174,8 +195,7 @@ class LlamaDecoder(nn.Module):
       self.layers = [layer_cls(cfg) for _ in range(cfg.num_layers)]
     self.norm = RMSNorm(cfg.rms_norm_eps, dt, pdt)
     if not cfg.tie_word_embeddings:
-      self.lm_head = nn.Dense(cfg.vocab_size, use_bias=False, dtype=dt, param_dtype=pdt,
-                              kernel_init=_init(("embed", "vocab")))
+      self.lm_head = Linear((cfg.vocab_size,), ("embed", "vocab"), dtype=dt, param_dtype=pdt)
 
   def _backbone(self, tokens, positions, segment_ids, kv_cache, kv_segment_ids, q_index, kv_index,
                 cache_index):

@@ -1,0 +1,62 @@
+"""Logical axis names -> mesh axes, declared once; shardings for params, state and batches."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+# Parameters: FSDP shards the embed dimension, tensor parallelism heads / mlp / vocab.
+# Activations: batch over data x fsdp, heads and mlp over tensor.
+DEFAULT_LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("layers", None),
+    ("norm", None),
+    ("activation_batch", ("data", "fsdp")),
+    ("activation_length", None),
+    ("activation_embed", None),
+    ("activation_heads", "tensor"),
+    ("activation_kv_heads", "tensor"),
+    ("activation_head_dim", None),
+    ("activation_mlp", "tensor"),
+    ("activation_vocab", "tensor"),
+    ("cache_batch", ("data", "fsdp")),
+)
+
+BATCH_SPEC = P(("data", "fsdp"), None)
+
+
+def rules_from_config(rules: Sequence[Sequence[Any]] | None):
+  """Config rules are lists (ConfigDicts hold no tuples of tuples); normalise to tuples."""
+  if rules is None:
+    return DEFAULT_LOGICAL_RULES
+  out = []
+  for name, axes in rules:
+    out.append((name, tuple(axes) if isinstance(axes, (list, tuple)) else axes))
+  return tuple(out)
+
+
+def logical_partition_specs(boxed_tree):
+  """PartitionSpecs of logical names for a tree of `nn.LogicallyPartitioned` leaves."""
+  return nn.get_partition_spec(boxed_tree)
+
+
+def mesh_shardings(boxed_tree, mesh: jax.sharding.Mesh, rules):
+  """NamedShardings on `mesh` for each leaf of an (abstract) boxed param tree."""
+  logical = nn.get_partition_spec(boxed_tree)
+  return nn.logical_to_mesh_sharding(logical, mesh, rules)
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
+  return NamedSharding(mesh, BATCH_SPEC)
+
+
+def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
