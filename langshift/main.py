@@ -1,0 +1,26 @@
+"""Entry point: `python -m langshift.main --config=experiments/demo.py[:variant] --workdir=DIR`.
+
+Overrides: `--config.optimizer.learning_rate=1e-5`. All logic lives in importable libraries.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from langshift.parallel.distributed import maybe_initialize_distributed
+from langshift.train.trainer import train_and_evaluate
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and exports go here.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  maybe_initialize_distributed()
+  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
