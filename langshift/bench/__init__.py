@@ -1,0 +1,1 @@
+"""Benchmark scripts (print figures; never asserted in tests)."""

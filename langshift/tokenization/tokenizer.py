@@ -1,0 +1,282 @@
+"""The one tokenizer interface: Hugging Face `tokenizer.json` directories and SentencePiece models.
+
+`load_tokenizer(path)` returns a `Tokenizer` whose ids are exactly those of the `tokenizers` /
+`sentencepiece` library (and so of `transformers.AutoTokenizer` on the same files). Two backends
+sit behind it because the target checkpoints ship one or the other: Llama-3, Qwen2 and SmolLM2 a
+byte-level BPE `tokenizer.json`, Mistral v0.1 and the LEP-trained vocabularies a SentencePiece
+`.model`.
+
+Besides ids, both backends give character offsets per token (`encode_batch_with_offsets`): the
+chat-template loss masks and the paragraph boundaries of LEP packing are computed on the string
+and mapped onto tokens through them.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+# Named special tokens in a `tokenizer_config.json`, in the order transformers lists them. They
+# are also the variables a jinja chat template sees (`bos_token`, `eos_token`, ...).
+NAMED_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
+                        "cls_token", "mask_token")
+
+Offsets = list[tuple[int, int]]
+
+
+class Tokenizer(abc.ABC):
+  """Token ids <-> text, special tokens and the chat template of one vocabulary."""
+
+  path: str
+  chat_template: str | None
+  # Strings of the named special tokens that are set (`{"bos_token": "<s>", ...}`).
+  special_tokens_map: dict[str, str]
+
+  @abc.abstractmethod
+  def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+    """Ids of `text`; `add_special_tokens` adds what the tokenizer's post-processor adds (BOS)."""
+
+  @abc.abstractmethod
+  def encode_batch(self, texts: Sequence[str], add_special_tokens: bool = False) -> list[list[int]]:
+    """`encode` over many texts at once, on all cores."""
+
+  @abc.abstractmethod
+  def encode_batch_with_offsets(self, texts: Sequence[str]) -> list[tuple[list[int], Offsets]]:
+    """Ids (no special tokens added) and per-token `(start, end)` character offsets into each text.
+
+    A byte-fallback token covering part of a character may have `start == end`.
+    """
+
+  @abc.abstractmethod
+  def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+    ...
+
+  @property
+  @abc.abstractmethod
+  def vocab_size(self) -> int:
+    """Number of ids, added tokens included (`len(AutoTokenizer)`)."""
+
+  @abc.abstractmethod
+  def id_to_token(self, i: int) -> str | None:
+    ...
+
+  @abc.abstractmethod
+  def token_to_id(self, token: str) -> int | None:
+    ...
+
+  @property
+  @abc.abstractmethod
+  def special_tokens(self) -> list[str]:
+    """Every special (control) token string of the vocabulary."""
+
+  def _named_id(self, name: str) -> int | None:
+    token = self.special_tokens_map.get(name)
+    return None if token is None else self.token_to_id(token)
+
+  @property
+  def bos_id(self) -> int | None:
+    return self._named_id("bos_token")
+
+  @property
+  def eos_id(self) -> int | None:
+    return self._named_id("eos_token")
+
+  @property
+  def pad_id(self) -> int | None:
+    return self._named_id("pad_token")
+
+  def __repr__(self):
+    return f"{type(self).__name__}(path={self.path!r}, vocab_size={self.vocab_size})"
+
+
+class HFTokenizer(Tokenizer):
+  """A Hugging Face fast tokenizer directory (`tokenizer.json` + optional `tokenizer_config.json`)."""
+
+  def __init__(self, path: str):
+    import tokenizers  # pylint: disable=import-outside-toplevel
+    self.path = path
+    self._tok = tokenizers.Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+    config = _read_json(os.path.join(path, "tokenizer_config.json"))
+    # Older exports keep the named tokens in special_tokens_map.json only.
+    legacy = _read_json(os.path.join(path, "special_tokens_map.json"))
+    self.special_tokens_map = {}
+    for name in NAMED_SPECIAL_TOKENS:
+      value = config.get(name, legacy.get(name))
+      if value is not None:
+        self.special_tokens_map[name] = _token_content(value)
+    self.chat_template = _chat_template(path, config)
+    extra = config.get("additional_special_tokens") or config.get("extra_special_tokens") or []
+    if isinstance(extra, dict):
+      extra = list(extra.values())
+    self._extra_special = [_token_content(t) for t in extra]
+
+  def encode(self, text, add_special_tokens=False):
+    return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
+
+  def encode_batch(self, texts, add_special_tokens=False):
+    # `encode_batch_fast` (tokenizers >= 0.20) skips the offset bookkeeping; both release the GIL
+    # and use rayon threads.
+    encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
+    return [e.ids for e in encode(list(texts), add_special_tokens=add_special_tokens)]
+
+  def encode_batch_with_offsets(self, texts):
+    return [(e.ids, e.offsets) for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+  def decode(self, ids, skip_special_tokens=False):
+    return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+  @property
+  def vocab_size(self):
+    return self._tok.get_vocab_size(with_added_tokens=True)
+
+  def id_to_token(self, i):
+    return self._tok.id_to_token(int(i))
+
+  def token_to_id(self, token):
+    return self._tok.token_to_id(token)
+
+  @property
+  def special_tokens(self):
+    found = list(self.special_tokens_map.values()) + self._extra_special
+    found += [t.content for t in self._tok.get_added_tokens_decoder().values() if t.special]
+    return list(dict.fromkeys(found))
+
+
+class SentencePieceTokenizer(Tokenizer):
+  """A SentencePiece `.model` file; a sibling `tokenizer_config.json` may add a chat template.
+
+  Ids equal the `sentencepiece` library's, except that control-token strings in the text (`<s>`,
+  `</s>`, `<unk>`: a rendered Mistral chat template holds them) become their ids, with no dummy
+  prefix on the text that follows, as transformers' Llama/Mistral tokenizers do.
+  """
+
+  def __init__(self, path: str, num_threads: int | None = None):
+    import sentencepiece  # pylint: disable=import-outside-toplevel
+    from sentencepiece import sentencepiece_model_pb2  # pylint: disable=import-outside-toplevel
+    self.path = path
+    with open(path, "rb") as f:
+      proto = f.read()
+    self._sp = sentencepiece.SentencePieceProcessor(model_proto=proto)
+    # The same model without the dummy "▁" prefix, for text that follows a control token.
+    model = sentencepiece_model_pb2.ModelProto.FromString(proto)
+    model.normalizer_spec.add_dummy_prefix = False
+    self._sp_inner = sentencepiece.SentencePieceProcessor(model_proto=model.SerializeToString())
+    self._num_threads = num_threads or os.cpu_count() or 1
+    config = _read_json(os.path.join(os.path.dirname(path), "tokenizer_config.json"))
+    self.special_tokens_map = {}
+    for name, piece_id in (("bos_token", self._sp.bos_id()), ("eos_token", self._sp.eos_id()),
+                           ("unk_token", self._sp.unk_id()), ("pad_token", self._sp.pad_id())):
+      if piece_id >= 0:
+        self.special_tokens_map[name] = self._sp.id_to_piece(piece_id)
+    self.chat_template = _chat_template(os.path.dirname(path), config)
+    specials = sorted(self.special_tokens, key=len, reverse=True)
+    self._special_re = re.compile("|".join(re.escape(t) for t in specials)) if specials else None
+
+  def _bos_prefix(self, add_special_tokens: bool) -> list[int]:
+    # transformers' Llama/Mistral SentencePiece tokenizers add BOS only (add_eos_token=False).
+    return [self._sp.bos_id()] if add_special_tokens and self._sp.bos_id() >= 0 else []
+
+  def _has_special(self, text: str) -> bool:
+    return self._special_re is not None and self._special_re.search(text) is not None
+
+  def _encode_with_specials(self, text: str) -> tuple[list[int], Offsets]:
+    ids, offsets, pos = [], [], 0
+    for match in [*self._special_re.finditer(text), None]:
+      end = match.start() if match else len(text)
+      if end > pos:
+        processor = self._sp if pos == 0 else self._sp_inner
+        chunk = processor.encode(text[pos:end], return_type="offset_mapping")
+        ids += chunk["ids"]
+        offsets += [(s + pos, e + pos) for s, e in chunk["offsets"]]
+      if match:
+        ids.append(self._sp.piece_to_id(match.group()))
+        offsets.append(match.span())
+        pos = match.end()
+    return ids, offsets
+
+  def encode(self, text, add_special_tokens=False):
+    if self._has_special(text):
+      return self._bos_prefix(add_special_tokens) + self._encode_with_specials(text)[0]
+    return self._bos_prefix(add_special_tokens) + self._sp.encode(text)
+
+  def encode_batch(self, texts, add_special_tokens=False):
+    prefix = self._bos_prefix(add_special_tokens)
+    texts = list(texts)
+    if any(self._has_special(t) for t in texts):
+      return [self.encode(t, add_special_tokens) for t in texts]
+    return [prefix + ids for ids in self._sp.encode(texts, num_threads=self._num_threads)]
+
+  def encode_batch_with_offsets(self, texts):
+    texts = list(texts)
+    if any(self._has_special(t) for t in texts):
+      return [self._encode_with_specials(t) for t in texts]
+    encoded = self._sp.encode(texts, return_type="offset_mapping", num_threads=self._num_threads)
+    return [(e["ids"], [tuple(o) for o in e["offsets"]]) for e in encoded]
+
+  def decode(self, ids, skip_special_tokens=False):
+    # SentencePiece never renders control pieces (BOS/EOS), so both settings decode alike.
+    del skip_special_tokens
+    return self._sp.decode([int(i) for i in ids])
+
+  @property
+  def vocab_size(self):
+    return self._sp.get_piece_size()
+
+  def id_to_token(self, i):
+    i = int(i)
+    return self._sp.id_to_piece(i) if 0 <= i < self.vocab_size else None
+
+  def token_to_id(self, token):
+    i = self._sp.piece_to_id(token)
+    # piece_to_id maps unknown strings to the unk id; only the unk piece itself may return it.
+    return None if i == self._sp.unk_id() and token != self._sp.id_to_piece(i) else i
+
+  @property
+  def special_tokens(self):
+    return [self._sp.id_to_piece(i) for i in range(self.vocab_size)
+            if self._sp.is_control(i) or self._sp.is_unknown(i)]
+
+
+def load_tokenizer(path: str) -> Tokenizer:
+  """Loads an HF tokenizer directory (with `tokenizer.json`) or a SentencePiece `.model` file.
+
+  A directory holding only `tokenizer.model` loads that SentencePiece model.
+  """
+  path = os.fspath(path)
+  if os.path.isdir(path):
+    if os.path.exists(os.path.join(path, "tokenizer.json")):
+      return HFTokenizer(path)
+    if os.path.exists(os.path.join(path, "tokenizer.model")):
+      return SentencePieceTokenizer(os.path.join(path, "tokenizer.model"))
+    raise FileNotFoundError(f"{path}: neither tokenizer.json nor tokenizer.model found")
+  if path.endswith(".model") and os.path.exists(path):
+    return SentencePieceTokenizer(path)
+  raise FileNotFoundError(f"{path}: expected an HF tokenizer directory or a SentencePiece .model")
+
+
+def _read_json(path: str) -> dict[str, Any]:
+  if not os.path.exists(path):
+    return {}
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _token_content(value) -> str:
+  return value["content"] if isinstance(value, dict) else str(value)
+
+
+def _chat_template(directory: str, config: dict[str, Any]) -> str | None:
+  """The default chat template: `chat_template.jinja` (newer exports) over the config's field."""
+  jinja_file = os.path.join(directory, "chat_template.jinja")
+  if os.path.exists(jinja_file):
+    with open(jinja_file, encoding="utf-8") as f:
+      return f.read()
+  template = config.get("chat_template")
+  if isinstance(template, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+    by_name = {t["name"]: t["template"] for t in template}
+    return by_name.get("default")
+  return template
