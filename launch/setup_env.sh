@@ -16,5 +16,13 @@ if [ ! -d .cache/debian-handbook/usr/share/doc/debian-handbook/html ]; then
   (cd .cache && { apt-get download debian-handbook >/dev/null 2>&1 || \
      { apt-get update -qq >/dev/null 2>&1 && apt-get download debian-handbook >/dev/null 2>&1; }; } \
    && dpkg-deb -x debian-handbook_*.deb debian-handbook && rm -f debian-handbook_*.deb) \
-   || echo "setup_env: could not fetch debian-handbook; the demo falls back to bundled text" >&2
+   || echo "setup_env: could not fetch debian-handbook (apt-get download); the demo needs it" >&2
+fi
+# Demo inputs, prepared once: SmolLM2 as safetensors, and the Russian handbook as JSONL.
+[ -f .cache/smollm2-135m-instruct/config.json ] || \
+  .venv/bin/python -m langshift.checkpoints.gguf_to_hf --out_dir=.cache/smollm2-135m-instruct >/dev/null
+if [ -d .cache/debian-handbook/usr/share/doc/debian-handbook/html/ru-RU ] && \
+   [ ! -f .cache/corpora/debian_handbook/ru-RU/train.jsonl ]; then
+  .venv/bin/python -m langshift.data.debian_handbook --root=.cache/debian-handbook --lang=ru-RU \
+    --out=.cache/corpora/debian_handbook >/dev/null
 fi

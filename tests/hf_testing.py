@@ -25,10 +25,12 @@ CONFIGS = {
 }
 
 
-def make_hf_model(kind: str, directory, seed: int = 0, dtype=torch.float32):
+def make_hf_model(kind: str, directory, seed: int = 0, dtype=torch.float32, **overrides):
   """Creates, saves (safetensors) and returns a random tiny model of the given family."""
   torch.manual_seed(seed)
   config = CONFIGS[kind]()
+  for k, v in overrides.items():
+    setattr(config, k, v)
   model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager",
                                                         dtype=dtype)
   # Random init leaves biases and norms at 0/1; perturb everything so each tensor matters.
