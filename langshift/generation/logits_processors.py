@@ -1,0 +1,111 @@
+"""Logits processors: pure functions (logits [B, V], DecodeContext) -> logits [B, V].
+
+Each processor is a frozen dataclass holding its settings, so a tuple of them is hashable and can
+be a static argument of the jit-compiled decode loop. They run in fp32 after the model and before
+sampling, in the order given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+class DecodeContext(NamedTuple):
+  """What a processor may look at besides the logits."""
+
+  seen: jax.Array  # bool [B, V]: token occurs in the prompt or in the response so far.
+  step: jax.Array  # int scalar: index of the response token being chosen (0 = first).
+
+
+LogitsProcessor = Callable[[jax.Array, DecodeContext], jax.Array]
+
+
+def apply_processors(processors: Sequence[LogitsProcessor], logits: jax.Array,
+                     context: DecodeContext) -> jax.Array:
+  logits = logits.astype(jnp.float32)
+  for processor in processors:
+    logits = processor(logits, context)
+  return logits
+
+
+@dataclasses.dataclass(frozen=True)
+class RepetitionPenalty:
+  """CTRL's repetition penalty (Keskar et al. 2019) as `transformers` applies it: the logit of every
+  token already seen is divided by `penalty` when positive and multiplied by it when negative."""
+
+  penalty: float = 1.2
+
+  def __call__(self, logits, context):
+    penalised = jnp.where(logits > 0, logits / self.penalty, logits * self.penalty)
+    return jnp.where(context.seen, penalised, logits)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleBasedAdapter:
+  """Hewitt et al. (2024) rule-based instruction-following adapter for a base model (methods §4).
+
+  A product of experts: log p(w|x) ∝ log p_base(w|x) + log softmax(r(·, x))_w, where r adds
+    (1) an EOS ramp: the end-of-turn score grows linearly with the response position, reaching
+        `eos_max` at position `eos_ramp_length` and staying there;
+    (2) uniform biases on a few tokens (`token_biases`, built by `hewitt_token_biases`);
+    (3) diversity: `diversity_penalty` on every token already seen in the conversation.
+  The size of the negative uniform biases is not given in methods.md (open; see
+  `hewitt_token_biases`). Flags switch each rule off for the paper's ablations.
+  """
+
+  eos_token_ids: tuple[int, ...]
+  token_biases: tuple[tuple[int, float], ...] = ()
+  eos_max: float = 15.0
+  eos_ramp_length: int = 250
+  diversity_penalty: float = -1.5
+  use_eos_rule: bool = True
+  use_uniform_rule: bool = True
+  use_diversity_rule: bool = True
+
+  def rule_scores(self, batch: int, vocab: int, context: DecodeContext) -> jax.Array:
+    r = jnp.zeros((batch, vocab), jnp.float32)
+    if self.use_uniform_rule and self.token_biases:
+      ids = jnp.asarray([i for i, _ in self.token_biases], jnp.int32)
+      bias = jnp.asarray([b for _, b in self.token_biases], jnp.float32)
+      r = r.at[:, ids].add(bias)
+    if self.use_diversity_rule:
+      r = r + jnp.where(context.seen, self.diversity_penalty, 0.0)
+    if self.use_eos_rule:
+      ramp = self.eos_max * jnp.minimum(context.step.astype(jnp.float32) / self.eos_ramp_length,
+                                        1.0)
+      eos = jnp.asarray(self.eos_token_ids, jnp.int32)
+      # The EOS ramp replaces any other rule score on the end-of-turn tokens.
+      r = r.at[:, eos].set(ramp)
+    return r
+
+  def __call__(self, logits, context):
+    r = self.rule_scores(logits.shape[0], logits.shape[1], context)
+    return jax.nn.log_softmax(logits, axis=-1) + jax.nn.log_softmax(r, axis=-1)
+
+
+# Hewitt et al.'s uniform rule: discourage tokens that start chatty or template-like text and
+# encourage list/markdown structure. methods.md gives the sign, not the size, of the negative ones.
+HEWITT_NEGATIVE_STRINGS = ("<", "|", "I", "We", "What", "should")
+HEWITT_POSITIVE_STRINGS = ("-", "*", "#", "##", "\n", "!")
+
+
+def hewitt_token_biases(encode: Callable[[str], Sequence[int]], negative_bias: float = -4.0,
+                        positive_bias: float = 1.0) -> tuple[tuple[int, float], ...]:
+  """Token-id biases for `RuleBasedAdapter` from a tokenizer's `encode` (no special tokens).
+
+  Each string and its space-prefixed form (how BPE vocabularies spell a word after a space) gets
+  the bias when it encodes to a single token; multi-token spellings are skipped.
+  """
+  biases: dict[int, float] = {}
+  for strings, bias in ((HEWITT_NEGATIVE_STRINGS, negative_bias),
+                        (HEWITT_POSITIVE_STRINGS, positive_bias)):
+    for s in strings:
+      for surface in (s, " " + s):
+        ids = list(encode(surface))
+        if len(ids) == 1:
+          biases[int(ids[0])] = bias
+  return tuple(sorted(biases.items()))
