@@ -82,6 +82,12 @@ def base_config() -> ml_collections.ConfigDict:
   # measures a matmul on CPU).
   c.perf = ml_collections.ConfigDict(dict(peak_flops_per_device=0.0))
 
+  # --- Training-time benchmark (langshift/evaluation) -------------------------------------------
+  # A suite name ("mini_darumeru") or suite JSON path; run every `every_steps` (0: at the end
+  # only) and written to metrics.jsonl / TensorBoard as eval/<task>/<metric> and eval/micro_avg.
+  c.eval_suite = ml_collections.ConfigDict(dict(
+      suite="", every_steps=0, max_examples=8, chat=False, batch_size=8))
+
   c.data = default_data_config()
   # Held-out text for perplexity before/after training and every `train.eval_every` steps; same
   # schema as `data` (no sources: no evaluation).

@@ -175,6 +175,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         total, weight = total + float(s), weight + float(w)
     return math.exp(total / max(weight, 1.0))
 
+  def benchmark(params, step_now):
+    """Training-time benchmark suite (Darumeru-style) on the current params."""
+    es = config.eval_suite
+    if not es.suite:
+      return {}
+    from langshift.evaluation.harness import run_eval_suite
+    from langshift.generation.tokenizer_adapter import load_text_tokenizer
+    results = run_eval_suite(es.suite, config=model_cfg, params=params,
+                             tokenizer=load_text_tokenizer(config.tokenizer or config.init_from_hf),
+                             chat=es.chat, max_examples=es.max_examples,
+                             batch_size=es.batch_size, mesh=mesh, rules=rules)
+    writer.write(step_now, results)
+    return results
+
   writer = MetricsWriter(workdir, tc.steps)
   config_json = config.to_json_best_effort()
   flops_per_token = flops.train_flops_per_token(model_cfg, tc.seq_len)
@@ -232,6 +246,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           process(*pending)
         pending = (step, metrics, batch_tokens)
         save(step)
+        if (config.eval_suite.every_steps and step % config.eval_suite.every_steps == 0
+            and step < tc.steps):
+          benchmark(state.params, step)
+        if eval_batches and tc.eval_every and step % tc.eval_every == 0 and step < tc.steps:
+          writer.write(step, {"eval/perplexity": perplexity(state.params)})
         if config.checkpoint.export_hf_every and step % config.checkpoint.export_hf_every == 0:
           _export(state.params, model_cfg, config, workdir, f"hf_step_{step}")
         if preempt.requested or manager.reached_preemption(step):
@@ -260,6 +279,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if ppl_after is not None:
     summary["eval/perplexity_after"] = ppl_after
     writer.write(int(state.step), {"eval/perplexity": ppl_after})
+  summary.update(benchmark(state.params, int(state.step)))
   if config.checkpoint.export_hf_at_end:
     summary["hf_export"] = _export(state.params, model_cfg, config, workdir, "hf")
   line = f"langshift: done at step {int(state.step)} ({stop_reason})"

@@ -51,7 +51,9 @@ def _losses(workdir):
 
 
 def test_main_runs_resumes_exactly_and_exports(setup, tmp_path):
-  straight = _main(setup, tmp_path / "straight", "--config.train.steps=6")
+  straight = _main(setup, tmp_path / "straight", "--config.train.steps=6",
+                   "--config.eval_suite.suite=mini_darumeru", "--config.eval_suite.every_steps=3",
+                   "--config.eval_suite.max_examples=2")
   assert straight.returncode == 0, straight.stderr[-3000:]
   assert "held-out perplexity" in straight.stdout
   first = _main(setup, tmp_path / "resumed", "--config.train.steps=3")
@@ -59,6 +61,10 @@ def test_main_runs_resumes_exactly_and_exports(setup, tmp_path):
   second = _main(setup, tmp_path / "resumed", "--config.train.steps=6")
   assert second.returncode == 0, second.stderr[-3000:]
   assert "from checkpoint step 3" in second.stdout
+  with open(tmp_path / "straight" / "metrics.jsonl") as f:
+    suite_rows = [json.loads(line) for line in f if "eval/micro_avg" in line]
+  assert [r["step"] for r in suite_rows] == [3, 6]  # every 3 steps and at the end
+  assert "eval/copy_sentence_ru/length_ratio" in suite_rows[0]
   a, b = _losses(tmp_path / "straight"), _losses(tmp_path / "resumed")
   assert sorted(b) == list(range(1, 7))
   # Same batches in the same order after the restart: the data iterator state was restored.
