@@ -1,0 +1,85 @@
+"""Reading and writing tokenizers as files: `tokenizer.json`, SentencePiece `.model`, HF dirs.
+
+Works on plain `tokenizer.json` dicts so that vocabulary surgery stays a function from dict to
+dict; `transformers` is not needed to write a directory it can load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from tokenizers import Tokenizer
+
+from langshift.tokenization import sentencepiece_export
+
+TOKENIZER_JSON = "tokenizer.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+SPECIAL_TOKENS_MAP = "special_tokens_map.json"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token")
+
+
+def read_tokenizer_json(path: str) -> dict:
+  """`path`: a tokenizer.json, a directory holding one, or a SentencePiece .model file."""
+  if os.path.isdir(path):
+    path = os.path.join(path, TOKENIZER_JSON)
+  if path.endswith(".json"):
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  with open(path, "rb") as f:
+    return sentencepiece_export.sentencepiece_to_tokenizer_json(f.read())
+
+
+def to_tokenizer(tokenizer: Tokenizer | dict | str) -> Tokenizer:
+  if isinstance(tokenizer, Tokenizer):
+    return tokenizer
+  if isinstance(tokenizer, str):
+    tokenizer = read_tokenizer_json(tokenizer)
+  return Tokenizer.from_str(json.dumps(tokenizer, ensure_ascii=False))
+
+
+def read_tokenizer_config(directory: str) -> dict:
+  """tokenizer_config.json with the chat template folded in (newer exports keep it in a file)."""
+  config: dict[str, Any] = {}
+  path = os.path.join(directory, TOKENIZER_CONFIG)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      config = json.load(f)
+  template_path = os.path.join(directory, CHAT_TEMPLATE_FILE)
+  if "chat_template" not in config and os.path.exists(template_path):
+    with open(template_path, encoding="utf-8") as f:
+      config["chat_template"] = f.read()
+  return config
+
+
+def special_token_content(value) -> str | None:
+  """tokenizer_config stores special tokens as strings or as AddedToken dicts."""
+  if isinstance(value, dict):
+    return value.get("content")
+  return value
+
+
+def write_tokenizer_dir(directory: str, tokenizer_json: dict, *, bos_token: str | None = None,
+                        eos_token: str | None = None, unk_token: str | None = None,
+                        pad_token: str | None = None, chat_template: str | None = None,
+                        model_max_length: int | None = None, add_bos_token: bool | None = None,
+                        ) -> None:
+  """Writes a directory `transformers.AutoTokenizer.from_pretrained` loads as a fast tokenizer."""
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, TOKENIZER_JSON), "w", encoding="utf-8") as f:
+    json.dump(tokenizer_json, f, ensure_ascii=False, indent=2)
+  specials = {k: v for k, v in zip(SPECIAL_TOKEN_KEYS, (bos_token, eos_token, unk_token,
+                                                        pad_token)) if v is not None}
+  config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", **specials}
+  if chat_template is not None:
+    config["chat_template"] = chat_template
+  if model_max_length is not None:
+    config["model_max_length"] = model_max_length
+  if add_bos_token is not None:
+    config["add_bos_token"] = add_bos_token
+  with open(os.path.join(directory, TOKENIZER_CONFIG), "w", encoding="utf-8") as f:
+    json.dump(config, f, ensure_ascii=False, indent=2)
+  with open(os.path.join(directory, SPECIAL_TOKENS_MAP), "w", encoding="utf-8") as f:
+    json.dump(specials, f, ensure_ascii=False, indent=2)
