@@ -86,9 +86,30 @@ def splash_attention(q, k, v, segment_ids, sliding_window=None, interpret=False)
   return jnp.swapaxes(out, 1, 2)
 
 
+def _per_shard(fn, q, k, v, segment_ids):
+  """Runs a kernel that XLA cannot partition on each device's shard of a mesh.
+
+  Pallas kernels are opaque to GSPMD; under a mesh they must see local blocks. Batch is split
+  over (data, fsdp) and heads over tensor, exactly as the activation rules place them.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or mesh.size == 1:
+    return fn(q, k, v, segment_ids)
+  from jax.sharding import PartitionSpec as P
+  batch = tuple(a for a in ("data", "fsdp") if a in mesh.axis_names)
+  heads = "tensor" if "tensor" in mesh.axis_names else None
+  qkv = P(batch, None, heads, None)
+  return jax.shard_map(fn, mesh=mesh, in_specs=(qkv, qkv, qkv, P(batch, None)), out_specs=qkv,
+                       check_vma=False)(q, k, v, segment_ids)
+
+
 def dot_product_attention(q, k, v, *, q_segment_ids, kv_segment_ids, q_index, kv_index,
                           sliding_window=None, impl="xla", decoding=False):
   """Dispatches to an implementation; decoding (KV cache) always uses the XLA path."""
+  # Splash tiles the sequence in blocks of 128 lanes: shorter or ragged rows (shape-only init
+  # traces, short evals) take the XLA path, which computes the same function.
+  if impl == "splash" and q.shape[1] % 128:
+    impl = "xla"
   if impl == "xla" or decoding:
     mask = attention_mask(q_segment_ids, kv_segment_ids, q_index, kv_index, sliding_window)
     return xla_attention(q, k, v, mask)
@@ -96,6 +117,8 @@ def dot_product_attention(q, k, v, *, q_segment_ids, kv_segment_ids, q_index, kv
     return cudnn_attention(q, k, v, q_segment_ids, sliding_window)
   if impl == "splash":
     interpret = jax.default_backend() != "tpu"
-    return splash_attention(q, k, v, q_segment_ids, sliding_window, interpret=interpret)
+    fn = lambda q, k, v, s: splash_attention(q, k, v, s, sliding_window,  # noqa: E731
+                                             interpret=interpret)
+    return _per_shard(fn, q, k, v, q_segment_ids)
   raise ValueError(f"attention_impl={impl!r} is not one of xla, cudnn, splash")
 

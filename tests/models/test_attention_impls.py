@@ -37,3 +37,31 @@ def test_mask_semantics():
   expected = np.array([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 1, 1, 0],
                        [0, 0, 0, 1, 1]], bool)
   np.testing.assert_array_equal(m, expected)
+
+
+def test_splash_under_an_8_device_mesh_matches_xla(tmp_path):
+  """The model with attention_impl=splash, sharded data 2 x fsdp 2 x tensor 2 (interpret mode)."""
+  import flax.linen as nn
+  import hf_testing
+  from langshift.checkpoints.hf_import import load_hf_model
+  from langshift.models.llama import LlamaDecoder
+  from langshift.parallel import sharding
+  from langshift.parallel.mesh import create_mesh
+  hf_testing.make_hf_model("qwen2", tmp_path)
+  cfg, params = load_hf_model(str(tmp_path))
+  tokens = jnp.asarray(np.random.default_rng(0).integers(0, 96, size=(4, 128)))
+  seg = jnp.asarray(np.repeat([[1, 2]], 64, axis=1).repeat(4, axis=0))
+  ref = LlamaDecoder(cfg).apply({"params": params}, tokens, segment_ids=seg)
+  mesh = create_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  _, sharded = load_hf_model(str(tmp_path), mesh=mesh, attention_impl="splash")
+  model = LlamaDecoder(cfg.replace(attention_impl="splash"))
+
+  @jax.jit
+  def forward(p, t, s):
+    with nn.logical_axis_rules(sharding.DEFAULT_LOGICAL_RULES):
+      return model.apply({"params": p}, t, segment_ids=s)
+
+  with jax.set_mesh(mesh):
+    out = forward(sharded, jax.device_put(tokens, sharding.batch_sharding(mesh)),
+                  jax.device_put(seg, sharding.batch_sharding(mesh)))
+  np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-4)
