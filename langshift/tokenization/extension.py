@@ -14,7 +14,7 @@ from typing import Sequence
 from sentencepiece import sentencepiece_model_pb2 as sp_model
 
 from langshift.tokenization import byte_level, sentencepiece_export
-from langshift.tokenization.tokenizer_files import to_tokenizer
+from langshift.tokenization.tokenizer_files import model_token_ids, to_tokenizer
 from langshift.tokenization.vocabulary import SPACE, tokenizer_kind
 
 NORMAL = sentencepiece_export.NORMAL
@@ -39,7 +39,7 @@ def write_merges(merges: list[tuple[str, str]], like: list) -> list:
 
 
 def next_free_id(tokenizer_json: dict) -> int:
-  ids = list(tokenizer_json["model"]["vocab"].values())
+  ids = list(model_token_ids(tokenizer_json).values())
   ids += [t["id"] for t in tokenizer_json.get("added_tokens", [])]
   return max(ids) + 1
 

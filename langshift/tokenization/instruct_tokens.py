@@ -12,9 +12,9 @@ import copy
 import dataclasses
 
 from langshift.tokenization.extension import next_free_id
-from langshift.tokenization.tokenizer_files import (SPECIAL_TOKEN_KEYS, read_tokenizer_config,
-                                                    read_tokenizer_json, special_token_content,
-                                                    write_tokenizer_dir)
+from langshift.tokenization.tokenizer_files import (SPECIAL_TOKEN_KEYS, model_token_ids,
+                                                    read_tokenizer_config, read_tokenizer_json,
+                                                    special_token_content, write_tokenizer_dir)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +28,7 @@ def add_instruct_special_tokens(tokenizer_json: dict, instruct_tokenizer_json: d
                                 ) -> tuple[dict, list[tuple[int, int]]]:
   """Every special added token of the instruct tokenizer, found or appended in the new one."""
   spec = copy.deepcopy(tokenizer_json)
-  by_content = dict(spec["model"].get("vocab", {}))
+  by_content = model_token_ids(spec)
   by_content.update({t["content"]: t["id"] for t in spec.get("added_tokens", [])})
   next_id = next_free_id(spec)
   rows = []
@@ -55,7 +55,7 @@ def write_instruct_tokenizer(directory: str, tokenizer_json: dict, instruct_dir:
   config = read_tokenizer_config(instruct_dir)
   spec, rows = add_instruct_special_tokens(tokenizer_json, instruct_json)
   names = {key: special_token_content(config.get(key)) for key in SPECIAL_TOKEN_KEYS}
-  by_content = dict(spec["model"].get("vocab", {}))
+  by_content = model_token_ids(spec)
   by_content.update({t["content"]: t["id"] for t in spec.get("added_tokens", [])})
   names = {k: v for k, v in names.items() if v is not None and v in by_content}
   write_tokenizer_dir(directory, spec, chat_template=config.get("chat_template"),

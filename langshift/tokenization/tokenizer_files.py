@@ -32,6 +32,15 @@ def read_tokenizer_json(path: str) -> dict:
     return sentencepiece_export.sentencepiece_to_tokenizer_json(f.read())
 
 
+def model_token_ids(tokenizer_json: dict) -> dict[str, int]:
+  """The model's own tokens -> ids (added tokens excluded). BPE/WordPiece store a {token: id}
+  dict; Unigram a list of [piece, score] pairs in id order."""
+  vocab = tokenizer_json["model"].get("vocab", {})
+  if isinstance(vocab, list):
+    return {piece: i for i, (piece, _) in enumerate(vocab)}
+  return dict(vocab)
+
+
 def to_tokenizer(tokenizer: Tokenizer | dict | str) -> Tokenizer:
   if isinstance(tokenizer, Tokenizer):
     return tokenizer

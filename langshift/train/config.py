@@ -17,6 +17,26 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
 
+  # --- Recipe: what `python -m langshift.main` runs (langshift/recipes/run.py) ------------------
+  #   cpt  train_and_evaluate on this config (continual pre-training or SFT: `data` decides).
+  #   lep  learned embedding propagation (methods §3, langshift/recipes/lep.py): target tokenizer
+  #        -> initialised base -> embedding-only CPT of the base -> propagation into the instruct
+  #        model -> HF export. The CPT stage is this config with init/tokenizer/trainable set.
+  c.recipe = "cpt"
+  c.lep = ml_collections.ConfigDict(dict(
+      base="",  # local HF directory of the base model (it is continually pre-trained)
+      instruct="",  # local HF directory of its instruct model (it receives the embeddings)
+      tokenizer_variant="extended",  # bpe | unigram | extended | optimized
+      # SentencePiece model trained on `data`'s source files: the whole new vocabulary for
+      # bpe/unigram, the pool of candidate pieces for extended/optimized (LEP: 32k Mistral,
+      # 128k Llama-3). A soft limit: a corpus too small to reach it gives fewer pieces.
+      new_vocab_size=32000,
+      max_new_tokens=ml_collections.config_dict.placeholder(int),  # None: every new piece
+      shrink_to=ml_collections.config_dict.placeholder(int),  # optimized: old vocab cut to this
+      tokenizer_max_texts=1_000_000,  # lines of the data sources the tokenizer is trained on
+      init="mean",  # new rows: mean of old sub-token rows (LEP) | random (matched mean/std)
+      propagation="conversion"))  # swap | overlap | conversion
+
   # --- Initialisation precedence -------------------------------------------------------------
   # 1. A checkpoint already in the workdir resumes everything (params, optimizer, step, RNG, data
   #    iterator): re-running the same command after a preemption continues the run.

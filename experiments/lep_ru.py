@@ -1,0 +1,78 @@
+"""LEP on Russian (methods §3): a Russian tokenizer, embedding-only CPT of the base model, and
+learned embedding propagation into its instruct model, exported for transformers/vLLM.
+
+Default: the published Llama-3-8B setting (Extended tokenizer, Conversion propagation). Base and
+instruct are local Hugging Face directories you supply (nothing is downloaded), e.g.
+
+  python -m langshift.main --config=experiments/lep_ru.py --workdir=workdir/lep_ru \\
+      --config.lep.base=/models/Meta-Llama-3-8B \\
+      --config.lep.instruct=/models/Meta-Llama-3-8B-Instruct \\
+      --config.data.sources.ru.path='/corpora/ru/*.jsonl' --config.train.steps=<one epoch>
+
+Outputs: workdir/{tokenizer_new, base_init, cpt, lep_instruct}; the last is the chat model.
+Variants (`--config=experiments/lep_ru.py:<arg>`):
+  mistral  Mistral-7B / OpenChat-3.5: 32k SentencePiece pool, LR 1e-4.
+  smollm2  SmolLM2-135M-Instruct as both base and instruct, the offline Debian handbook as text
+           (`launch/setup_env.sh`), CPU-sized. It demonstrates the mechanics, not the published
+           numbers: with base = instruct the propagation map is the identity.
+  tiny     a seconds-long CPU run of every stage (the end-to-end test); give lep.base/instruct.
+`sweep()` lists the paper's tokenizer x propagation ablation as overrides.
+"""
+
+from langshift.data.config import source_config
+from langshift.train.config import base_config
+
+CORPUS = ".cache/corpora/debian_handbook/ru-RU"
+SMOLLM2 = ".cache/smollm2-135m-instruct"
+
+
+def get_config(arg=None):
+  c = base_config()
+  c.recipe = "lep"
+  c.lep.update(tokenizer_variant="extended", new_vocab_size=128_000, propagation="conversion",
+               init="mean")
+  # §3.2: AdamW (0.9, 0.95), eps 1e-5, wd 0.1, cosine after 100 warm-up steps, LR 2e-4
+  # (Llama-3), batch 256 x 1024, bf16 compute, one epoch of the corpus.
+  c.optimizer.update(learning_rate=2e-4, schedule="cosine", warmup_steps=100, b1=0.9, b2=0.95,
+                     eps=1e-5, weight_decay=0.1)
+  c.train.update(global_batch_size=256, seq_len=1024, steps=10_000, log_every=10, eval_every=500,
+                 eval_batches=8, loss_chunk_size=1024)  # 128k+ vocab: chunked cross-entropy
+  c.model.update(dtype="bfloat16", param_dtype="float32", remat_policy="full")
+  c.checkpoint.update(every_steps=500, keep=2)
+  # Rows start at a document or paragraph boundary: bos + text + eos packed into 1024 tokens.
+  c.data.sources.ru = source_config(path=f"{CORPUS}/train.jsonl", format="jsonl")
+  c.data.packing = "boundary"
+  c.eval_data.sources.ru = source_config(path=f"{CORPUS}/heldout.jsonl", format="jsonl")
+  c.eval_data.packing = "boundary"
+  c.eval_data.shuffle = False
+
+  if arg == "mistral":
+    c.lep.new_vocab_size = 32_000
+    c.optimizer.learning_rate = 1e-4
+  elif arg == "smollm2":
+    c.lep.update(base=SMOLLM2, instruct=SMOLLM2, new_vocab_size=8_000)
+    c.model.update(dtype="float32", remat_policy="none")
+    c.train.update(global_batch_size=4, seq_len=256, steps=20, log_every=5, eval_every=0,
+                   eval_batches=2, loss_chunk_size=0)
+    c.optimizer.update(learning_rate=1e-3, warmup_steps=2)
+    c.checkpoint.update(every_steps=10, keep=1)
+  elif arg == "tiny":
+    c.lep.update(new_vocab_size=600, tokenizer_max_texts=2_000)
+    c.model.update(dtype="float32", remat_policy="none")
+    c.train.update(global_batch_size=8, seq_len=32, steps=4, log_every=1, eval_every=0,
+                   eval_batches=1, loss_chunk_size=0)
+    c.optimizer.update(learning_rate=1e-2, warmup_steps=1)
+    c.checkpoint.update(every_steps=2, keep=1)
+  elif arg is not None:
+    raise ValueError(f"unknown variant {arg!r}; expected mistral, smollm2 or tiny")
+  return c
+
+
+def sweep():
+  """LEP's ablation grid: tokenizer variant x propagation method (Llama-3 sizes, methods §3)."""
+  variants = [{"lep.tokenizer_variant": "bpe"}, {"lep.tokenizer_variant": "unigram"},
+              {"lep.tokenizer_variant": "extended"},
+              {"lep.tokenizer_variant": "optimized", "lep.shrink_to": 64_000,
+               "lep.max_new_tokens": 64_000}]
+  return [{**v, "lep.propagation": p} for v in variants
+          for p in ("swap", "overlap", "conversion")]

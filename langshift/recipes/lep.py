@@ -1,0 +1,227 @@
+"""LEP end to end (Tikhomirov & Chernyshev 2024; methods §3): `run_lep(config, workdir)`.
+
+One config, four resumable stages (`langshift/recipes/stages.py`), each writing one folder:
+
+  tokenizer_new/  the target tokenizer (config.lep.tokenizer_variant) trained on the text of
+                  config.data's source files;
+  base_init/      the base model with its embeddings resized to the new vocabulary, a new
+                  token's input and output rows the mean of its old sub-tokens' rows (§3.1);
+  cpt/            embedding-only continual pre-training of base_init on config.data
+                  (`train_and_evaluate`, trainable preset "embeddings", §3.2); `cpt/hf` is its
+                  float32 export, the donor of the next stage;
+  lep_instruct/   the instruct model with embeddings propagated from the donor (swap | overlap |
+                  conversion, §3.3), its own chat tokens appended with their rows, its chat
+                  template and special ids: an HF checkpoint + tokenizer for transformers/vLLM.
+
+A killed run continues: finished stages are skipped, CPT resumes from its own checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+from langshift.checkpoints.hf_export import export_hf_model
+from langshift.checkpoints.hf_import import load_hf_model
+from langshift.data.config import resolve_sources
+from langshift.embeddings.initialization import INIT_METHODS, resize_embedding_params
+from langshift.embeddings.param_tree import embedding_matrices
+from langshift.embeddings.propagation import PROPAGATION_METHODS, propagate_embedding_params
+from langshift.embeddings.vocabulary_map import build_vocabulary_map
+from langshift.recipes import lep_inputs
+from langshift.recipes.stages import StageInterrupted, StageRunner
+from langshift.tokenization.adaptation import VARIANTS, build_tokenizer
+from langshift.tokenization.extension import next_free_id
+from langshift.tokenization.instruct_tokens import write_instruct_tokenizer
+from langshift.tokenization.tokenizer_files import (read_tokenizer_config, read_tokenizer_json,
+                                                    write_tokenizer_dir)
+from langshift.tokenization.vocabulary import vocabulary
+
+STAGE_DIRS = dict(tokenizer="tokenizer_new", init="base_init", cpt="cpt",
+                  propagate="lep_instruct")
+# Generation settings of the instruct model that name token ids (remapped to the new vocabulary).
+GENERATION_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def lep_paths(workdir: str) -> dict[str, str]:
+  return {name: os.path.join(workdir, d) for name, d in STAGE_DIRS.items()}
+
+
+def run_lep(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Runs (or continues) every stage; returns {'status', 'stages': {name: summary}, 'export'}.
+
+  status is 'preempted' when CPT stopped early (SIGTERM): rerun the same command to go on.
+  """
+  lep = config.lep
+  _check_lep_config(lep)
+  paths = lep_paths(workdir)
+  runner = StageRunner(workdir)
+  sources = [src.path for src in resolve_sources(config.data)]
+  stages: dict[str, Any] = {}
+  stages["tokenizer"] = runner.run(
+      "tokenizer", paths["tokenizer"], lambda: build_target_tokenizer(config, paths["tokenizer"]),
+      inputs=dict(base=lep.base, variant=lep.tokenizer_variant, vocab_size=lep.new_vocab_size,
+                  max_new_tokens=lep.max_new_tokens, shrink_to=lep.shrink_to,
+                  max_texts=lep.tokenizer_max_texts, sources=sources))
+  stages["init"] = runner.run(
+      "init", paths["init"],
+      lambda: initialise_base(lep.base, paths["tokenizer"], paths["init"], method=lep.init,
+                              seed=config.seed),
+      inputs=dict(base=lep.base, init=lep.init, seed=config.seed))
+  try:
+    stages["cpt"] = runner.run(
+        "cpt", paths["cpt"], lambda: continual_pretraining(config, paths),
+        inputs=dict(steps=config.train.steps, sources=sources), clear_partial=False)
+  except StageInterrupted as e:
+    runner.log("langshift: LEP stopped during CPT; rerun the same command to continue")
+    stages["cpt"] = e.summary
+    return {"status": "preempted", "stages": stages, "export": None}
+  stages["propagate"] = runner.run(
+      "propagate", paths["propagate"],
+      lambda: propagate_into_instruct(lep.base, lep.instruct, paths, method=lep.propagation),
+      inputs=dict(instruct=lep.instruct, propagation=lep.propagation))
+  runner.log(f"langshift: LEP done; instruct model with the new vocabulary: {paths['propagate']}")
+  return {"status": "done", "stages": stages, "export": paths["propagate"]}
+
+
+def _check_lep_config(lep) -> None:
+  for key in ("base", "instruct"):
+    if not lep[key] or not os.path.isdir(lep[key]):
+      raise ValueError(f"config.lep.{key}={lep[key]!r}: give a local Hugging Face model "
+                       "directory")
+  for key, value, choices in (("tokenizer_variant", lep.tokenizer_variant, VARIANTS),
+                              ("init", lep.init, INIT_METHODS),
+                              ("propagation", lep.propagation, PROPAGATION_METHODS)):
+    if value not in choices:
+      raise ValueError(f"config.lep.{key}={value!r}; expected one of {choices}")
+  if lep.tokenizer_variant == "optimized" and not lep.shrink_to:
+    raise ValueError("config.lep.tokenizer_variant='optimized' needs config.lep.shrink_to")
+
+
+def build_target_tokenizer(config, out_dir: str) -> dict[str, Any]:
+  """Stage (a): the variant's tokenizer.json, with the base's special tokens and chat template
+  when it extends the base (bpe/unigram replace it: SentencePiece's own <s>, </s>, <unk>)."""
+  lep = config.lep
+  texts = lep_inputs.corpus_texts(config.data, lep.tokenizer_max_texts)
+  base_source = lep_inputs.tokenizer_source(lep.base)
+  # hard_vocab_limit=False: a corpus too small for new_vocab_size yields fewer pieces, not an
+  # error (the limit is what LEP's tokenizers were trained with on big corpora).
+  spec = build_tokenizer(lep.tokenizer_variant, texts, vocab_size=lep.new_vocab_size,
+                         base=base_source, max_new_tokens=lep.max_new_tokens,
+                         shrink_to=lep.shrink_to, hard_vocab_limit=False)
+  if lep.tokenizer_variant in ("bpe", "unigram"):
+    names, extra = dict(lep_inputs.SENTENCEPIECE_SPECIALS), {}
+  else:
+    names = lep_inputs.special_token_strings(lep.base)
+    base_config = read_tokenizer_config(lep.base)
+    extra = dict(chat_template=base_config.get("chat_template"),
+                 model_max_length=base_config.get("model_max_length"))
+  present = lep_inputs.special_token_ids(spec, names)
+  write_tokenizer_dir(out_dir, spec, **{k: names[k] for k in present}, **extra)
+  return dict(variant=lep.tokenizer_variant, texts=len(texts),
+              old_size=vocabulary(base_source).size, new_size=next_free_id(spec))
+
+
+def lep_vocabulary_map(base_dir: str, tokenizer_dir: str):
+  """Old (base) -> new ids; a replaced tokenizer's <s>/</s>/<unk> map onto the base's own."""
+  new_names = lep_inputs.special_token_strings(tokenizer_dir)
+  old_names = lep_inputs.special_token_strings(base_dir)
+  special_map = {new_names[k]: old_names[k] for k in new_names if k in old_names}
+  return build_vocabulary_map(lep_inputs.tokenizer_source(base_dir),
+                              read_tokenizer_json(tokenizer_dir), special_token_map=special_map)
+
+
+def initialise_base(base_dir: str, tokenizer_dir: str, out_dir: str, *, method: str,
+                    seed: int) -> dict[str, Any]:
+  """Stage (b): base_init = the base with new-vocabulary embeddings, in the base's dtype."""
+  dtype = lep_inputs.checkpoint_dtype(base_dir)
+  cfg, params = load_hf_model(base_dir, param_dtype=dtype)
+  vocab_map = lep_vocabulary_map(base_dir, tokenizer_dir)
+  params = resize_embedding_params(params, vocab_map, method=method, seed=seed)
+  ids = lep_inputs.special_token_ids(read_tokenizer_json(tokenizer_dir),
+                                     lep_inputs.special_token_strings(tokenizer_dir))
+  cfg = cfg.replace(vocab_size=vocab_map.new_size, bos_token_id=ids.get("bos_token"),
+                    eos_token_id=ids.get("eos_token"), pad_token_id=ids.get("pad_token"))
+  export_hf_model(params, cfg, out_dir, tokenizer_dir=tokenizer_dir, dtype=dtype)
+  return dict(vocab_size=vocab_map.new_size, kept=int(vocab_map.kept.sum()),
+              fallback=int((vocab_map.fallback & ~vocab_map.kept).sum()), dtype=dtype)
+
+
+def continual_pretraining(config, paths: dict[str, str]) -> dict[str, Any]:
+  """Stage (c): this config's training run on base_init, embeddings only (§3.2)."""
+  cpt = config.copy_and_resolve_references()
+  cpt.recipe = "cpt"
+  cpt.init_from_hf = paths["init"]
+  cpt.tokenizer = paths["tokenizer"]
+  cpt.train.trainable = "embeddings"
+  # The donor is read back for a float64 least-squares fit: no bf16 rounding in between.
+  cpt.checkpoint.export_hf_at_end = True
+  cpt.checkpoint.export_dtype = "float32"
+  from langshift.train.trainer import train_and_evaluate  # the engine; heavy import
+  summary = train_and_evaluate(cpt, paths["cpt"])
+  if summary.get("stop_reason") == "preempted":
+    raise StageInterrupted("cpt", summary)
+  return summary
+
+
+def propagate_into_instruct(base_dir: str, instruct_dir: str, paths: dict[str, str], *,
+                            method: str) -> dict[str, Any]:
+  """Stages (d, e): instruct embeddings from the donor (cpt/hf), exported with the instruct
+  model's chat tokens, template and special ids; every other weight is the instruct model's."""
+  out_dir = paths["propagate"]
+  donor_dir = os.path.join(paths["cpt"], "hf")
+  dtype = lep_inputs.checkpoint_dtype(instruct_dir)
+  instruct_cfg, instruct_params = load_hf_model(instruct_dir, param_dtype=dtype)
+  vocab_map = lep_vocabulary_map(base_dir, paths["tokenizer"])
+  tokens = write_instruct_tokenizer(out_dir, read_tokenizer_json(paths["tokenizer"]),
+                                    instruct_dir)
+  params = propagate_embedding_params(
+      lep_inputs.hf_embedding_params(base_dir), instruct_params,
+      lep_inputs.hf_embedding_params(donor_dir), vocab_map, method=method,
+      special_rows=tokens.special_rows)
+  vocab_size = embedding_matrices(params)["embed"].shape[0]
+  to_new = {instruct_id: new_id for new_id, instruct_id in tokens.special_rows}
+  eos = _remap_ids(instruct_cfg.eos_token_id, to_new)
+  eos = (eos,) if isinstance(eos, int) else tuple(eos or ())
+  if "eos_token" in tokens.special_ids and tokens.special_ids["eos_token"] not in eos:
+    eos = (tokens.special_ids["eos_token"], *eos)
+  cfg = instruct_cfg.replace(
+      vocab_size=vocab_size,
+      bos_token_id=tokens.special_ids.get("bos_token",
+                                          _remap_ids(instruct_cfg.bos_token_id, to_new)),
+      eos_token_id=(eos[0] if len(eos) == 1 else tuple(eos)) if eos else None,
+      pad_token_id=tokens.special_ids.get("pad_token",
+                                          _remap_ids(instruct_cfg.pad_token_id, to_new)))
+  export_hf_model(params, cfg, out_dir, tokenizer_dir=out_dir, dtype=dtype,
+                  generation_config=_generation_config(instruct_dir, to_new))
+  return dict(method=method, vocab_size=vocab_size, dtype=dtype,
+              appended_special_tokens=vocab_size - vocab_map.new_size,
+              special_ids=tokens.special_ids)
+
+
+def _remap_ids(value, to_new: dict[int, int]):
+  """An id, or a list of ids, of the instruct vocabulary in the new one (dropping the unmapped)."""
+  if value is None:
+    return None
+  if isinstance(value, int):
+    return to_new.get(value)
+  mapped = tuple(to_new[i] for i in value if i in to_new)
+  return mapped or None
+
+
+def _generation_config(instruct_dir: str, to_new: dict[int, int]) -> dict[str, Any]:
+  """The instruct model's sampling defaults, with its token ids moved to the new vocabulary."""
+  path = os.path.join(instruct_dir, "generation_config.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    gen = json.load(f)
+  for key in GENERATION_ID_KEYS:
+    if key in gen:
+      mapped = _remap_ids(gen.pop(key), to_new)
+      if mapped is not None:
+        gen[key] = list(mapped) if isinstance(mapped, tuple) else mapped
+  return gen
