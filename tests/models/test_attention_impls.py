@@ -65,3 +65,14 @@ def test_splash_under_an_8_device_mesh_matches_xla(tmp_path):
     out = forward(sharded, jax.device_put(tokens, sharding.batch_sharding(mesh)),
                   jax.device_put(seg, sharding.batch_sharding(mesh)))
   np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-4)
+
+
+@pytest.mark.parametrize("t,window", [(256, None), (384, None), (384, 150)])
+def test_blocked_causal_attention_matches_full_xla(t, window):
+  q, k, v, seg, ref = _inputs(t=t, window=window)
+  out = attention.blocked_causal_attention(q, k, v, seg, window)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5)
+  idx = jnp.broadcast_to(jnp.arange(t), (2, t))
+  dispatched = attention.dot_product_attention(q, k, v, q_segment_ids=seg, kv_segment_ids=seg,
+                                               q_index=idx, kv_index=idx, sliding_window=window)
+  np.testing.assert_allclose(np.asarray(dispatched), np.asarray(ref), atol=1e-5)

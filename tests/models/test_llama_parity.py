@@ -22,6 +22,17 @@ def test_logits_match_transformers(kind, tmp_path):
   np.testing.assert_allclose(np.asarray(ours), ref, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("kind", ["llama31", "mistral"])
+def test_long_rows_match_transformers(kind, tmp_path):
+  """256 tokens: the blocked causal attention path (and windows that cross block edges)."""
+  hf_model = hf_testing.make_hf_model(kind, tmp_path, sliding_window=150)
+  cfg, params = load_hf_model(str(tmp_path))
+  tokens = np.random.default_rng(5).integers(0, cfg.vocab_size, size=(1, 256))
+  ours = LlamaDecoder(cfg).apply({"params": params}, jnp.asarray(tokens))
+  np.testing.assert_allclose(np.asarray(ours), hf_testing.hf_logits(hf_model, tokens), atol=1e-4,
+                             rtol=0)
+
+
 def test_unscanned_and_remat_variants_compute_the_same(tmp_path):
   hf_testing.make_hf_model("llama31", tmp_path)
   tokens = jnp.asarray(np.random.default_rng(1).integers(0, 96, size=(2, 16)))

@@ -1,0 +1,191 @@
+"""Times the real langshift train step (the function training uses) on random tokens.
+
+  python -m langshift.bench.train_step                      # issue-7 dims, fp32, CPU
+  python -m langshift.bench.train_step --compare_torch      # + transformers/torch, A B A B
+  python -m langshift.bench.train_step --preset=1b --dtype=bfloat16 --attention=cudnn   # GPU
+
+No data loading, checkpointing or logging inside the timed loop; tokens are already on device.
+Prints the machine's measured matmul peak, then one final line
+`tokens_per_s=… mfu=… step_s=… peak_rss_mib=…`. MFU uses the convention in
+`langshift/train/flops.py` (6·N per token plus causal attention at half) against the measured
+peak for the step's dtype (or the vendor table on GPU/TPU).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags
+
+from langshift.models.config import ModelConfig
+from langshift.models.llama import LlamaDecoder
+from langshift.parallel import sharding as sharding_lib
+from langshift.parallel.mesh import create_mesh
+from langshift.train import flops, optimizer, state as state_lib, step as step_lib
+
+PRESETS = {
+    # The shared dims of issue 7 (peers measured on the same CPU).
+    "issue7": dict(vocab_size=32000, hidden_size=512, intermediate_size=1408, num_layers=8,
+                   num_heads=8, num_kv_heads=4),
+    # ~1.1B Llama (TinyLlama-1.1B shapes) for GPU MFU.
+    "1b": dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_layers=22,
+               num_heads=32, num_kv_heads=4),
+}
+
+_PRESET = flags.DEFINE_enum("preset", "issue7", list(PRESETS), "Model dims.")
+_SEQ = flags.DEFINE_integer("seq_len", 512, "Tokens per row.")
+_BATCH = flags.DEFINE_integer("batch", 4, "Rows per step.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
+_PARAM_DTYPE = flags.DEFINE_enum("param_dtype", "float32", ["float32", "bfloat16"],
+                                 "Master-weight dtype.")
+_REMAT = flags.DEFINE_enum("remat", "none", ["none", "minimal", "full"], "Remat policy.")
+_SCAN = flags.DEFINE_boolean("scan_layers", True, "nn.scan over layers (False: unrolled).")
+_ATTN = flags.DEFINE_enum("attention", "xla", ["xla", "cudnn", "splash"], "Attention impl.")
+_CHUNK = flags.DEFINE_integer("loss_chunk_size", 0, "Chunked cross-entropy (0: off).")
+_TRAINABLE = flags.DEFINE_string("trainable", "all", "Trainable preset.")
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps (median reported).")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+_TORCH = flags.DEFINE_boolean("compare_torch", False, "Also time transformers + torch AdamW.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "A B rounds for --compare_torch.")
+
+
+def peak_rss_mib() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_step(cfg: ModelConfig, batch: int, seq: int, trainable: str = "all",
+               loss_chunk_size: int = 0, mesh=None):
+  """(jitted step, state, batch on device) — the engine's own step function and shardings."""
+  mesh = mesh or create_mesh({"data": 1, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:1])
+  rules = sharding_lib.DEFAULT_LOGICAL_RULES
+  model = LlamaDecoder(cfg)
+  opt = ml_collections.ConfigDict(dict(
+      learning_rate=1e-4, schedule="constant", warmup_steps=0, total_steps=100,
+      final_lr_fraction=0.1, wsd_decay_fraction=0.2, b1=0.9, b2=0.95, eps=1e-8,
+      weight_decay=0.1, grad_clip_norm=1.0, no_decay_patterns=(r"scale$", r"bias$"), mu_dtype=""))
+  abstract = nn.unbox(jax.eval_shape(lambda r: model.init(r, jnp.ones((1, 1), jnp.int32))["params"],
+                                     jax.random.PRNGKey(0)))
+  tx, schedule = optimizer.make_optimizer(opt, abstract, trainable)
+  mask = optimizer.trainable_mask(abstract, trainable)
+  _, shardings = state_lib.state_shardings(model, tx, mesh, rules)
+  state = state_lib.init_train_state(model, tx, mesh, rules, jax.random.PRNGKey(0), shardings)
+  bs = sharding_lib.batch_sharding(mesh)
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(0, cfg.vocab_size, size=(batch, seq + 1), dtype=np.int32)
+  host = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
+          "segment_ids": np.ones((batch, seq), np.int32),
+          "positions": np.broadcast_to(np.arange(seq, dtype=np.int32), (batch, seq)),
+          "loss_weights": np.ones((batch, seq), np.float32)}
+  device_batch = {k: jax.device_put(v, bs) for k, v in host.items()}
+  fn = step_lib.make_train_step(model, tx, schedule, mask, loss_chunk_size=loss_chunk_size)
+  step = jax.jit(fn, in_shardings=(shardings, bs), out_shardings=(shardings, None),
+                 donate_argnums=(0,))
+
+  def run(s):
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+      return step(s, device_batch)
+
+  def lower(s):
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+      return step.lower(s, device_batch)
+  run.lower = lower  # for cost / memory analysis of exactly this step
+  return run, state, host
+
+
+def time_langshift(run, state, steps, warmup):
+  state, m = run(state)  # compile
+  jax.block_until_ready(m)
+  for _ in range(warmup):
+    state, m = run(state)
+  jax.block_until_ready((state, m))
+  times = []
+  for _ in range(steps):
+    t = time.perf_counter()
+    state, m = run(state)
+    jax.block_until_ready((state, m))
+    times.append(time.perf_counter() - t)
+  return state, times
+
+
+def torch_step_fn(cfg: ModelConfig, host):
+  """transformers LlamaForCausalLM + torch AdamW on the same dims (the PyTorch peer)."""
+  import torch
+  import transformers
+  torch.manual_seed(0)
+  hf = transformers.LlamaConfig(
+      vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+      intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
+      num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+      max_position_embeddings=4096, tie_word_embeddings=False)
+  model = transformers.LlamaForCausalLM(hf).train()
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+  inputs = torch.as_tensor(host["inputs"], dtype=torch.long)
+  labels = torch.as_tensor(host["targets"], dtype=torch.long)
+
+  def step():
+    opt.zero_grad(set_to_none=True)
+    logits = model(inputs).logits
+    loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]).float(),
+                                             labels.view(-1))
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return float(loss)
+  return step
+
+
+def main(argv):
+  del argv
+  cfg = ModelConfig(**PRESETS[_PRESET.value], dtype=_DTYPE.value, param_dtype=_PARAM_DTYPE.value,
+                    remat_policy=_REMAT.value, scan_layers=_SCAN.value,
+                    attention_impl=_ATTN.value, max_position_embeddings=max(4096, _SEQ.value))
+  backend = jax.default_backend()
+  print(f"device: {jax.devices()[0].device_kind} ({backend}), jax {jax.__version__}")
+  peak32 = flops.measure_matmul_peak(jnp.float32)
+  peak16 = flops.measure_matmul_peak(jnp.bfloat16)
+  print(f"measured matmul peak: fp32 {peak32 / 1e9:.1f} GFLOP/s, bf16 {peak16 / 1e9:.1f} GFLOP/s")
+  table = flops.device_peak_flops() if backend != "cpu" else 0.0
+  peak = table or (peak16 if _DTYPE.value == "bfloat16" else peak32)
+  run, state, host = build_step(cfg, _BATCH.value, _SEQ.value, _TRAINABLE.value, _CHUNK.value)
+  tokens = _BATCH.value * _SEQ.value
+  fpt = flops.train_flops_per_token(cfg, _SEQ.value)
+  print(f"model: {cfg.num_params() / 1e6:.1f}M params, {fpt / 1e9:.3f} GFLOP/token (train)")
+
+  if not _TORCH.value:
+    state, times = time_langshift(run, state, _STEPS.value, _WARMUP.value)
+  else:
+    import torch
+    torch_step = torch_step_fn(cfg, host)
+    for _ in range(_WARMUP.value):
+      torch_step()
+    state, _ = time_langshift(run, state, 1, _WARMUP.value)
+    times, torch_times = [], []
+    for r in range(_ROUNDS.value):  # A B A B: both see the same machine state
+      state, t = time_langshift(run, state, _STEPS.value, 0)
+      times += t
+      tt = []
+      for _ in range(_STEPS.value):
+        s = time.perf_counter()
+        torch_step()
+        tt.append(time.perf_counter() - s)
+      torch_times += tt
+      print(f"round {r}: langshift {statistics.median(t):.3f}s  torch {statistics.median(tt):.3f}s")
+    torch_s = statistics.median(torch_times)
+    print(f"torch {torch.__version__}: step_s={torch_s:.3f} tokens_per_s={tokens / torch_s:.1f}")
+    print(f"ratio langshift/torch tokens_per_s = {torch_s / statistics.median(times):.3f}")
+  step_s = statistics.median(times)
+  tps = tokens / step_s
+  mfu = tps * fpt / (peak * jax.device_count() if table else peak)
+  print(f"tokens_per_s={tps:.1f} mfu={mfu:.4f} step_s={step_s:.4f} "
+        f"peak_rss_mib={peak_rss_mib():.0f}")
+
+
+if __name__ == "__main__":
+  app.run(main)
