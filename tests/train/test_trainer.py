@@ -64,17 +64,23 @@ def test_embeddings_preset_freezes_everything_else(tmp_path):
   assert sorted(x.shape for x in moments) == sorted([(64, 32), (64, 32), (32, 64), (32, 64)])
 
 
+def _assert_same_training(dir_a, dir_b, atol, rtol):
+  """Same per-step losses and the same final params in two runs' workdirs."""
+  a, b = _final_params(dir_a), _final_params(dir_b)
+  for x, y in zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"])):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=rtol)
+  la = {r["step"]: r["train/loss"] for r in read_metrics(dir_a) if "train/loss" in r}
+  lb = {r["step"]: r["train/loss"] for r in read_metrics(dir_b) if "train/loss" in r}
+  assert sorted(la) == sorted(lb)
+  np.testing.assert_allclose([lb[s] for s in sorted(la)], [la[s] for s in sorted(la)], rtol=rtol)
+
+
 def test_gradient_accumulation_equals_large_batch(tmp_path):
   big = tiny_config(steps=2, global_batch_size=16)
   acc = tiny_config(steps=2, global_batch_size=16, microbatches=4)
   _run(big, tmp_path / "big")
   _run(acc, tmp_path / "acc")
-  a, b = _final_params(tmp_path / "big"), _final_params(tmp_path / "acc")
-  for x, y in zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"])):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=2e-6, rtol=1e-5)
-  la = [r["train/loss"] for r in read_metrics(tmp_path / "big") if "train/loss" in r]
-  lb = [r["train/loss"] for r in read_metrics(tmp_path / "acc") if "train/loss" in r]
-  np.testing.assert_allclose(la, lb, rtol=1e-5)
+  _assert_same_training(tmp_path / "big", tmp_path / "acc", atol=2e-6, rtol=1e-5)
 
 
 def test_preempted_and_resumed_run_equals_uninterrupted(tmp_path):
@@ -85,16 +91,10 @@ def test_preempted_and_resumed_run_equals_uninterrupted(tmp_path):
   assert summary["stop_reason"] == "preempted" and summary["step"] == 5
   summary = _run(config, tmp_path / "resumed")  # same command again: resumes from step 5
   assert summary["start_step"] == 5 and summary["step"] == 8
-  straight = {r["step"]: r["train/loss"] for r in read_metrics(tmp_path / "straight")
-              if "train/loss" in r}
-  resumed = {r["step"]: r["train/loss"] for r in read_metrics(tmp_path / "resumed")
-             if "train/loss" in r}
-  assert sorted(resumed) == list(range(1, 9))
-  for s in range(1, 9):
-    np.testing.assert_allclose(resumed[s], straight[s], rtol=1e-6)
-  a, b = _final_params(tmp_path / "straight"), _final_params(tmp_path / "resumed")
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+  straight = [r["step"] for r in read_metrics(tmp_path / "straight") if "train/loss" in r]
+  resumed = [r["step"] for r in read_metrics(tmp_path / "resumed") if "train/loss" in r]
+  assert sorted(resumed) == list(range(1, 9)) == sorted(straight)
+  _assert_same_training(tmp_path / "straight", tmp_path / "resumed", atol=1e-7, rtol=1e-6)
 
 
 def test_train_step_on_8_device_mesh_equals_single_device(tmp_path):
@@ -104,12 +104,7 @@ def test_train_step_on_8_device_mesh_equals_single_device(tmp_path):
   meshed.mesh.ici.update(data=2, fsdp=2, tensor=2)
   _run(single, tmp_path / "single")
   _run(meshed, tmp_path / "mesh")
-  a, b = _final_params(tmp_path / "single"), _final_params(tmp_path / "mesh")
-  for x, y in zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"])):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5, rtol=1e-5)
-  la = [r["train/loss"] for r in read_metrics(tmp_path / "single") if "train/loss" in r]
-  lb = [r["train/loss"] for r in read_metrics(tmp_path / "mesh") if "train/loss" in r]
-  np.testing.assert_allclose(la, lb, rtol=1e-5)
+  _assert_same_training(tmp_path / "single", tmp_path / "mesh", atol=1e-5, rtol=1e-5)
 
 
 def test_nonfinite_loss_stops_with_last_good_state_saved(tmp_path):
