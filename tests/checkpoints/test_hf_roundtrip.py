@@ -34,6 +34,10 @@ def test_export_loads_in_transformers_with_identical_logits(kind, tmp_path):
   from langshift.models.llama import LlamaDecoder
   ours = np.asarray(LlamaDecoder(cfg).apply({"params": params}, jnp.asarray(tokens)))
   np.testing.assert_allclose(hf_testing.hf_logits(model, tokens), ours, atol=1e-4, rtol=0)
+  # Our importer reads the sharded directory (index + several files) back exactly.
+  _, again = load_hf_model(str(out))
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(again)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 @pytest.mark.parametrize("param_dtype", ["float32", "bfloat16"])

@@ -128,3 +128,14 @@ def test_checkpoint_holds_data_state_and_config(tmp_path):
                                                     config=ocp.args.JsonRestore()))
   assert restored["data"] == {"index": 4}
   assert restored["config"]["train"]["steps"] == 4
+
+
+def test_bf16_compute_keeps_fp32_master_weights(tmp_path):
+  config = tiny_config(steps=10)
+  config.model.dtype = "bfloat16"
+  config.optimizer.learning_rate = 1e-2
+  _run(config, tmp_path)
+  state = _final_params(tmp_path)
+  assert {np.asarray(x).dtype for x in jax.tree.leaves(state["params"])} == {np.dtype("float32")}
+  losses = [r["train/loss"] for r in read_metrics(tmp_path) if "train/loss" in r]
+  assert losses[-1] < 0.8 * losses[0]
