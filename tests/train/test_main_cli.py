@@ -53,7 +53,7 @@ def _losses(workdir):
 def test_main_runs_resumes_exactly_and_exports(setup, tmp_path):
   straight = _main(setup, tmp_path / "straight", "--config.train.steps=6",
                    "--config.eval_suite.suite=mini_darumeru", "--config.eval_suite.every_steps=3",
-                   "--config.eval_suite.max_examples=2")
+                   "--config.eval_suite.max_examples=2", "--config.checkpoint.export_hf_every=4")
   assert straight.returncode == 0, straight.stderr[-3000:]
   assert "held-out perplexity" in straight.stdout
   first = _main(setup, tmp_path / "resumed", "--config.train.steps=3")
@@ -79,6 +79,9 @@ def test_main_runs_resumes_exactly_and_exports(setup, tmp_path):
   tok = transformers.AutoTokenizer.from_pretrained(str(export))
   assert tok.chat_template == data_fixtures.LLAMA3_STYLE_TEMPLATE
   assert os.path.exists(tmp_path / "straight" / "tokenizer" / "tokenizer.json")
+  # The periodic export (every 4 steps) is a complete HF directory too.
+  assert os.path.exists(tmp_path / "straight" / "hf_step_4" / "model.safetensors")
+  assert os.path.exists(tmp_path / "straight" / "hf_step_4" / "tokenizer.json")
 
 
 def test_unknown_config_key_is_a_clear_error(setup, tmp_path):
