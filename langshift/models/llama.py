@@ -23,6 +23,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from langshift.models import attention as attention_lib
 from langshift.models.config import ModelConfig
@@ -63,9 +64,17 @@ class Linear(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    shape = tuple(x.shape[x.ndim - self.in_axes:]) + tuple(self.out_shape)
-    kernel = self.param("kernel", _init(self.names), shape, self.param_dtype)
-    y = jnp.tensordot(x.astype(self.dtype), jnp.asarray(kernel, self.dtype), axes=self.in_axes)
+    in_shape = tuple(x.shape[x.ndim - self.in_axes:])
+    kernel = self.param("kernel", _init(self.names), in_shape + tuple(self.out_shape),
+                        self.param_dtype)
+    # As one 2-D matmul over flattened tokens: the weight-gradient dot then contracts the token
+    # axis of two row-major matrices, which XLA runs without transposing activations (the MLP
+    # backward is ~20% faster on CPU than with [batch, length] kept apart).
+    lead = x.shape[:x.ndim - self.in_axes]
+    n_in, n_out = int(np.prod(in_shape)), int(np.prod(self.out_shape))
+    y = jnp.dot(x.astype(self.dtype).reshape(-1, n_in),
+                jnp.asarray(kernel, self.dtype).reshape(n_in, n_out))
+    y = y.reshape(lead + tuple(self.out_shape))
     if self.use_bias:
       bias = self.param("bias", _init(self.names[self.in_axes:], nn.initializers.zeros),
                         tuple(self.out_shape), self.param_dtype)
