@@ -13,31 +13,17 @@ peak for the step's dtype (or the vendor table on GPU/TPU).
 
 from __future__ import annotations
 
-import resource
 import statistics
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
-import numpy as np
 from absl import app, flags
 
+from langshift.bench.step_timing import (PRESETS, build_step, peak_rss_mib, time_langshift,
+                                         torch_step_fn)
 from langshift.models.config import ModelConfig
-from langshift.models.llama import LlamaDecoder
-from langshift.parallel import sharding as sharding_lib
-from langshift.parallel.mesh import create_mesh
-from langshift.train import flops, optimizer, state as state_lib, step as step_lib
-
-PRESETS = {
-    # The shared dims of issue 7 (peers measured on the same CPU).
-    "issue7": dict(vocab_size=32000, hidden_size=512, intermediate_size=1408, num_layers=8,
-                   num_heads=8, num_kv_heads=4),
-    # ~1.1B Llama (TinyLlama-1.1B shapes) for GPU MFU.
-    "1b": dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_layers=22,
-               num_heads=32, num_kv_heads=4),
-}
+from langshift.train import flops
 
 _PRESET = flags.DEFINE_enum("preset", "issue7", list(PRESETS), "Model dims.")
 _SEQ = flags.DEFINE_integer("seq_len", 512, "Tokens per row.")
@@ -54,91 +40,6 @@ _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps (median reported).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
 _TORCH = flags.DEFINE_boolean("compare_torch", False, "Also time transformers + torch AdamW.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "A B rounds for --compare_torch.")
-
-
-def peak_rss_mib() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def build_step(cfg: ModelConfig, batch: int, seq: int, trainable: str = "all",
-               loss_chunk_size: int = 0, mesh=None):
-  """(jitted step, state, batch on device) — the engine's own step function and shardings."""
-  mesh = mesh or create_mesh({"data": 1, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:1])
-  rules = sharding_lib.DEFAULT_LOGICAL_RULES
-  model = LlamaDecoder(cfg)
-  opt = ml_collections.ConfigDict(dict(
-      learning_rate=1e-4, schedule="constant", warmup_steps=0, total_steps=100,
-      final_lr_fraction=0.1, wsd_decay_fraction=0.2, b1=0.9, b2=0.95, eps=1e-8,
-      weight_decay=0.1, grad_clip_norm=1.0, no_decay_patterns=(r"scale$", r"bias$"), mu_dtype=""))
-  abstract = nn.unbox(jax.eval_shape(lambda r: model.init(r, jnp.ones((1, 1), jnp.int32))["params"],
-                                     jax.random.PRNGKey(0)))
-  tx, schedule = optimizer.make_optimizer(opt, abstract, trainable)
-  mask = optimizer.trainable_mask(abstract, trainable)
-  _, shardings = state_lib.state_shardings(model, tx, mesh, rules)
-  state = state_lib.init_train_state(model, tx, mesh, rules, jax.random.PRNGKey(0), shardings)
-  bs = sharding_lib.batch_sharding(mesh)
-  rng = np.random.default_rng(0)
-  tokens = rng.integers(0, cfg.vocab_size, size=(batch, seq + 1), dtype=np.int32)
-  host = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
-          "segment_ids": np.ones((batch, seq), np.int32),
-          "positions": np.broadcast_to(np.arange(seq, dtype=np.int32), (batch, seq)),
-          "loss_weights": np.ones((batch, seq), np.float32)}
-  device_batch = {k: jax.device_put(v, bs) for k, v in host.items()}
-  fn = step_lib.make_train_step(model, tx, schedule, mask, loss_chunk_size=loss_chunk_size)
-  step = jax.jit(fn, in_shardings=(shardings, bs), out_shardings=(shardings, None),
-                 donate_argnums=(0,))
-
-  def run(s):
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-      return step(s, device_batch)
-
-  def lower(s):
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-      return step.lower(s, device_batch)
-  run.lower = lower  # for cost / memory analysis of exactly this step
-  return run, state, host
-
-
-def time_langshift(run, state, steps, warmup):
-  state, m = run(state)  # compile
-  jax.block_until_ready(m)
-  for _ in range(warmup):
-    state, m = run(state)
-  jax.block_until_ready((state, m))
-  times = []
-  for _ in range(steps):
-    t = time.perf_counter()
-    state, m = run(state)
-    jax.block_until_ready((state, m))
-    times.append(time.perf_counter() - t)
-  return state, times
-
-
-def torch_step_fn(cfg: ModelConfig, host):
-  """transformers LlamaForCausalLM + torch AdamW on the same dims (the PyTorch peer)."""
-  import torch
-  import transformers
-  torch.manual_seed(0)
-  hf = transformers.LlamaConfig(
-      vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-      intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
-      num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-      max_position_embeddings=4096, tie_word_embeddings=False)
-  model = transformers.LlamaForCausalLM(hf).train()
-  opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
-  inputs = torch.as_tensor(host["inputs"], dtype=torch.long)
-  labels = torch.as_tensor(host["targets"], dtype=torch.long)
-
-  def step():
-    opt.zero_grad(set_to_none=True)
-    logits = model(inputs).logits
-    loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]).float(),
-                                             labels.view(-1))
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    return float(loss)
-  return step
 
 
 def main(argv):

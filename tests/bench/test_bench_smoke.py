@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from langshift.bench.train_step import build_step, time_langshift
+from langshift.bench.step_timing import build_step, time_langshift
 from langshift.models.config import ModelConfig
 
 
