@@ -43,11 +43,6 @@ def rules_from_config(rules: Sequence[Sequence[Any]] | None):
   return tuple(out)
 
 
-def logical_partition_specs(boxed_tree):
-  """PartitionSpecs of logical names for a tree of `nn.LogicallyPartitioned` leaves."""
-  return nn.get_partition_spec(boxed_tree)
-
-
 def mesh_shardings(boxed_tree, mesh: jax.sharding.Mesh, rules):
   """NamedShardings on `mesh` for each leaf of an (abstract) boxed param tree."""
   logical = nn.get_partition_spec(boxed_tree)

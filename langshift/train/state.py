@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import optax
 
 from langshift.models.llama import LlamaDecoder
-from langshift.parallel import sharding as sharding_lib
 
 
 @flax.struct.dataclass
@@ -62,7 +61,3 @@ def state_from_params(params, tx, rng, shardings):
 
 def count_params(tree) -> int:
   return sum(int(x.size) for x in jax.tree.leaves(tree))
-
-
-def batch_shardings(mesh):
-  return sharding_lib.batch_sharding(mesh)

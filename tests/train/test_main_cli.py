@@ -3,7 +3,6 @@ resume after a stop with no batch skipped or repeated, HF export."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
