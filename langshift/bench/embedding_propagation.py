@@ -36,6 +36,18 @@ def _random(rows: int, dim: int, rng, dtype) -> np.ndarray:
   return out
 
 
+def gemm_rate(dtype, size: int = 4096, repeats: int = 3) -> float:
+  """FLOP/s of numpy's BLAS GEMM (what the propagation runs on), best of `repeats`."""
+  rng = np.random.default_rng(0)
+  a, b = (rng.standard_normal((size, size)).astype(dtype) for _ in range(2))
+  best = float("inf")
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    a @ b
+    best = min(best, time.perf_counter() - t0)
+  return 2 * size ** 3 / best
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--old_vocab", type=int, default=128_256)
@@ -76,6 +88,9 @@ def main(argv=None) -> None:
   print(f"  apply donor @ P ({vocab_map.new_size:,} rows):   {t_apply:7.2f} s")
   print(f"  propagation, one matrix:         {total:7.2f} s "
         f"({flops / total / 1e9:.0f} GFLOP/s over {flops / 1e12:.1f} TFLOP)")
+  rate = gemm_rate(product_dtype)
+  print(f"  numpy {args.product_dtype} GEMM peak here: {rate / 1e9:.0f} GFLOP/s, so no "
+        f"implementation of these products beats {flops / rate:.1f} s")
 
 
 if __name__ == "__main__":
