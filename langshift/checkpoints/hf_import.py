@@ -4,6 +4,9 @@ Shape first: the param tree is traced with `jax.eval_shape`, each leaf gets its 
 the logical rules, and `jax.make_array_from_callback` asks for exactly the slices each local
 device owns. The callback reads those slices from memory-mapped safetensors (one layer at a time),
 so neither the full model nor a full fp32 copy of it ever exists on one host.
+
+`on_host=True` returns numpy leaves instead: for host-side transforms of a whole checkpoint
+(LEP's embedding surgery) that must not claim accelerator memory or take part in collectives.
 """
 
 from __future__ import annotations
@@ -35,28 +38,33 @@ def abstract_params(cfg: ModelConfig):
 def param_shardings(cfg: ModelConfig, mesh=None, rules=None):
   """NamedShardings for every param (a single-device sharding when no mesh is given)."""
   boxed = abstract_params(cfg)
-  if mesh is None:
-    single = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  if mesh is None:  # this process's first device (jax.devices()[0] is process 0's)
+    single = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda _: single, nn.unbox(boxed))
   return sharding_lib.mesh_shardings(boxed, mesh, sharding_lib.rules_from_config(rules))
 
 
-def load_hf_model(path: str, *, mesh=None, rules=None, **model_overrides):
+def load_hf_model(path: str, *, mesh=None, rules=None, on_host: bool = False,
+                  **model_overrides):
   """Reads `config.json` and the weights; returns (ModelConfig, params).
 
   `model_overrides` set the numerics that config.json does not decide: dtype, param_dtype,
-  scan_layers, remat_policy, attention_impl.
+  scan_layers, remat_policy, attention_impl. `on_host`: numpy leaves, no device placement.
   """
   cfg = hf_config.model_config_from_hf(hf_config.read_hf_config(path),
                                        source=f"{path}/config.json", **model_overrides)
-  return cfg, load_hf_params(path, cfg, mesh=mesh, rules=rules)
+  return cfg, load_hf_params(path, cfg, mesh=mesh, rules=rules, on_host=on_host)
 
 
-def load_hf_params(path: str, cfg: ModelConfig, *, mesh=None, rules=None):
-  """Loads weights for an already-known config straight into their target shardings."""
+def load_hf_params(path: str, cfg: ModelConfig, *, mesh=None, rules=None,
+                   on_host: bool = False):
+  """Loads weights for an already-known config straight into their target shardings (or, with
+  `on_host`, into numpy arrays)."""
+  if on_host and mesh is not None:
+    raise ValueError("load_hf_params: give a mesh or on_host=True, not both")
   ckpt = SafetensorsCheckpoint(path)
   shapes = nn.unbox(abstract_params(cfg))
-  shardings = param_shardings(cfg, mesh, rules)
+  shardings = None if on_host else param_shardings(cfg, mesh, rules)
   dtype = np.dtype(jnp.dtype(cfg.param_dtype))
   mappings = tensor_mappings(cfg)
 
@@ -80,6 +88,12 @@ def load_hf_params(path: str, cfg: ModelConfig, *, mesh=None, rules=None):
     logging.warning("%s: %d tensors not used by the model, e.g. %s", path, len(unexpected),
                     unexpected[0])
 
+  def place(path, read):
+    shape = _get(shapes, path).shape
+    if on_host:
+      return read((slice(None),) * len(shape))
+    return jax.make_array_from_callback(shape, _get(shardings, path), read)
+
   params: dict = {}
   for m in mappings:
     if m.per_layer and not cfg.scan_layers:
@@ -87,8 +101,7 @@ def load_hf_params(path: str, cfg: ModelConfig, *, mesh=None, rules=None):
         p = our_path(m, cfg, layer)
         read = functools.partial(_read_one, ckpt, m.hf_name.format(layer=layer), m.to_ours,
                                  dtype)
-        _set(params, p, jax.make_array_from_callback(_get(shapes, p).shape, _get(shardings, p),
-                                                     read))
+        _set(params, p, place(p, read))
     else:
       p = our_path(m, cfg)
       if m.per_layer:
@@ -96,8 +109,7 @@ def load_hf_params(path: str, cfg: ModelConfig, *, mesh=None, rules=None):
                                  cfg.num_layers)
       else:
         read = functools.partial(_read_one, ckpt, m.hf_name, m.to_ours, dtype)
-      _set(params, p, jax.make_array_from_callback(_get(shapes, p).shape, _get(shardings, p),
-                                                   read))
+      _set(params, p, place(p, read))
   return params
 
 

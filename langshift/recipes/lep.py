@@ -74,7 +74,8 @@ def run_lep(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   try:
     stages["cpt"] = runner.run(
         "cpt", paths["cpt"], lambda: continual_pretraining(config, paths),
-        inputs=dict(steps=config.train.steps, sources=sources), clear_partial=False)
+        inputs=dict(steps=config.train.steps, sources=sources), clear_partial=False,
+        collective=True)
   except StageInterrupted as e:
     runner.log("langshift: LEP stopped during CPT; rerun the same command to continue")
     stages["cpt"] = e.summary
@@ -138,7 +139,7 @@ def initialise_base(base_dir: str, tokenizer_dir: str, out_dir: str, *, method: 
                     seed: int) -> dict[str, Any]:
   """Stage (b): base_init = the base with new-vocabulary embeddings, in the base's dtype."""
   dtype = lep_inputs.checkpoint_dtype(base_dir)
-  cfg, params = load_hf_model(base_dir, param_dtype=dtype)
+  cfg, params = load_hf_model(base_dir, param_dtype=dtype, on_host=True)
   vocab_map = lep_vocabulary_map(base_dir, tokenizer_dir)
   params = resize_embedding_params(params, vocab_map, method=method, seed=seed)
   ids = lep_inputs.special_token_ids(read_tokenizer_json(tokenizer_dir),
@@ -174,7 +175,8 @@ def propagate_into_instruct(base_dir: str, instruct_dir: str, paths: dict[str, s
   out_dir = paths["propagate"]
   donor_dir = os.path.join(paths["cpt"], "hf")
   dtype = lep_inputs.checkpoint_dtype(instruct_dir)
-  instruct_cfg, instruct_params = load_hf_model(instruct_dir, param_dtype=dtype)
+  instruct_cfg, instruct_params = load_hf_model(instruct_dir, param_dtype=dtype,
+                                                 on_host=True)
   vocab_map = lep_vocabulary_map(base_dir, paths["tokenizer"])
   tokens = write_instruct_tokenizer(out_dir, read_tokenizer_json(paths["tokenizer"]),
                                     instruct_dir)

@@ -5,6 +5,11 @@ records its summary and the inputs it was run with. A run killed mid-stage has n
 rerun clears that stage's partial output and runs it again (a training stage instead resumes
 from its own checkpoint). A marker whose inputs differ from the current config is an error, not a
 silent reuse of outputs made for another experiment.
+
+Multi-host jobs: a host-side stage (tokenizer training, embedding surgery, export) runs on
+process 0 only while the others wait at a barrier and then read its marker, so no two hosts
+write one folder; a stage marked `collective` (training) runs on every process. The workdir
+must be one filesystem all hosts see (NFS, a GCS FUSE mount), as for the checkpoints.
 """
 
 from __future__ import annotations
@@ -12,7 +17,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import traceback
 from typing import Any, Callable
+
+import jax
+from jax.experimental import multihost_utils
 
 
 class StageInterrupted(Exception):
@@ -27,18 +36,57 @@ class StageRunner:
 
   def __init__(self, workdir: str, log: Callable[[str], None] = print):
     self.marker_dir = os.path.join(workdir, "stages")
-    self.log = log
+    self.log = log if jax.process_index() == 0 else (lambda message: None)
 
   def marker(self, name: str) -> str:
     return os.path.join(self.marker_dir, f"{name}.json")
 
+  def failure(self, name: str) -> str:
+    return os.path.join(self.marker_dir, f"{name}.failed")
+
   def run(self, name: str, output: str, body: Callable[[], dict[str, Any]], *,
-          inputs: dict[str, Any], clear_partial: bool = True) -> dict[str, Any]:
+          inputs: dict[str, Any], clear_partial: bool = True,
+          collective: bool = False) -> dict[str, Any]:
     """`body()`'s summary, or the recorded one (with skipped=True) if the stage finished before.
 
     `clear_partial=False` keeps what a killed attempt left in `output` (a trainer resumes it).
+    `collective`: every process runs `body` (it joins collectives); otherwise process 0 does.
     """
+    if collective or jax.process_count() == 1:
+      return self._run_here(name, output, body, inputs, clear_partial, collective)
+    return self._run_on_process_zero(name, output, body, inputs, clear_partial)
+
+  def _run_on_process_zero(self, name, output, body, inputs, clear_partial):
+    if jax.process_index() == 0:
+      if os.path.exists(self.failure(name)):
+        os.remove(self.failure(name))
+      try:
+        summary = self._run_here(name, output, body, inputs, clear_partial, False)
+      except BaseException:
+        # Tell the waiting hosts, so that they fail too instead of hanging at the barrier.
+        os.makedirs(self.marker_dir, exist_ok=True)
+        with open(self.failure(name), "w") as f:
+          f.write(traceback.format_exc())
+        multihost_utils.sync_global_devices(f"langshift stage {name}")
+        raise
+      multihost_utils.sync_global_devices(f"langshift stage {name}")
+      return summary
+    multihost_utils.sync_global_devices(f"langshift stage {name}")
+    if os.path.exists(self.failure(name)):
+      raise RuntimeError(f"stage {name} failed on process 0; its traceback is in "
+                         f"{self.failure(name)}")
+    if not os.path.exists(self.marker(name)):
+      raise RuntimeError(f"stage {name} finished on process 0 but {self.marker(name)} is not "
+                         f"visible on process {jax.process_index()}: the workdir must be a "
+                         "filesystem every host shares")
+    with open(self.marker(name)) as f:
+      return {**json.load(f)["summary"], "ran_on_process": 0}
+
+  def _run_here(self, name, output, body, inputs, clear_partial, collective):
+    """Runs the stage in this process (on every process when collective: only process 0
+    clears partial output, logs and writes the marker)."""
     inputs = json.loads(json.dumps(inputs))  # the form it takes in the marker, for comparison
+    lead = jax.process_index() == 0
     if os.path.exists(self.marker(name)):
       with open(self.marker(name)) as f:
         done = json.load(f)
@@ -48,15 +96,18 @@ class StageRunner:
                          f" and {self.marker(name)}")
       self.log(f"langshift: stage {name}: done before, skipped ({output})")
       return {**done["summary"], "skipped": True}
-    if clear_partial and os.path.exists(output):
+    if clear_partial and os.path.exists(output) and lead:
       shutil.rmtree(output)
+    if clear_partial and collective and jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"langshift stage {name} cleared")
     self.log(f"langshift: stage {name} -> {output}")
     summary = body()
-    os.makedirs(self.marker_dir, exist_ok=True)
-    tmp = self.marker(name) + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump({"inputs": inputs, "summary": summary}, f, indent=2, default=_plain)
-    os.replace(tmp, self.marker(name))  # a marker is whole or absent
+    if lead:
+      os.makedirs(self.marker_dir, exist_ok=True)
+      tmp = self.marker(name) + ".tmp"
+      with open(tmp, "w") as f:
+        json.dump({"inputs": inputs, "summary": summary}, f, indent=2, default=_plain)
+      os.replace(tmp, self.marker(name))  # a marker is whole or absent
     return {**summary, "skipped": False}
 
 

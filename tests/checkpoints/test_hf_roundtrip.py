@@ -73,3 +73,21 @@ def test_exported_config_roundtrips_rope_and_bias_fields(tmp_path):
   assert written["torch_dtype"] == "bfloat16"
   assert os.path.getsize(tmp_path / "out" / "model.safetensors") < os.path.getsize(
       tmp_path / "src" / "model.safetensors")  # bf16 export is half the fp32 source
+
+
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_host_load_gives_numpy_leaves_equal_to_the_device_load(scan_layers, tmp_path):
+  hf_testing.make_hf_model("llama31", tmp_path / "src")
+  cfg, on_device = load_hf_model(str(tmp_path / "src"), scan_layers=scan_layers,
+                                 param_dtype="bfloat16")
+  _, on_host = load_hf_model(str(tmp_path / "src"), scan_layers=scan_layers,
+                             param_dtype="bfloat16", on_host=True)
+  assert jax.tree.structure(on_host) == jax.tree.structure(on_device)
+  for host, device in zip(jax.tree.leaves(on_host), jax.tree.leaves(on_device)):
+    assert isinstance(host, np.ndarray) and host.dtype == device.dtype
+    np.testing.assert_array_equal(host, np.asarray(device))
+  # Exporting host leaves (what LEP's stages do) writes the same checkpoint.
+  export_hf_model(on_host, cfg, str(tmp_path / "a"), dtype=None)
+  export_hf_model(on_device, cfg, str(tmp_path / "b"), dtype=None)
+  assert (tmp_path / "a" / "model.safetensors").read_bytes() == (
+      tmp_path / "b" / "model.safetensors").read_bytes()

@@ -49,9 +49,8 @@ def _write_models(root):
   return base_dir, instruct_dir
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-  root = tmp_path_factory.mktemp("lep")
+def write_inputs(root):
+  """Base and instruct models, a Russian + English training file and a held-out file."""
   base_dir, instruct_dir = _write_models(root)
   ru = lep_tiny_corpus.sentences(lep_tiny_corpus.RUSSIAN, 400, seed=0)
   en = lep_tiny_corpus.sentences(lep_tiny_corpus.ENGLISH, 100, seed=1)
@@ -59,6 +58,11 @@ def setup(tmp_path_factory):
   heldout = lep_tiny_corpus.sentences(lep_tiny_corpus.RUSSIAN, 40, seed=2)
   data_fixtures.write_jsonl(root / "heldout.jsonl", [{"text": t} for t in heldout])
   return dict(root=root, base=base_dir, instruct=instruct_dir, heldout=heldout)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  return write_inputs(tmp_path_factory.mktemp("lep"))
 
 
 def _run_lep(setup, workdir):

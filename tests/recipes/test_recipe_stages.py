@@ -55,3 +55,62 @@ def test_changed_inputs_are_an_error_not_a_silent_reuse(tmp_path):
   runner.run("a", out, _body(out, []), inputs={"variant": "extended"})
   with pytest.raises(ValueError, match="variant"):
     runner.run("a", out, _body(out, []), inputs={"variant": "bpe"})
+
+
+class _FakeHosts:
+  """jax.process_index/process_count and the barrier of one host of a two-host job."""
+
+  def __init__(self, monkeypatch, index):
+    from langshift.recipes import stages
+    self.barriers = []
+    monkeypatch.setattr(stages.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(stages.jax, "process_index", lambda: index)
+    monkeypatch.setattr(stages.multihost_utils, "sync_global_devices", self.barriers.append)
+
+
+def test_host_stage_runs_on_process_zero_then_meets_the_others(tmp_path, monkeypatch):
+  hosts = _FakeHosts(monkeypatch, index=0)
+  runner, calls, out = StageRunner(str(tmp_path), log=lambda _: None), [], str(tmp_path / "a")
+  assert runner.run("a", out, _body(out, calls), inputs={}) == {"value": 1, "skipped": False}
+  assert calls == [out] and hosts.barriers == ["langshift stage a"]
+  assert os.path.exists(runner.marker("a"))
+
+
+def test_other_processes_wait_and_read_process_zeros_marker(tmp_path, monkeypatch):
+  out = str(tmp_path / "a")
+  StageRunner(str(tmp_path)).run("a", out, _body(out, [], value=7), inputs={"x": 1})
+  hosts = _FakeHosts(monkeypatch, index=1)
+  runner, calls = StageRunner(str(tmp_path), log=pytest.fail), []
+  summary = runner.run("a", out, _body(out, calls), inputs={"x": 1})
+  assert calls == [] and hosts.barriers == ["langshift stage a"]
+  assert summary["value"] == 7
+
+
+def test_other_processes_fail_when_process_zero_failed(tmp_path, monkeypatch):
+  hosts = _FakeHosts(monkeypatch, index=0)
+  runner, out = StageRunner(str(tmp_path), log=lambda _: None), str(tmp_path / "a")
+
+  def broken():
+    raise OSError("/models/base: no weights")
+
+  with pytest.raises(OSError, match="no weights"):
+    runner.run("a", out, broken, inputs={})
+  assert hosts.barriers == ["langshift stage a"]  # met the others before raising
+  assert "no weights" in open(runner.failure("a")).read()
+  _FakeHosts(monkeypatch, index=1)
+  with pytest.raises(RuntimeError, match=r"stage a failed on process 0; its traceback is in"):
+    StageRunner(str(tmp_path)).run("a", out, pytest.fail, inputs={})
+
+
+def test_missing_marker_after_the_barrier_names_the_shared_filesystem(tmp_path, monkeypatch):
+  _FakeHosts(monkeypatch, index=1)
+  with pytest.raises(RuntimeError, match="filesystem every host shares"):
+    StageRunner(str(tmp_path)).run("a", str(tmp_path / "a"), pytest.fail, inputs={})
+
+
+def test_collective_stage_runs_everywhere_and_only_process_zero_writes(tmp_path, monkeypatch):
+  hosts = _FakeHosts(monkeypatch, index=1)
+  runner, calls, out = StageRunner(str(tmp_path), log=pytest.fail), [], str(tmp_path / "a")
+  runner.run("a", out, _body(out, calls), inputs={}, collective=True, clear_partial=False)
+  assert calls == [out] and hosts.barriers == []
+  assert not os.path.exists(runner.marker("a"))
