@@ -55,13 +55,21 @@ def _load_tokenizer(config):
 
 
 class _Preemption:
-  """SIGTERM sets a flag; the loop saves a checkpoint and exits cleanly at the next step."""
+  """SIGTERM sets a flag; the loop saves a checkpoint and exits cleanly at the next step.
+
+  Single process only. In a multi-host job, jax.distributed's own notifier catches SIGTERM and
+  `manager.reached_preemption(step)` stops every host at the same step (even when only one was
+  signalled); a Python handler would replace that notifier, and hosts would stop at different
+  steps and hang in the collective save.
+  """
 
   def __init__(self):
     self.requested = False
     self._previous = None
 
   def __enter__(self):
+    if jax.process_count() > 1:
+      return self
     try:
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     except ValueError:  # not the main thread (e.g. a notebook worker): no handler

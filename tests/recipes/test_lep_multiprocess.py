@@ -7,12 +7,11 @@ import filecmp
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 
 import pytest
 
+import multiprocess_testing
 import test_lep_end_to_end as single
 
 from langshift.recipes import lep
@@ -20,32 +19,14 @@ from langshift.recipes import lep
 HOST_STAGES = ("tokenizer", "init", "propagate")
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 def _run_two_processes(setup, workdir, base=None, timeout=600):
-  port = _free_port()
-  args = [sys.executable, "-m", "langshift.main", "--config=experiments/lep_ru.py:tiny",
-          f"--workdir={workdir}", f"--config.lep.base={base or setup['base']}",
-          f"--config.lep.instruct={setup['instruct']}",
-          f"--config.data.sources.ru.path={setup['root'] / 'train.jsonl'}",
-          f"--config.eval_data.sources.ru.path={setup['root'] / 'heldout.jsonl'}"]
-  procs = []
-  for process_id in range(2):
-    env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2",
-               JAX_PROCESS_ID=str(process_id),
-               XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    procs.append(subprocess.Popen(args, cwd=single.REPO, env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-  try:
-    outs = [p.communicate(timeout=timeout) for p in procs]
-  finally:
-    for p in procs:
-      p.kill()
-  return [(p.returncode, out, err) for p, (out, err) in zip(procs, outs)]
+  return multiprocess_testing.run(
+      [sys.executable, "-m", "langshift.main", "--config=experiments/lep_ru.py:tiny",
+       f"--workdir={workdir}", f"--config.lep.base={base or setup['base']}",
+       f"--config.lep.instruct={setup['instruct']}",
+       f"--config.data.sources.ru.path={setup['root'] / 'train.jsonl'}",
+       f"--config.eval_data.sources.ru.path={setup['root'] / 'heldout.jsonl'}"],
+      timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The engine end to end on a tiny model: learning, freezing, accumulation, resume, mesh."""
 
+import json
 import os
 
 import jax
@@ -122,9 +123,11 @@ def test_checkpoint_holds_data_state_and_config(tmp_path):
   step_dir = tmp_path / "checkpoints" / "4"
   assert {"state", "data", "config"} <= {p.name for p in step_dir.iterdir()}
   mngr = checkpointing.make_manager(str(tmp_path), 1, 2, False)
-  restored = mngr.restore(4, args=ocp.args.Composite(data=ocp.args.JsonRestore(),
+  restored = mngr.restore(4, args=ocp.args.Composite(data=checkpointing.IteratorStateRestore(),
                                                     config=ocp.args.JsonRestore()))
   assert restored["data"] == {"index": 4}
+  # One iterator state per process (grain's file layout): hosts read different shards.
+  assert json.loads((step_dir / "data" / "process_0-of-1.json").read_text()) == {"index": 4}
   assert restored["config"]["train"]["steps"] == 4
 
 
@@ -137,3 +140,18 @@ def test_bf16_compute_keeps_fp32_master_weights(tmp_path):
   assert {np.asarray(x).dtype for x in jax.tree.leaves(state["params"])} == {np.dtype("float32")}
   losses = [r["train/loss"] for r in read_metrics(tmp_path) if "train/loss" in r]
   assert losses[-1] < 0.8 * losses[0]
+
+
+def test_iterator_state_is_per_process_and_reads_single_process_legacy_files(tmp_path,
+                                                                            monkeypatch):
+  from etils import epath
+  handler = checkpointing.IteratorStateHandler()
+  legacy = epath.Path(tmp_path)
+  (legacy / "metadata").write_text(json.dumps({"index": 3}))  # written by JsonSave before
+  assert handler.restore(legacy) == {"index": 3}
+  monkeypatch.setattr(checkpointing.jax, "process_count", lambda: 2)
+  monkeypatch.setattr(checkpointing.jax, "process_index", lambda: 1)
+  with pytest.raises(ValueError, match=r"no input-iterator state for process 1 of 2 \(found \[\]\)"):
+    handler.restore(legacy)
+  (legacy / "process_1-of-2.json").write_text(json.dumps({"index": 9}))
+  assert handler.restore(legacy) == {"index": 9}
