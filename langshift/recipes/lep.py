@@ -23,6 +23,7 @@ import os
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 from langshift.checkpoints.hf_export import export_hf_model
 from langshift.checkpoints.hf_import import load_hf_model
@@ -82,8 +83,10 @@ def run_lep(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     return {"status": "preempted", "stages": stages, "export": None}
   stages["propagate"] = runner.run(
       "propagate", paths["propagate"],
-      lambda: propagate_into_instruct(lep.base, lep.instruct, paths, method=lep.propagation),
-      inputs=dict(instruct=lep.instruct, propagation=lep.propagation))
+      lambda: propagate_into_instruct(lep.base, lep.instruct, paths, method=lep.propagation,
+                                      product_dtype=lep.propagation_products),
+      inputs=dict(instruct=lep.instruct, propagation=lep.propagation,
+                  products=lep.propagation_products))
   runner.log(f"langshift: LEP done; instruct model with the new vocabulary: {paths['propagate']}")
   return {"status": "done", "stages": stages, "export": paths["propagate"]}
 
@@ -95,7 +98,9 @@ def _check_lep_config(lep) -> None:
                        "directory")
   for key, value, choices in (("tokenizer_variant", lep.tokenizer_variant, VARIANTS),
                               ("init", lep.init, INIT_METHODS),
-                              ("propagation", lep.propagation, PROPAGATION_METHODS)):
+                              ("propagation", lep.propagation, PROPAGATION_METHODS),
+                              ("propagation_products", lep.propagation_products,
+                               ("float32", "float64"))):
     if value not in choices:
       raise ValueError(f"config.lep.{key}={value!r}; expected one of {choices}")
   if lep.tokenizer_variant == "optimized" and not lep.shrink_to:
@@ -169,7 +174,7 @@ def continual_pretraining(config, paths: dict[str, str]) -> dict[str, Any]:
 
 
 def propagate_into_instruct(base_dir: str, instruct_dir: str, paths: dict[str, str], *,
-                            method: str) -> dict[str, Any]:
+                            method: str, product_dtype: str = "float32") -> dict[str, Any]:
   """Stages (d, e): instruct embeddings from the donor (cpt/hf), exported with the instruct
   model's chat tokens, template and special ids; every other weight is the instruct model's."""
   out_dir = paths["propagate"]
@@ -183,7 +188,7 @@ def propagate_into_instruct(base_dir: str, instruct_dir: str, paths: dict[str, s
   params = propagate_embedding_params(
       lep_inputs.hf_embedding_params(base_dir), instruct_params,
       lep_inputs.hf_embedding_params(donor_dir), vocab_map, method=method,
-      special_rows=tokens.special_rows)
+      special_rows=tokens.special_rows, product_dtype=np.dtype(product_dtype))
   vocab_size = embedding_matrices(params)["embed"].shape[0]
   to_new = {instruct_id: new_id for new_id, instruct_id in tokens.special_rows}
   eos = _remap_ids(instruct_cfg.eos_token_id, to_new)

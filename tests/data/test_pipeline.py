@@ -234,7 +234,7 @@ def test_malformed_line_in_the_stream(tmp_path, bpe_tokenizer):
   cfg.packing = "none"
   cfg.tokenize_batch_size = 4
   cfg.sources.m = config_lib.source_config(path=str(tmp_path / "m.jsonl"))
-  with pytest.raises(Exception, match=rf"m.jsonl:8: malformed JSON line"):
+  with pytest.raises(Exception, match=r"m.jsonl:8: malformed JSON line"):
     pipeline.make_eval_batches(cfg, bpe_tokenizer, seq_len=16, global_batch_size=2)
   cfg.on_bad_record = "skip"
   batches = pipeline.make_eval_batches(cfg, bpe_tokenizer, seq_len=16, global_batch_size=2)

@@ -114,3 +114,17 @@ def test_collective_stage_runs_everywhere_and_only_process_zero_writes(tmp_path,
   runner.run("a", out, _body(out, calls), inputs={}, collective=True, clear_partial=False)
   assert calls == [out] and hosts.barriers == []
   assert not os.path.exists(runner.marker("a"))
+
+
+@pytest.mark.parametrize("key,value", [("propagation", "procrustes"),
+                                       ("propagation_products", "float16"),
+                                       ("tokenizer_variant", "wordpiece"), ("init", "zeros")])
+def test_bad_lep_setting_is_a_one_line_error_naming_it(key, value, tmp_path):
+  from langshift.recipes import lep
+  from langshift.train.config import base_config
+  config = base_config()
+  config.lep.update(base=str(tmp_path), instruct=str(tmp_path))
+  config.lep[key] = value
+  with pytest.raises(ValueError, match=rf"^config\.lep\.{key}='{value}'; expected one of"):
+    lep.run_lep(config, str(tmp_path / "work"))
+  assert not (tmp_path / "work").exists()   # nothing started
