@@ -14,12 +14,12 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 
 from langshift.checkpoints import hf_config
 from langshift.checkpoints.param_mapping import our_path, tensor_mappings
 from langshift.checkpoints.safetensors_io import write_sharded_safetensors
 from langshift.models.config import ModelConfig
+from langshift.parallel.host_transfer import to_host
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
@@ -98,9 +98,7 @@ def _fetch(params, path):
   leaf = params
   for k in path:
     leaf = leaf[k]
-  if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-    leaf = multihost_utils.process_allgather(leaf, tiled=True)
-  return np.asarray(jax.device_get(leaf))
+  return to_host(leaf)
 
 
 def _convert(x, to_hf, out_dtype):

@@ -18,6 +18,7 @@ from langshift.generation.chat_render import chat_renderer
 from langshift.generation.local_backend import left_pad, round_up
 from langshift.models.config import ModelConfig
 from langshift.models.llama import LlamaDecoder, positions_from_segment_ids
+from langshift.parallel.host_transfer import to_host
 
 
 @functools.lru_cache(maxsize=8)
@@ -81,7 +82,7 @@ class LocalScorer:
              for p in prompts[start:start + self.batch_size]]
       length = min(round_up(max(len(i) for i in ids), self.length_bucket), self.max_length)
       tokens, segs = left_pad(ids, length, self.batch_size, self.pad_id)
-      rows.append(np.asarray(fn(self.params, tokens, segs))[:len(ids)])
+      rows.append(to_host(fn(self.params, tokens, segs))[:len(ids)])
     return np.concatenate(rows, axis=0)
 
   def token_nll(self, texts: Sequence[str]) -> list[tuple[float, int]]:
@@ -97,6 +98,6 @@ class LocalScorer:
       segs = np.zeros((self.batch_size, length), np.int32)
       for i, row in enumerate(ids):  # right padding: the loss needs no position shift
         tokens[i, :len(row)], segs[i, :len(row)] = row, 1
-      nll, count = jax.device_get(fn(self.params, tokens, segs))
+      nll, count = to_host(fn(self.params, tokens, segs))
       out.extend((float(nll[i]), int(count[i])) for i in range(len(ids)))
     return out

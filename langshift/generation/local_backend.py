@@ -16,6 +16,7 @@ from langshift.generation.decode import make_generate_fn, stop_token_ids_from_co
 from langshift.generation.interface import GenerationOptions, Message, truncate_at_stop
 from langshift.generation.sampling import SamplingParams
 from langshift.models.config import ModelConfig
+from langshift.parallel.host_transfer import to_host
 
 
 def left_pad(token_lists: Sequence[Sequence[int]], length: int, batch: int, pad_id: int):
@@ -99,7 +100,7 @@ class LocalGenerator:
       tokens, segs = left_pad(chunk, length, self.batch_size, self.pad_id)
       rng = jax.random.fold_in(jax.random.key(options.seed), start)
       out = fn(self.params, tokens, segs, rng)
-      toks, lengths, stopped = (np.asarray(x) for x in jax.device_get(tuple(out)))
+      toks, lengths, stopped = to_host(tuple(out))
       for i in range(len(chunk)):
         n = int(lengths[i]) - (1 if stopped[i] else 0)
         results.append(toks[i, :n].tolist())
