@@ -2,7 +2,8 @@
 
 Writes sharded safetensors (+ index), `config.json`, `generation_config.json` and the tokenizer
 files. Parameters are gathered one leaf at a time, so host memory holds one tensor, not the model.
-Only process 0 writes; every process must call this (gathering is collective on multi-host).
+Only process 0 writes. With params sharded across processes every process must call this
+(gathering is collective); host (numpy) params need only process 0 (LEP's stages).
 """
 
 from __future__ import annotations

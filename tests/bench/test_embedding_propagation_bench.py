@@ -13,3 +13,5 @@ def test_benchmark_reports_the_phases_and_the_gemm_bound(capsys):
   assert re.search(r"fit P \(800 rows.*: +\d+\.\d+ s", out)
   assert re.search(r"apply donor @ P \(800 rows\).* \d+\.\d+ s", out)
   assert re.search(r"GEMM peak here: \d+ GFLOP/s, so no implementation", out)
+  # 600 kept rows x 3 products x 64^2 are exact in bf16.
+  assert re.search(r"bf16 x bf16 -> fp32 dot here: \d+ GFLOP/s; with the 0.0 TFLOP .*>= \d", out)
