@@ -6,27 +6,37 @@ It loads the checkpoint, measures held-out perplexity, trains, checkpoints, meas
 exports a Hugging Face directory (`<workdir>/hf`) that transformers loads.
 
   python -m langshift.main --config=experiments/demo.py --workdir=workdir/demo
-Variants: `:embeddings` trains only embed/lm_head (the LEP step-2 setting).
+Arguments (`--config=experiments/demo.py:<arg>`, comma-separated):
+  trainable=embeddings (or `:embeddings`)  only embed/lm_head train (LEP's continual pre-training)
+  suite=mini_darumeru                      also run that benchmark suite (config.evals.suite) at
+                                           the end; `--config.evals.suite.every_steps=N` more often
 """
 
-from langshift.data.config import source_config
+from langshift import config_lib
+from langshift.data.config import default_data_config, source_config
+from langshift.evaluation.evaluators import perplexity_eval, suite_eval
 from langshift.train.config import base_config
 
 MODEL = ".cache/smollm2-135m-instruct"
 CORPUS = ".cache/corpora/debian_handbook/ru-RU"
+ARGS = dict(trainable=("all", "embeddings"), suite="")
 
 
 def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, **ARGS)
   c = base_config()
   c.init_from_hf = MODEL
   c.model.remat_policy = "none"
-  c.train.update(steps=10, global_batch_size=4, seq_len=256, log_every=1, eval_batches=3,
-                 trainable="embeddings" if arg == "embeddings" else "all")
+  c.train.update(steps=10, global_batch_size=4, seq_len=256, log_every=1,
+                 trainable=arg.trainable)
   c.optimizer.update(learning_rate=5e-5, warmup_steps=2, schedule="cosine", weight_decay=0.1)
   c.checkpoint.update(every_steps=10, keep=1, export_hf_at_end=True, export_dtype="bfloat16")
   c.data.sources.ru = source_config(path=f"{CORPUS}/train.jsonl", format="jsonl")
   c.data.packing = "concat"
-  c.eval_data.sources.ru = source_config(path=f"{CORPUS}/heldout.jsonl", format="jsonl")
-  c.eval_data.packing = "concat"
-  c.eval_data.shuffle = False
+  heldout = default_data_config()
+  heldout.sources.ru = source_config(path=f"{CORPUS}/heldout.jsonl", format="jsonl")
+  heldout.packing = "concat"
+  c.evals.heldout = perplexity_eval(data=heldout, max_batches=3)
+  if arg.suite:
+    c.evals.suite = suite_eval(suite=arg.suite)
   return c

@@ -1,5 +1,7 @@
-"""LEP on Russian (methods §3): a Russian tokenizer, embedding-only CPT of the base model, and
-learned embedding propagation into its instruct model, exported for transformers/vLLM.
+"""LEP on Russian: a Russian tokenizer, embedding-only CPT of the base model, and learned
+embedding propagation into its instruct model, exported for transformers/vLLM (Tikhomirov &
+Chernyshev 2024, "Facilitating large language model Russian adaptation with Learned Embedding
+Propagation", arXiv:2412.21140).
 
 Default: the published Llama-3-8B setting (Extended tokenizer, Conversion propagation). Base and
 instruct are local Hugging Face directories you supply (nothing is downloaded), e.g.
@@ -10,66 +12,81 @@ instruct are local Hugging Face directories you supply (nothing is downloaded), 
       --config.data.sources.ru.path='/corpora/ru/*.jsonl' --config.train.steps=<one epoch>
 
 Outputs: workdir/{tokenizer_new, base_init, cpt, lep_instruct}; the last is the chat model.
-Variants (`--config=experiments/lep_ru.py:<arg>`):
-  mistral  Mistral-7B / OpenChat-3.5: 32k SentencePiece pool, LR 1e-4.
-  smollm2  SmolLM2-135M-Instruct as both base and instruct, the offline Debian handbook as text
-           (`launch/setup_env.sh`), CPU-sized. It demonstrates the mechanics, not the published
-           numbers: with base = instruct the propagation map is the identity.
-  tiny     a seconds-long CPU run of every stage (the end-to-end test); give lep.base/instruct.
+Arguments (`--config=experiments/lep_ru.py:model=...,size=...`; a bare value such as `:tiny`
+works too):
+  model=llama3   Llama-3-8B / -Instruct: 128k SentencePiece pool, LR 2e-4 (default).
+  model=mistral  Mistral-7B / OpenChat-3.5: 32k SentencePiece pool, LR 1e-4.
+  model=smollm2  SmolLM2-135M-Instruct as both base and instruct, the offline Debian handbook as
+                 text (`launch/setup_env.sh`), CPU-sized. It demonstrates the mechanics, not the
+                 published numbers: with base = instruct the propagation map is the identity.
+  size=tiny      a seconds-long CPU run of every stage (the end-to-end test); give lep.base and
+                 lep.instruct. size=cpu is SmolLM2's CPU sizing; size=full the paper's.
 `sweep()` lists the paper's tokenizer x propagation ablation as overrides.
 """
 
-from langshift.data.config import source_config
+from langshift import config_lib
+from langshift.data.config import default_data_config, source_config
+from langshift.evaluation.evaluators import perplexity_eval
+from langshift.recipes.lep import lep_config
 from langshift.train.config import base_config
 
 CORPUS = ".cache/corpora/debian_handbook/ru-RU"
 SMOLLM2 = ".cache/smollm2-135m-instruct"
+# size=auto: "cpu" for smollm2, "full" otherwise.
+ARGS = dict(model=("llama3", "mistral", "smollm2"), size=("auto", "full", "cpu", "tiny"))
 
 
 def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, **ARGS)
+  size = arg.size if arg.size != "auto" else ("cpu" if arg.model == "smollm2" else "full")
   c = base_config()
   c.recipe = "lep"
+  c.lep = lep_config()
   c.lep.update(tokenizer_variant="extended", new_vocab_size=128_000, propagation="conversion",
                init="mean")
-  # §3.2: AdamW (0.9, 0.95), eps 1e-5, wd 0.1, cosine after 100 warm-up steps, LR 2e-4
-  # (Llama-3), batch 256 x 1024, bf16 compute, one epoch of the corpus.
+  # What the recipe needs from the engine (it checks these, see lep.REQUIRED_SETTINGS): only
+  # embed/lm_head train, and the donor is exported in float32 for the least-squares fit.
+  c.train.trainable = "embeddings"
+  c.checkpoint.update(export_hf_at_end=True, export_dtype="float32")
+  # LEP's continual pre-training: AdamW (0.9, 0.95), eps 1e-5, wd 0.1, cosine after 100 warm-up
+  # steps, LR 2e-4 (Llama-3), batch 256 x 1024, bf16 compute, one epoch of the corpus.
   c.optimizer.update(learning_rate=2e-4, schedule="cosine", warmup_steps=100, b1=0.9, b2=0.95,
                      eps=1e-5, weight_decay=0.1)
-  c.train.update(global_batch_size=256, seq_len=1024, steps=10_000, log_every=10, eval_every=500,
-                 eval_batches=8, loss_chunk_size=1024)  # 128k+ vocab: chunked cross-entropy
+  c.train.update(global_batch_size=256, seq_len=1024, steps=10_000, log_every=10,
+                 loss_chunk_size=1024)  # 128k+ vocab: chunked cross-entropy
   c.model.update(dtype="bfloat16", param_dtype="float32", remat_policy="full")
   c.checkpoint.update(every_steps=500, keep=2)
   # Rows start at a document or paragraph boundary: bos + text + eos packed into 1024 tokens.
   c.data.sources.ru = source_config(path=f"{CORPUS}/train.jsonl", format="jsonl")
   c.data.packing = "boundary"
-  c.eval_data.sources.ru = source_config(path=f"{CORPUS}/heldout.jsonl", format="jsonl")
-  c.eval_data.packing = "boundary"
-  c.eval_data.shuffle = False
+  heldout = default_data_config()
+  heldout.sources.ru = source_config(path=f"{CORPUS}/heldout.jsonl", format="jsonl")
+  heldout.packing = "boundary"
+  c.evals.heldout = perplexity_eval(data=heldout, every_steps=500, max_batches=8)
 
-  if arg == "mistral":
+  if arg.model == "mistral":
     c.lep.new_vocab_size = 32_000
     c.optimizer.learning_rate = 1e-4
-  elif arg == "smollm2":
+  elif arg.model == "smollm2":
     c.lep.update(base=SMOLLM2, instruct=SMOLLM2, new_vocab_size=8_000)
+  if size == "cpu":
     c.model.update(dtype="float32", remat_policy="none")
-    c.train.update(global_batch_size=4, seq_len=256, steps=20, log_every=5, eval_every=0,
-                   eval_batches=2, loss_chunk_size=0)
+    c.train.update(global_batch_size=4, seq_len=256, steps=20, log_every=5, loss_chunk_size=0)
+    c.evals.heldout.update(every_steps=0, max_batches=2)
     c.optimizer.update(learning_rate=1e-3, warmup_steps=2)
     c.checkpoint.update(every_steps=10, keep=1)
-  elif arg == "tiny":
+  elif size == "tiny":
     c.lep.update(new_vocab_size=600, tokenizer_max_texts=2_000)
     c.model.update(dtype="float32", remat_policy="none")
-    c.train.update(global_batch_size=8, seq_len=32, steps=4, log_every=1, eval_every=0,
-                   eval_batches=1, loss_chunk_size=0)
+    c.train.update(global_batch_size=8, seq_len=32, steps=4, log_every=1, loss_chunk_size=0)
+    c.evals.heldout.update(every_steps=0, max_batches=1)
     c.optimizer.update(learning_rate=1e-2, warmup_steps=1)
     c.checkpoint.update(every_steps=2, keep=1)
-  elif arg is not None:
-    raise ValueError(f"unknown variant {arg!r}; expected mistral, smollm2 or tiny")
   return c
 
 
 def sweep():
-  """LEP's ablation grid: tokenizer variant x propagation method (Llama-3 sizes, methods §3)."""
+  """LEP's ablation grid: tokenizer variant x propagation method (Llama-3 sizes)."""
   variants = [{"lep.tokenizer_variant": "bpe"}, {"lep.tokenizer_variant": "unigram"},
               {"lep.tokenizer_variant": "extended"},
               {"lep.tokenizer_variant": "optimized", "lep.shrink_to": 64_000,

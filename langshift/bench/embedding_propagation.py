@@ -1,4 +1,5 @@
-"""Wall-clock of LEP embedding propagation at Llama-3-8B scale (methods §3.3, issue 5 item 6).
+"""Wall-clock of LEP embedding propagation at Llama-3-8B scale (Tikhomirov & Chernyshev 2024,
+arXiv:2412.21140; issue 5 item 6).
 
   python -m langshift.bench.embedding_propagation [--product_dtype float32] [--dim 4096]
 

@@ -35,7 +35,7 @@ import ml_collections  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from langshift.models.config import ModelConfig  # noqa: E402
-from langshift.models.llama import LlamaDecoder  # noqa: E402
+from langshift.models.llama import LlamaDecoder, abstract_params  # noqa: E402
 from langshift.parallel import sharding as sharding_lib  # noqa: E402
 from langshift.parallel.mesh import create_mesh  # noqa: E402
 from langshift.train import optimizer, state as state_lib, step as step_lib  # noqa: E402
@@ -79,8 +79,7 @@ def main(argv):
       learning_rate=1e-4, schedule="cosine", warmup_steps=100, total_steps=1000,
       final_lr_fraction=0.1, wsd_decay_fraction=0.2, b1=0.9, b2=0.95, eps=1e-5, weight_decay=0.1,
       grad_clip_norm=1.0, no_decay_patterns=(r"scale$", r"bias$"), mu_dtype=_MU_DTYPE.value))
-  abstract = nn.unbox(jax.eval_shape(lambda r: model.init(r, jnp.ones((1, 1), jnp.int32))["params"],
-                                     jax.random.PRNGKey(0)))
+  abstract = nn.unbox(abstract_params(cfg))
   tx, schedule = optimizer.make_optimizer(opt, abstract, _TRAINABLE.value)
   mask = optimizer.trainable_mask(abstract, _TRAINABLE.value)
   abstract_state, shardings = state_lib.state_shardings(model, tx, mesh, rules)

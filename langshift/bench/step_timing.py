@@ -11,12 +11,11 @@ import time
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from langshift.models.config import ModelConfig
-from langshift.models.llama import LlamaDecoder
+from langshift.models.llama import LlamaDecoder, abstract_params
 from langshift.parallel import sharding as sharding_lib
 from langshift.parallel.mesh import create_mesh
 from langshift.train import optimizer, state as state_lib, step as step_lib
@@ -44,8 +43,7 @@ def build_step(cfg: ModelConfig, batch: int, seq: int, trainable: str = "all",
       learning_rate=1e-4, schedule="constant", warmup_steps=0, total_steps=100,
       final_lr_fraction=0.1, wsd_decay_fraction=0.2, b1=0.9, b2=0.95, eps=1e-8,
       weight_decay=0.1, grad_clip_norm=1.0, no_decay_patterns=(r"scale$", r"bias$"), mu_dtype=""))
-  abstract = nn.unbox(jax.eval_shape(lambda r: model.init(r, jnp.ones((1, 1), jnp.int32))["params"],
-                                     jax.random.PRNGKey(0)))
+  abstract = nn.unbox(abstract_params(cfg))
   tx, schedule = optimizer.make_optimizer(opt, abstract, trainable)
   mask = optimizer.trainable_mask(abstract, trainable)
   _, shardings = state_lib.state_shardings(model, tx, mesh, rules)

@@ -1,9 +1,10 @@
 """Load a local Hugging Face checkpoint directory into a sharded langshift param tree.
 
-Shape first: the param tree is traced with `jax.eval_shape`, each leaf gets its NamedSharding from
-the logical rules, and `jax.make_array_from_callback` asks for exactly the slices each local
-device owns. The callback reads those slices from memory-mapped safetensors (one layer at a time),
-so neither the full model nor a full fp32 copy of it ever exists on one host.
+Shape first: the param tree comes from `llama.abstract_params` (`jax.eval_shape` of the init),
+each leaf gets its NamedSharding from the logical rules, and `jax.make_array_from_callback` asks
+for exactly the slices each local device owns. The callback reads those slices from memory-mapped
+safetensors (one layer at a time), so neither the full model nor a full fp32 copy of it ever
+exists on one host.
 
 `on_host=True` returns numpy leaves instead: for host-side transforms of a whole checkpoint
 (LEP's embedding surgery) that must not claim accelerator memory or take part in collectives.
@@ -24,15 +25,8 @@ from langshift.checkpoints.param_mapping import (IGNORED_HF_SUFFIXES, our_path,
                                                  tensor_mappings)
 from langshift.checkpoints.safetensors_io import CheckpointFormatError, SafetensorsCheckpoint
 from langshift.models.config import ModelConfig
-from langshift.models.llama import LlamaDecoder
+from langshift.models.llama import abstract_params
 from langshift.parallel import sharding as sharding_lib
-
-
-def abstract_params(cfg: ModelConfig):
-  """Boxed (logically partitioned) ShapeDtypeStructs of the model's params; nothing allocated."""
-  model = LlamaDecoder(cfg)
-  tokens = jax.ShapeDtypeStruct((1, 1), jnp.int32)
-  return jax.eval_shape(functools.partial(model.init, jax.random.PRNGKey(0)), tokens)["params"]
 
 
 def param_shardings(cfg: ModelConfig, mesh=None, rules=None):
@@ -41,7 +35,7 @@ def param_shardings(cfg: ModelConfig, mesh=None, rules=None):
   if mesh is None:  # this process's first device (jax.devices()[0] is process 0's)
     single = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda _: single, nn.unbox(boxed))
-  return sharding_lib.mesh_shardings(boxed, mesh, sharding_lib.rules_from_config(rules))
+  return sharding_lib.logical_shardings(boxed, mesh, rules)
 
 
 def load_hf_model(path: str, *, mesh=None, rules=None, on_host: bool = False,

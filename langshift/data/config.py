@@ -105,14 +105,15 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.prefetch_chunks = 8  # Chunks read ahead.
   c.prefetch_batches = 2  # Batches packed ahead in a background thread (0: none).
 
-  # InsCP wrapper (template=inscp), methods.md §1.
+  # InsCP wrapper (template=inscp): Chen & Lee 2024, arXiv:2405.20175.
   c.inscp = ml_collections.ConfigDict()
   # Newline after the assistant header: None keeps what the template renders, False strips it,
   # True makes sure one "\n" ends the header.
   c.inscp.newline_after_header = config_dict.placeholder(bool)
   c.inscp.mask_header = False  # Ablation: no loss on the template's header tokens.
 
-  # Pinch mixer (mixer=pinch), methods.md §2; needs exactly one source with "{lang}" in its path.
+  # Pinch mixer (mixer=pinch): Shaham et al. 2024, arXiv:2401.01854. Needs exactly one source
+  # with "{lang}" in its path.
   c.pinch = ml_collections.ConfigDict()
   c.pinch.budget = 4640  # Examples in the mixture (LIMA 1,000 + OpenAssistant 3,640).
   c.pinch.split = "pinch"  # pinch: P% over `languages`, rest English; uniform: even over all

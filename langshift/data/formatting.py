@@ -39,7 +39,8 @@ def format_chat(messages: Sequence[Mapping[str, Any]], template: str,
 
 def format_inscp(text: str, template: str, special_tokens_map: Mapping[str, str], *,
                  newline_after_header: bool | None = None, mask_header: bool = False) -> Formatted:
-  """InsCP (methods.md §1): `text` as the assistant reply behind an empty user turn.
+  """InsCP (Chen & Lee 2024, arXiv:2405.20175): `text` as the assistant reply behind an empty
+  user turn.
 
   Plain causal-LM loss on the whole sequence by default; `mask_header=True` (the ablation) trains
   only the reply and its end-of-turn token. `newline_after_header`: None renders what the template

@@ -1,4 +1,6 @@
-"""Non-instructional fine-tuning data (Xie et al. 2024, methods.md §4).
+"""Non-instructional fine-tuning data (Xie, Syu & Lee 2024, "Non-instructional Fine-tuning:
+Enabling Instruction-Following Capabilities in Pre-trained Language Models without
+Instruction-Following Data", arXiv:2409.00096).
 
 A web document is split at its midpoint; a teacher continues the first half (generation lives in
 `langshift.generation`); the pair (user: first half, assistant: continuation) is then trained on

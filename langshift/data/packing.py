@@ -14,9 +14,9 @@ Modes (`take_row`):
   concat    the token stream is cut into full rows; an example may continue in the next row (its
             continuation is a new segment, positions restart)
   greedy    whole examples, next-fit: a row is closed (padded) when the next example does not fit
-  boundary  LEP (methods.md §3): rows start at an example or paragraph boundary; a paragraph that
-            does not fit moves to the next row (`boundary_remainder="pad"`) or fills the row and
-            its rest is dropped ("drop")
+  boundary  LEP (Tikhomirov & Chernyshev 2024, arXiv:2412.21140): rows start at an example or
+            paragraph boundary; a paragraph that does not fit moves to the next row
+            (`boundary_remainder="pad"`) or fills the row and its rest is dropped ("drop")
   none      one example per row
 An example longer than a row (a paragraph, for boundary) is cut into row-sized pieces
 (`overlong="split"`) or truncated ("truncate").

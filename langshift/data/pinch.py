@@ -1,4 +1,6 @@
-"""Fixed-budget multilingual instruction mixtures (Shaham et al. 2024, methods.md §2).
+"""Fixed-budget multilingual instruction mixtures (Shaham, Herzig, Aharoni, Szpektor, Tsarfaty
+& Eyal 2024, "Multilingual Instruction Tuning With Just a Pinch of Multilinguality",
+arXiv:2401.01854).
 
 The instruction set exists in parallel in every language: example id i is the same instruction
 in English and in each translation. A mixture is a list of `(language, example id)` of exactly

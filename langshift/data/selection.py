@@ -1,7 +1,10 @@
-"""Selection of documents by perplexity (InsCP, methods.md §1: low-PPL data made it work).
+"""Selection of documents by perplexity: InsCP (Chen & Lee 2024, "InstructionCP: A fast approach
+to transfer Large Language Models into target language", arXiv:2405.20175) trained on
+low-perplexity data.
 
-The scores are computed elsewhere (`langshift.evaluation` perplexity scoring); this keeps the
-documents whose score lies in [min_perplexity, max_perplexity].
+The scores come from outside this module (a record field or a file aligned with the records;
+`langshift.evaluation.scoring.LocalScorer.token_nll` gives a text's NLL, but no job yet scores a
+whole corpus); this keeps the documents whose score lies in [min_perplexity, max_perplexity].
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Resizing embedding matrices to a new vocabulary and initialising the new rows (LEP §3 step 1).
+"""Resizing embedding matrices to a new vocabulary and initialising the new rows (LEP:
+Tikhomirov & Chernyshev 2024, arXiv:2412.21140).
 
 Functions take and return arrays laid out [vocab, embed] (one row per token); the param-tree
 wrapper handles langshift's `lm_head/kernel` [embed, vocab]. Arithmetic is fp32 whatever the
@@ -14,7 +15,8 @@ import numpy as np
 from langshift.embeddings import param_tree
 from langshift.embeddings.vocabulary_map import VocabularyMap
 
-# Below this norm a mean of sub-token rows is treated as missing (methods §3 step 1).
+# Below this norm a mean of sub-token rows is treated as missing and the new row falls back to the
+# global mean row (a numerical guard chosen by langshift).
 MIN_MEAN_NORM = 1e-12
 INIT_METHODS = ("mean", "random")
 

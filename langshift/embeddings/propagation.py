@@ -1,4 +1,5 @@
-"""LEP embedding propagation into the instruct model (Tikhomirov & Chernyshev 2024; methods §3.3).
+"""LEP embedding propagation into the instruct model (Tikhomirov & Chernyshev 2024, "Facilitating
+large language model Russian adaptation with Learned Embedding Propagation", arXiv:2412.21140).
 
 The instruct model's embeddings are assumed to be a linear map P of the base model's:
 instruct ≈ base @ P. P is fitted by least squares (float64) on rows both models share, and the
@@ -182,7 +183,7 @@ def propagate_embedding_rows(base: np.ndarray, instruct: np.ndarray, donor: np.n
 
 def propagate_embedding_params(base_params: Any, instruct_params: Any, donor_params: Any,
                                vocab_map: VocabularyMap, **kwargs) -> dict:
-  """The instruct param tree with its embeddings propagated from the donor (LEP §3.3).
+  """The instruct param tree with its embeddings propagated from the donor (LEP, arXiv:2412.21140).
 
   Trees are langshift Llama params; only `embed_tokens/embedding` and `lm_head/kernel` change
   (the latter only when untied; tied models propagate their single matrix). `kwargs` as in

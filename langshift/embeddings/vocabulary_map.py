@@ -1,4 +1,5 @@
-"""The averaging operator: how each token of a new vocabulary is made of old tokens (LEP §3).
+"""The averaging operator: how each token of a new vocabulary is made of old tokens (LEP:
+Tikhomirov & Chernyshev 2024, arXiv:2412.21140).
 
 One sparse [new_vocab, old_vocab] matrix serves both embedding initialisation (new rows =
 operator @ old rows) and LEP vocabulary conversion (the least-squares system is built from
@@ -70,7 +71,8 @@ def build_vocabulary_map(old_tokenizer, new_tokenizer, *,
   Kept tokens are matched first by token string (when both spell tokens the same way, so a
   shrunk or extended vocabulary maps back exactly), then by decoded bytes; special tokens by
   content, or through `special_token_map` {new content: old content}, e.g. {"</s>":
-  "<|endoftext|>"}. Other tokens are re-tokenized by the old tokenizer (methods §3 step 1).
+  "<|endoftext|>"}. Other tokens are re-tokenized by the old tokenizer (LEP's initialisation,
+  Tikhomirov & Chernyshev 2024, arXiv:2412.21140).
   """
   old = vocabulary_lib.vocabulary(old_tokenizer)
   new = vocabulary_lib.vocabulary(new_tokenizer)

@@ -5,8 +5,9 @@ perplexity tasks, and a *generator* (`generation.interface.TextGenerator`, local
 OpenAI-compatible) for generation tasks. Tasks whose backend is missing are skipped with a log
 line, so an HTTP-only model still gets its generation tasks scored.
 
-`eval/micro_avg` is the unweighted mean of the tasks' main scores (Darumeru's summary; methods §3),
-over tasks with `in_average` (perplexity never counts).
+`eval/micro_avg` is the unweighted mean of the tasks' main scores (the summary score of the
+Darumeru benchmark, Tikhomirov & Chernyshev 2024, arXiv:2412.21140), over tasks with `in_average`
+(perplexity never counts).
 """
 
 from __future__ import annotations

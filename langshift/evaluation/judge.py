@@ -1,4 +1,5 @@
-"""Side-by-side judging with position-bias control (Shaham et al. 2024, methods §2).
+"""Side-by-side judging with position-bias control, as in Shaham et al. 2024, "Multilingual
+Instruction Tuning With Just a Pinch of Multilinguality" (arXiv:2401.01854).
 
 Every pair is judged twice, once in each order. Model A scores 1 when the judge picks it in both
 orders, 0 when the judge picks B in both, and 0.5 otherwise (the picks differ, or a verdict could

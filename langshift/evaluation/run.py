@@ -41,14 +41,14 @@ def evaluate_model_dir(model_dir: str | None, suite: str, *, protocol: str = "au
   from langshift.evaluation.scoring import LocalScorer
   from langshift.generation.local_backend import LocalGenerator
   from langshift.generation.openai_client import OpenAIGenerator
-  from langshift.generation.tokenizer_adapter import load_text_tokenizer
+  from langshift.tokenization.tokenizer import load_tokenizer
 
   scorer = generator = tokenizer = None
   if model_dir:
     from langshift.checkpoints.hf_import import load_hf_model
     overrides = {"dtype": dtype} if dtype else {}
     config, params = load_hf_model(model_dir, **overrides)
-    tokenizer = load_text_tokenizer(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     scorer = LocalScorer(config, params, tokenizer, batch_size=batch_size)
     generator = LocalGenerator(config, params, tokenizer, batch_size=batch_size)
   if openai_base_url:

@@ -15,15 +15,15 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple, Sequence
 
-import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding
 
 from langshift.generation.logits_processors import DecodeContext, LogitsProcessor, apply_processors
 from langshift.generation.sampling import SamplingParams, sample_next_token
 from langshift.models.config import ModelConfig
 from langshift.models.llama import LlamaDecoder, init_cache, positions_from_segment_ids
+from langshift.parallel import sharding as sharding_lib
 
 _CACHE_AXES = (None, "cache_batch", None, "activation_kv_heads", "activation_head_dim")
 
@@ -32,6 +32,20 @@ class GenerationOutput(NamedTuple):
   tokens: jax.Array  # int32 [B, max_new_tokens]; pad_id after a row stops.
   lengths: jax.Array  # int32 [B]: tokens generated, the stop token included.
   stopped: jax.Array  # bool [B]: the row ended on a stop token (not on max_new_tokens).
+
+
+@flax.struct.dataclass
+class DecodeState:
+  """The `lax.while_loop` carry of `generate`: everything that changes from step to step."""
+
+  step: jax.Array  # int32 []: iterations so far, i.e. the column of `out` written next.
+  logits: jax.Array  # float32 [B, V]: next-token logits from the last model call.
+  cache: dict  # the KV cache (`llama.init_cache`).
+  out: jax.Array  # int32 [B, max_new_tokens]: chosen tokens, pad_id where not yet written.
+  done: jax.Array  # bool [B]: the row has emitted a stop token.
+  lengths: jax.Array  # int32 [B]: tokens generated per row, the stop token included.
+  seen: jax.Array  # bool [B, V]: tokens in the prompt or generated so far (for penalties).
+  rng: jax.Array  # PRNG key, split once per step.
 
 
 def stop_token_ids_from_config(config: ModelConfig) -> tuple[int, ...]:
@@ -73,30 +87,29 @@ def generate(params, prompt_tokens: jax.Array, prompt_segment_ids: jax.Array, rn
       (prompt_segment_ids > 0).astype(jnp.int32)) > 0
   stop_ids = jnp.asarray(tuple(stop_token_ids) or (-1,), jnp.int32)
 
-  def cond(state):
-    step, _, _, _, done, _, _, _ = state
-    return (step < max_new_tokens) & ~jnp.all(done)
+  def cond(s: DecodeState):
+    return (s.step < max_new_tokens) & ~jnp.all(s.done)
 
-  def body(state):
-    step, logits, cache, out, done, lengths, seen, rng = state
-    rng, key = jax.random.split(rng)
-    scores = apply_processors(processors, logits, DecodeContext(seen=seen, step=step))
-    token = sample_next_token(scores, key, sampling)
-    token = jnp.where(done, pad_id, token)
-    out = out.at[:, step].set(token)
-    lengths = lengths + (~done).astype(jnp.int32)
-    seen = seen.at[rows, token].set(seen[rows, token] | ~done)
-    done = done | jnp.isin(token, stop_ids)
+  def body(s: DecodeState):
+    rng, key = jax.random.split(s.rng)
+    scores = apply_processors(processors, s.logits, DecodeContext(seen=s.seen, step=s.step))
+    token = jnp.where(s.done, pad_id, sample_next_token(scores, key, sampling))
     # A finished row keeps feeding padding; its outputs are ignored from here on.
-    logits, cache = model.apply({"params": params}, token[:, None], (next_position + step)[:, None],
-                                jnp.ones((batch, 1), jnp.int32), cache, method="decode")
-    return step + 1, logits[:, -1].astype(jnp.float32), cache, out, done, lengths, seen, rng
+    logits, cache = model.apply({"params": params}, token[:, None],
+                                (next_position + s.step)[:, None], jnp.ones((batch, 1), jnp.int32),
+                                s.cache, method="decode")
+    return s.replace(
+        step=s.step + 1, logits=logits[:, -1].astype(jnp.float32), cache=cache,
+        out=s.out.at[:, s.step].set(token), done=s.done | jnp.isin(token, stop_ids),
+        lengths=s.lengths + (~s.done).astype(jnp.int32),
+        seen=s.seen.at[rows, token].set(s.seen[rows, token] | ~s.done), rng=rng)
 
-  init = (jnp.zeros((), jnp.int32), logits[:, -1].astype(jnp.float32), cache,
-          jnp.full((batch, max_new_tokens), pad_id, jnp.int32), jnp.zeros((batch,), bool),
-          jnp.zeros((batch,), jnp.int32), seen, rng)
-  _, _, _, out, done, lengths, _, _ = jax.lax.while_loop(cond, body, init)
-  return GenerationOutput(tokens=out, lengths=lengths, stopped=done)
+  init = DecodeState(
+      step=jnp.zeros((), jnp.int32), logits=logits[:, -1].astype(jnp.float32), cache=cache,
+      out=jnp.full((batch, max_new_tokens), pad_id, jnp.int32), done=jnp.zeros((batch,), bool),
+      lengths=jnp.zeros((batch,), jnp.int32), seen=seen, rng=rng)
+  final = jax.lax.while_loop(cond, body, init)
+  return GenerationOutput(tokens=final.out, lengths=final.lengths, stopped=final.done)
 
 
 @functools.lru_cache(maxsize=32)
@@ -114,13 +127,8 @@ def make_generate_fn(config: ModelConfig, max_new_tokens: int,
   """
   constrain = None
   if mesh is not None:
-    rules = tuple(rules or ())
-
-    def constrain_to_mesh(x, names):
-      spec = nn.logical_to_mesh_axes(names, rules)
-      return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
-
-    constrain = constrain_to_mesh
+    # No rules: an empty table, so every logical axis is replicated.
+    constrain = functools.partial(sharding_lib.logical_constraint, mesh=mesh, rules=rules or ())
 
   return jax.jit(functools.partial(
       generate, config=config, max_new_tokens=max_new_tokens, sampling=sampling,

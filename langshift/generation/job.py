@@ -19,6 +19,7 @@ import json
 import os
 from typing import Callable, Iterator, Sequence
 
+from langshift import faults
 from langshift.generation.interface import GenerationOptions, TextGenerator
 
 
@@ -110,6 +111,7 @@ def run_generation_job(input_path: str, output_dir: str, generator: TextGenerato
         written += len(batch)
         if on_batch_written is not None:
           on_batch_written(written)
+        faults.fault_point("records", written)
     os.replace(partial, final)
   return written
 

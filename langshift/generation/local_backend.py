@@ -85,7 +85,9 @@ class LocalGenerator:
 
   def _texts(self, token_lists, options):
     outs = self.generate_tokens(token_lists, options)
-    return [truncate_at_stop(self.tokenizer.decode(ids), options.stop) for ids in outs]
+    # Special tokens (a chat model's end-of-turn that is not a stop id) are not answer text.
+    return [truncate_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), options.stop)
+            for ids in outs]
 
   def generate_tokens(self, token_lists: Sequence[Sequence[int]],
                       options: GenerationOptions) -> list[list[int]]:

@@ -46,15 +46,18 @@ class RepetitionPenalty:
 
 @dataclasses.dataclass(frozen=True)
 class RuleBasedAdapter:
-  """Hewitt et al. (2024) rule-based instruction-following adapter for a base model (methods §4).
+  """Rule-based instruction-following adapter for a base model (Hewitt et al. 2024, "Instruction
+  Following without Instruction Tuning", arXiv:2409.14254).
 
   A product of experts: log p(w|x) ∝ log p_base(w|x) + log softmax(r(·, x))_w, where r adds
     (1) an EOS ramp: the end-of-turn score grows linearly with the response position, reaching
         `eos_max` at position `eos_ramp_length` and staying there;
     (2) uniform biases on a few tokens (`token_biases`, built by `hewitt_token_biases`);
     (3) diversity: `diversity_penalty` on every token already seen in the conversation.
-  The size of the negative uniform biases is not given in methods.md (open; see
-  `hewitt_token_biases`). Flags switch each rule off for the paper's ablations.
+  langshift gives all negative uniform biases one configurable size (`negative_bias` of
+  `hewitt_token_biases`, default -4); the authors' released code (github.com/john-hewitt/
+  implicit-ins) sets per-token values between -3 and -6. Flags switch each rule off for the
+  paper's ablations.
   """
 
   eos_token_ids: tuple[int, ...]
@@ -87,8 +90,9 @@ class RuleBasedAdapter:
     return jax.nn.log_softmax(logits, axis=-1) + jax.nn.log_softmax(r, axis=-1)
 
 
-# Hewitt et al.'s uniform rule: discourage tokens that start chatty or template-like text and
-# encourage list/markdown structure. methods.md gives the sign, not the size, of the negative ones.
+# The uniform rule of Hewitt et al. 2024 (arXiv:2409.14254): discourage tokens that start chatty
+# or template-like text and encourage list/markdown structure. The signs follow the paper; the
+# size of the negative biases is a parameter here (`negative_bias`, default -4).
 HEWITT_NEGATIVE_STRINGS = ("<", "|", "I", "We", "What", "should")
 HEWITT_POSITIVE_STRINGS = ("-", "*", "#", "##", "\n", "!")
 

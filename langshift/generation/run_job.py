@@ -40,9 +40,9 @@ def main(argv):
   elif _MODEL_DIR.value:
     from langshift.checkpoints.hf_import import load_hf_model
     from langshift.generation.local_backend import LocalGenerator
-    from langshift.generation.tokenizer_adapter import load_text_tokenizer
+    from langshift.tokenization.tokenizer import load_tokenizer
     config, params = load_hf_model(_MODEL_DIR.value)
-    generator = LocalGenerator(config, params, load_text_tokenizer(_MODEL_DIR.value),
+    generator = LocalGenerator(config, params, load_tokenizer(_MODEL_DIR.value),
                                batch_size=_BATCH.value)
   else:
     raise app.UsageError("give --model_dir or --openai_base_url")

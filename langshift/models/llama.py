@@ -18,9 +18,11 @@ them to mesh axes by the rules in the experiment config.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,6 +48,22 @@ def _dtype(name: str):
 
 def _init(names, init=nn.initializers.normal(0.02)):
   return nn.with_logical_partitioning(init, names)
+
+
+@flax.struct.dataclass
+class AttentionInputs:
+  """Where this call's T query tokens sit and which S key/value slots they may see.
+
+  The same for every layer, so the layer scan broadcasts it as one pytree; a new per-call input
+  is one field here rather than one more argument through every layer.
+  """
+
+  positions: Array  # int [B, T]: rotary positions.
+  segment_ids: Array  # int [B, T]: query segments (0 = padding).
+  kv_segment_ids: Array  # int [B, S]: key/value segments.
+  q_index: Array  # int [B, T]: slot of each query, for causality and the sliding window.
+  kv_index: Array  # int [B, S]: slot of each key/value.
+  cache_index: Array | None = None  # int []: first KV-cache slot written (decode only).
 
 
 class Linear(nn.Module):
@@ -98,14 +116,23 @@ class RMSNorm(nn.Module):
     return jnp.asarray(scale, self.dtype) * y.astype(self.dtype)
 
 
-class Attention(nn.Module):
+class _LayerPart(nn.Module):
+  """A module of one decoder layer: holds the model config and reads its dtypes."""
+
   config: ModelConfig
 
+  @property
+  def dtypes(self):
+    """(compute dtype, param dtype)."""
+    return _dtype(self.config.dtype), _dtype(self.config.param_dtype)
+
+
+class Attention(_LayerPart):
+  """Grouped-query self-attention with rotary positions; optionally writes a KV cache."""
+
   @nn.compact
-  def __call__(self, x, layer_cache, positions, segment_ids, kv_segment_ids, q_index, kv_index,
-               cache_index):
-    cfg = self.config
-    dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+  def __call__(self, x, layer_cache, *, inputs: AttentionInputs):
+    cfg, (dt, pdt) = self.config, self.dtypes
     hd = cfg.dim_per_head
 
     def proj(name, heads, axis_name, bias):
@@ -116,8 +143,8 @@ class Attention(nn.Module):
     k = proj("k_proj", cfg.num_kv_heads, "kv_heads", cfg.qkv_bias)
     v = proj("v_proj", cfg.num_kv_heads, "kv_heads", cfg.qkv_bias)
     inv_freq = inverse_frequencies(cfg)
-    q = apply_rope(q, positions, inv_freq)
-    k = apply_rope(k, positions, inv_freq)
+    q = apply_rope(q, inputs.positions, inv_freq)
+    k = apply_rope(k, inputs.positions, inv_freq)
     q = nn.with_logical_constraint(q, ("activation_batch", "activation_length", "activation_heads",
                                        "activation_head_dim"))
     k = nn.with_logical_constraint(k, ("activation_batch", "activation_length",
@@ -127,16 +154,16 @@ class Attention(nn.Module):
     if layer_cache is not None:
       # Write this step's keys/values at slots [cache_index, cache_index + T).
       ck = jax.lax.dynamic_update_slice_in_dim(layer_cache["k"], k.astype(layer_cache["k"].dtype),
-                                               cache_index, axis=1)
+                                               inputs.cache_index, axis=1)
       cv = jax.lax.dynamic_update_slice_in_dim(layer_cache["v"], v.astype(layer_cache["v"].dtype),
-                                               cache_index, axis=1)
+                                               inputs.cache_index, axis=1)
       new_cache = {"k": ck, "v": cv}
       k, v = ck.astype(dt), cv.astype(dt)
 
     out = attention_lib.dot_product_attention(
-        q, k, v, q_segment_ids=segment_ids, kv_segment_ids=kv_segment_ids, q_index=q_index,
-        kv_index=kv_index, sliding_window=cfg.sliding_window, impl=cfg.attention_impl,
-        decoding=layer_cache is not None)
+        q, k, v, q_segment_ids=inputs.segment_ids, kv_segment_ids=inputs.kv_segment_ids,
+        q_index=inputs.q_index, kv_index=inputs.kv_index, sliding_window=cfg.sliding_window,
+        impl=cfg.attention_impl, decoding=layer_cache is not None)
     out = nn.with_logical_constraint(out, ("activation_batch", "activation_length",
                                            "activation_heads", "activation_head_dim"))
     out = Linear((cfg.hidden_size,), ("heads", "head_dim", "embed"), in_axes=2,
@@ -144,13 +171,12 @@ class Attention(nn.Module):
     return out, new_cache
 
 
-class MLP(nn.Module):
-  config: ModelConfig
+class MLP(_LayerPart):
+  """SwiGLU feed-forward block."""
 
   @nn.compact
   def __call__(self, x):
-    cfg = self.config
-    dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+    cfg, (dt, pdt) = self.config, self.dtypes
 
     def dense(name, features, names):
       return Linear((features,), names, use_bias=cfg.mlp_bias, dtype=dt, param_dtype=pdt,
@@ -163,18 +189,16 @@ class MLP(nn.Module):
     return dense("down_proj", cfg.hidden_size, ("mlp", "embed"))(h)
 
 
-class DecoderLayer(nn.Module):
-  config: ModelConfig
+class DecoderLayer(_LayerPart):
+  """Pre-norm attention and MLP blocks, each with a residual connection."""
 
+  # `inputs` stays positional: nn.scan passes no keyword arguments to the scanned layer.
   @nn.compact
-  def __call__(self, x, layer_cache, positions, segment_ids, kv_segment_ids, q_index, kv_index,
-               cache_index):
-    cfg = self.config
-    dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+  def __call__(self, x, layer_cache, inputs: AttentionInputs):
+    cfg, (dt, pdt) = self.config, self.dtypes
     x = nn.with_logical_constraint(x, ("activation_batch", "activation_length", "activation_embed"))
     h = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="input_layernorm")(x)
-    h, new_cache = Attention(cfg, name="self_attn")(h, layer_cache, positions, segment_ids,
-                                                     kv_segment_ids, q_index, kv_index, cache_index)
+    h, new_cache = Attention(cfg, name="self_attn")(h, layer_cache, inputs=inputs)
     x = x + h
     h = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="post_attention_layernorm")(x)
     x = x + MLP(cfg, name="mlp")(h)
@@ -197,7 +221,7 @@ class LlamaDecoder(nn.Module):
       layer_cls = nn.remat(layer_cls, policy=policy, prevent_cse=not cfg.scan_layers)
     if cfg.scan_layers:
       scanned = nn.scan(layer_cls, variable_axes={"params": 0}, split_rngs={"params": True},
-                        in_axes=(0,) + (nn.broadcast,) * 6, length=cfg.num_layers,
+                        in_axes=(0, nn.broadcast), length=cfg.num_layers,
                         metadata_params={nn.PARTITION_NAME: "layers"})
       self.layers = scanned(cfg)
     else:
@@ -206,18 +230,16 @@ class LlamaDecoder(nn.Module):
     if not cfg.tie_word_embeddings:
       self.lm_head = Linear((cfg.vocab_size,), ("embed", "vocab"), dtype=dt, param_dtype=pdt)
 
-  def _backbone(self, tokens, positions, segment_ids, kv_cache, kv_segment_ids, q_index, kv_index,
-                cache_index):
+  def _backbone(self, tokens, inputs: AttentionInputs, kv_cache=None):
     x = self.embed_tokens(tokens)
     x = nn.with_logical_constraint(x, ("activation_batch", "activation_length", "activation_embed"))
-    args = (positions, segment_ids, kv_segment_ids, q_index, kv_index, cache_index)
     if self.config.scan_layers:
-      x, new_kv = self.layers(x, kv_cache, *args)
+      x, new_kv = self.layers(x, kv_cache, inputs)
     else:
       new_layers = []
       for i, layer in enumerate(self.layers):
         layer_cache = None if kv_cache is None else jax.tree.map(lambda c: c[i], kv_cache)
-        x, c = layer(x, layer_cache, *args)
+        x, c = layer(x, layer_cache, inputs)
         new_layers.append(c)
       new_kv = None if kv_cache is None else jax.tree.map(lambda *c: jnp.stack(c), *new_layers)
     return self.norm(x), new_kv
@@ -247,8 +269,9 @@ class LlamaDecoder(nn.Module):
     if positions is None:
       positions = positions_from_segment_ids(segment_ids)
     index = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
-    hidden, _ = self._backbone(tokens, positions, segment_ids, None, segment_ids, index, index,
-                               None)
+    inputs = AttentionInputs(positions=positions, segment_ids=segment_ids,
+                             kv_segment_ids=segment_ids, q_index=index, kv_index=index)
+    hidden, _ = self._backbone(tokens, inputs)
     return hidden if return_hidden else self.logits_from_hidden(hidden)
 
   def decode(self, tokens, positions, segment_ids, cache):
@@ -264,12 +287,27 @@ class LlamaDecoder(nn.Module):
     q_index = jnp.broadcast_to(start + jnp.arange(t, dtype=jnp.int32), tokens.shape)
     s = cache["segment_ids"].shape[1]
     kv_index = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (tokens.shape[0], s))
-    kv = {"k": cache["k"], "v": cache["v"]}
-    hidden, new_kv = self._backbone(tokens, positions, segment_ids, kv, kv_segment_ids, q_index,
-                                    kv_index, start)
+    inputs = AttentionInputs(positions=positions, segment_ids=segment_ids,
+                             kv_segment_ids=kv_segment_ids, q_index=q_index, kv_index=kv_index,
+                             cache_index=start)
+    hidden, new_kv = self._backbone(tokens, inputs, {"k": cache["k"], "v": cache["v"]})
     new_cache = {"k": new_kv["k"], "v": new_kv["v"], "segment_ids": kv_segment_ids,
                  "index": start + t}
     return self.logits_from_hidden(hidden), new_cache
+
+
+def init_params(config: ModelConfig, rng: jax.Array):
+  """Random params, boxed with their logical axis names: the one place `model.init` runs."""
+  return LlamaDecoder(config).init(rng, jnp.ones((1, 1), jnp.int32))["params"]
+
+
+def abstract_params(config: ModelConfig):
+  """`init_params`' tree as boxed `jax.ShapeDtypeStruct`s; nothing is allocated or compiled.
+
+  The `nn.LogicallyPartitioned` boxes keep the logical axis names for
+  `sharding.logical_shardings`; `nn.unbox` the result for plain shapes.
+  """
+  return jax.eval_shape(functools.partial(init_params, config), jax.random.PRNGKey(0))
 
 
 def positions_from_segment_ids(segment_ids: Array) -> Array:

@@ -26,3 +26,11 @@ def to_host(tree: Any) -> Any:
     return np.asarray(jax.device_get(x))
 
   return jax.tree.map(one, tree)
+
+
+def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding,
+              keys=None) -> dict[str, jax.Array]:
+  """This process's rows of a batch -> global arrays in `sharding` (every host calls it with its
+  own share, as the input pipeline produces them). `keys` selects the fields to send."""
+  keys = batch.keys() if keys is None else keys
+  return {k: jax.make_array_from_process_local_data(sharding, batch[k]) for k in keys}

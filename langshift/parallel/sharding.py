@@ -43,10 +43,25 @@ def rules_from_config(rules: Sequence[Sequence[Any]] | None):
   return tuple(out)
 
 
-def mesh_shardings(boxed_tree, mesh: jax.sharding.Mesh, rules):
-  """NamedShardings on `mesh` for each leaf of an (abstract) boxed param tree."""
+def logical_shardings(boxed_tree, mesh: jax.sharding.Mesh, rules):
+  """NamedShardings on `mesh` for each leaf of a (possibly abstract) boxed tree.
+
+  Leaves boxed in `nn.LogicallyPartitioned` map their logical axis names through `rules` (as
+  given by a config or `DEFAULT_LOGICAL_RULES`); any other leaf is replicated.
+  """
   logical = nn.get_partition_spec(boxed_tree)
-  return nn.logical_to_mesh_sharding(logical, mesh, rules)
+  return nn.logical_to_mesh_sharding(logical, mesh, rules_from_config(rules))
+
+
+def logical_constraint(x: jax.Array, names: Sequence[str | None], mesh: jax.sharding.Mesh,
+                       rules) -> jax.Array:
+  """`x` constrained to the sharding its logical axis `names` get under `rules` on `mesh`.
+
+  For code that runs outside `nn.logical_axis_rules` (flax's `nn.with_logical_constraint` reads
+  the rules and mesh from that context instead).
+  """
+  return jax.lax.with_sharding_constraint(
+      x, logical_shardings(nn.LogicallyPartitioned(x, tuple(names)), mesh, rules))
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:

@@ -1,32 +1,39 @@
-"""LEP end to end (Tikhomirov & Chernyshev 2024; methods §3): `run_lep(config, workdir)`.
+"""LEP end to end: `run_lep(config, workdir)`.
+
+Learned embedding propagation: Tikhomirov & Chernyshev 2024, "Facilitating large language model
+Russian adaptation with Learned Embedding Propagation", arXiv:2412.21140.
 
 One config, four resumable stages (`langshift/recipes/stages.py`), each writing one folder:
 
   tokenizer_new/  the target tokenizer (config.lep.tokenizer_variant) trained on the text of
                   config.data's source files;
   base_init/      the base model with its embeddings resized to the new vocabulary, a new
-                  token's input and output rows the mean of its old sub-tokens' rows (§3.1);
+                  token's input and output rows the mean of its old sub-tokens' rows;
   cpt/            embedding-only continual pre-training of base_init on config.data
-                  (`train_and_evaluate`, trainable preset "embeddings", §3.2); `cpt/hf` is its
+                  (`train_and_evaluate`, trainable preset "embeddings"); `cpt/hf` is its
                   float32 export, the donor of the next stage;
   lep_instruct/   the instruct model with embeddings propagated from the donor (swap | overlap |
-                  conversion, §3.3), its own chat tokens appended with their rows, its chat
-                  template and special ids: an HF checkpoint + tokenizer for transformers/vLLM.
+                  conversion), its own chat tokens appended with their rows, its chat template
+                  and special ids: an HF checkpoint + tokenizer for transformers/vLLM.
 
-A killed run continues: finished stages are skipped, CPT resumes from its own checkpoint.
+A killed run continues: finished stages are skipped, CPT resumes from its own checkpoint. The
+recipe's settings are the `lep` section (`lep_config()`); the engine settings CPT needs are
+stated in the experiment file and checked, not overridden (`REQUIRED_SETTINGS`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 import ml_collections
 import numpy as np
 
 from langshift.checkpoints.hf_export import export_hf_model
 from langshift.checkpoints.hf_import import load_hf_model
+from langshift import config_lib
+from langshift.data import config as data_config_lib
 from langshift.data.config import resolve_sources
 from langshift.embeddings.initialization import INIT_METHODS, resize_embedding_params
 from langshift.embeddings.param_tree import embedding_matrices
@@ -51,32 +58,82 @@ def lep_paths(workdir: str) -> dict[str, str]:
   return {name: os.path.join(workdir, d) for name, d in STAGE_DIRS.items()}
 
 
-def run_lep(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def lep_config() -> ml_collections.ConfigDict:
+  """The recipe's own config section, `config.lep` (the engine's base schema has none)."""
+  placeholder = ml_collections.config_dict.placeholder
+  return ml_collections.ConfigDict(dict(
+      base="",  # local HF directory of the base model (it is continually pre-trained)
+      instruct="",  # local HF directory of its instruct model (it receives the embeddings)
+      tokenizer_variant="extended",  # bpe | unigram | extended | optimized
+      # SentencePiece model trained on `data`'s source files: the whole new vocabulary for
+      # bpe/unigram, the pool of candidate pieces for extended/optimized (LEP: 32k Mistral,
+      # 128k Llama-3). A soft limit: a corpus too small to reach it gives fewer pieces.
+      new_vocab_size=32000,
+      max_new_tokens=placeholder(int),  # None: every new piece
+      shrink_to=placeholder(int),  # optimized: old vocab cut to this
+      tokenizer_max_texts=1_000_000,  # lines of the data sources the tokenizer is trained on
+      init="mean",  # new rows: mean of old sub-token rows (LEP) | random (matched mean/std)
+      propagation="conversion",  # swap | overlap | conversion
+      # Dtype of the chunked least-squares products; they are summed and solved in float64
+      # either way. float32 is ~4x faster on CPU; it moves the fitted map by ~1e-6 relative,
+      # and ~3 in 10,000 bf16 entries of the result round the other way (docs/benchmarks.md).
+      propagation_products="float32"))  # float32 | float64
+
+
+# Settings the CPT stage needs and the experiment file must state (the recipe checks them rather
+# than overriding them): embeddings only (LEP), and a float32 export of the donor, which
+# the next stage reads back for a float64 least-squares fit with no bf16 rounding in between.
+REQUIRED_SETTINGS = {"train.trainable": "embeddings", "checkpoint.export_hf_at_end": True,
+                     "checkpoint.export_dtype": "float32",
+                     # The recipe points CPT at its own stage outputs (base_init, tokenizer_new).
+                     "init_from_hf": "", "tokenizer": ""}
+
+# Every config value each stage reads (its fingerprint in the stage marker). The tokenizer stage
+# also reads, per source, the fields below (`lep_inputs.corpus_texts`).
+STAGE_KEYS = {
+    "tokenizer": ("lep.base", "lep.tokenizer_variant", "lep.new_vocab_size",
+                  "lep.max_new_tokens", "lep.shrink_to", "lep.tokenizer_max_texts",
+                  "data.on_bad_record"),
+    "init": ("lep.base", "lep.init", "seed"),
+    "cpt": ("seed", "model", "data", "train", "optimizer"),
+    "propagate": ("lep.base", "lep.instruct", "lep.propagation", "lep.propagation_products"),
+}
+TOKENIZER_SOURCE_FIELDS = ("path", "format", "text_field", "text_unit", "tfds_name", "split",
+                           "data_dir")
+
+
+def stage_inputs(config, stage: str) -> dict[str, Any]:
+  """The flat config values stage `stage` reads: what its marker records and compares."""
+  inputs = config_lib.select(config, STAGE_KEYS[stage])
+  if stage == "tokenizer":
+    for src in resolve_sources(config.data):
+      inputs.update({f"data.sources.{src.name}.{f}": src[f] for f in TOKENIZER_SOURCE_FIELDS})
+  return inputs
+
+
+def run_lep(config: ml_collections.ConfigDict, workdir: str, *,
+            log: Callable[[str], None] = print) -> dict[str, Any]:
   """Runs (or continues) every stage; returns {'status', 'stages': {name: summary}, 'export'}.
 
   status is 'preempted' when CPT stopped early (SIGTERM): rerun the same command to go on.
   """
+  check_lep_config(config)
   lep = config.lep
-  _check_lep_config(lep)
   paths = lep_paths(workdir)
-  runner = StageRunner(workdir)
-  sources = [src.path for src in resolve_sources(config.data)]
+  runner = StageRunner(workdir, log=log)
   stages: dict[str, Any] = {}
   stages["tokenizer"] = runner.run(
       "tokenizer", paths["tokenizer"], lambda: build_target_tokenizer(config, paths["tokenizer"]),
-      inputs=dict(base=lep.base, variant=lep.tokenizer_variant, vocab_size=lep.new_vocab_size,
-                  max_new_tokens=lep.max_new_tokens, shrink_to=lep.shrink_to,
-                  max_texts=lep.tokenizer_max_texts, sources=sources))
+      inputs=stage_inputs(config, "tokenizer"))
   stages["init"] = runner.run(
       "init", paths["init"],
       lambda: initialise_base(lep.base, paths["tokenizer"], paths["init"], method=lep.init,
                               seed=config.seed),
-      inputs=dict(base=lep.base, init=lep.init, seed=config.seed))
+      inputs=stage_inputs(config, "init"))
   try:
     stages["cpt"] = runner.run(
         "cpt", paths["cpt"], lambda: continual_pretraining(config, paths),
-        inputs=dict(steps=config.train.steps, sources=sources), clear_partial=False,
-        collective=True)
+        inputs=stage_inputs(config, "cpt"), clear_partial=False, collective=True)
   except StageInterrupted as e:
     runner.log("langshift: LEP stopped during CPT; rerun the same command to continue")
     stages["cpt"] = e.summary
@@ -85,13 +142,18 @@ def run_lep(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       "propagate", paths["propagate"],
       lambda: propagate_into_instruct(lep.base, lep.instruct, paths, method=lep.propagation,
                                       product_dtype=lep.propagation_products),
-      inputs=dict(instruct=lep.instruct, propagation=lep.propagation,
-                  products=lep.propagation_products))
+      inputs=stage_inputs(config, "propagate"))
   runner.log(f"langshift: LEP done; instruct model with the new vocabulary: {paths['propagate']}")
   return {"status": "done", "stages": stages, "export": paths["propagate"]}
 
 
-def _check_lep_config(lep) -> None:
+def check_lep_config(config) -> None:
+  """One-line errors, before any stage runs, for bad or contradictory settings."""
+  if "lep" not in config:
+    raise ValueError("config.recipe='lep' needs a config.lep section: "
+                     "config.lep = langshift.recipes.lep.lep_config()")
+  lep = config.lep
+  data_config_lib.check_fields(dict(lep), lep_config(), "config.lep")
   for key in ("base", "instruct"):
     if not lep[key] or not os.path.isdir(lep[key]):
       raise ValueError(f"config.lep.{key}={lep[key]!r}: give a local Hugging Face model "
@@ -105,6 +167,11 @@ def _check_lep_config(lep) -> None:
       raise ValueError(f"config.lep.{key}={value!r}; expected one of {choices}")
   if lep.tokenizer_variant == "optimized" and not lep.shrink_to:
     raise ValueError("config.lep.tokenizer_variant='optimized' needs config.lep.shrink_to")
+  flat = config_lib.flatten(config)
+  for key, required in REQUIRED_SETTINGS.items():
+    if flat[key] != required:
+      raise ValueError(f"config.{key}={flat[key]!r} contradicts the LEP recipe, which needs "
+                       f"{required!r} (see REQUIRED_SETTINGS in langshift/recipes/lep.py)")
 
 
 def build_target_tokenizer(config, out_dir: str) -> dict[str, Any]:
@@ -157,15 +224,13 @@ def initialise_base(base_dir: str, tokenizer_dir: str, out_dir: str, *, method: 
 
 
 def continual_pretraining(config, paths: dict[str, str]) -> dict[str, Any]:
-  """Stage (c): this config's training run on base_init, embeddings only (§3.2)."""
+  """Stage (c): this config's training run on base_init, embeddings only."""
+  # Only the wiring to this recipe's own stage outputs is set here; the settings CPT needs
+  # (REQUIRED_SETTINGS) come from the experiment file and were checked by check_lep_config.
   cpt = config.copy_and_resolve_references()
   cpt.recipe = "cpt"
   cpt.init_from_hf = paths["init"]
   cpt.tokenizer = paths["tokenizer"]
-  cpt.train.trainable = "embeddings"
-  # The donor is read back for a float64 least-squares fit: no bf16 rounding in between.
-  cpt.checkpoint.export_hf_at_end = True
-  cpt.checkpoint.export_dtype = "float32"
   from langshift.train.trainer import train_and_evaluate  # the engine; heavy import
   summary = train_and_evaluate(cpt, paths["cpt"])
   if summary.get("stop_reason") == "preempted":

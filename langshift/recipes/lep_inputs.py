@@ -16,8 +16,8 @@ from langshift.checkpoints.safetensors_io import SafetensorsCheckpoint
 from langshift.data import config as data_config_lib
 from langshift.data import sources as sources_lib
 from langshift.tokenization.tokenizer_files import (SPECIAL_TOKEN_KEYS, model_token_ids,
-                                                    read_tokenizer_config, read_tokenizer_json,
-                                                    special_token_content)
+                                                    read_tokenizer_json)
+from langshift.tokenization.tokenizer_metadata import read_tokenizer_metadata
 from langshift.tokenization.vocabulary import tokenizer_kind
 
 # What a SentencePiece model trained from scratch (bpe/unigram variants) calls its specials.
@@ -65,10 +65,10 @@ def tokenizer_source(model_dir: str) -> str:
 
 
 def special_token_strings(model_dir: str) -> dict[str, str]:
-  """{'bos_token': '<|begin_of_text|>', ...} as the model's tokenizer_config names them."""
-  config = read_tokenizer_config(model_dir)
-  names = {k: special_token_content(config.get(k)) for k in SPECIAL_TOKEN_KEYS}
-  return {k: v for k, v in names.items() if v is not None}
+  """{'bos_token': '<|begin_of_text|>', ...} as the model's tokenizer files name them (the strings
+  `load_tokenizer` and transformers resolve)."""
+  names = read_tokenizer_metadata(model_dir).special_tokens_map
+  return {k: names[k] for k in SPECIAL_TOKEN_KEYS if k in names}
 
 
 def special_token_ids(tokenizer_json: dict, names: dict[str, str]) -> dict[str, int]:

@@ -1,22 +1,25 @@
 """`run_experiment(config, workdir)`: the one function `langshift.main` calls.
 
-`config.recipe` picks what runs; every recipe is an importable function of (config, workdir).
+`config.recipe` picks what runs; every recipe is an importable function of (config, workdir),
+imported only when chosen (the engine and the recipes pull in JAX and model code).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import ml_collections
 
-RECIPES = ("cpt", "lep")
+# recipe name -> "module:function"
+RECIPES = {
+    "cpt": "langshift.train.trainer:train_and_evaluate",
+    "lep": "langshift.recipes.lep:run_lep",
+}
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  if config.recipe == "cpt":
-    from langshift.train.trainer import train_and_evaluate
-    return train_and_evaluate(config, workdir)
-  if config.recipe == "lep":
-    from langshift.recipes.lep import run_lep
-    return run_lep(config, workdir)
-  raise ValueError(f"config.recipe={config.recipe!r}; expected one of {RECIPES}")
+  if config.recipe not in RECIPES:
+    raise ValueError(f"config.recipe={config.recipe!r}; expected one of {tuple(RECIPES)}")
+  module, function = RECIPES[config.recipe].split(":")
+  return getattr(importlib.import_module(module), function)(config, workdir)

@@ -1,10 +1,11 @@
 """Resumable stages of a recipe: a finished stage leaves a marker and is skipped on a rerun.
 
 A stage writes into its own output folder and, when it returns, `<workdir>/stages/<name>.json`
-records its summary and the inputs it was run with. A run killed mid-stage has no marker: the
+records its summary, the inputs it was run with (every config value the stage reads, flattened
+to dotted keys: its fingerprint) and a hash of them. A run killed mid-stage has no marker: the
 rerun clears that stage's partial output and runs it again (a training stage instead resumes
 from its own checkpoint). A marker whose inputs differ from the current config is an error, not a
-silent reuse of outputs made for another experiment.
+silent reuse of outputs made for another experiment: the error names each changed key.
 
 Multi-host jobs: a host-side stage (tokenizer training, embedding surgery, export) runs on
 process 0 only while the others wait at a barrier and then read its marker, so no two hosts
@@ -14,6 +15,7 @@ must be one filesystem all hosts see (NFS, a GCS FUSE mount), as for the checkpo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -91,9 +93,9 @@ class StageRunner:
       with open(self.marker(name)) as f:
         done = json.load(f)
       if done["inputs"] != inputs:
-        raise ValueError(f"stage {name} in {self.marker_dir} was run with {done['inputs']}, "
-                         f"this config asks for {inputs}: use a new workdir or remove {output}"
-                         f" and {self.marker(name)}")
+        raise ValueError(f"stage {name} in {self.marker_dir} was run with another config: "
+                         f"{describe_changes(done['inputs'], inputs)}; use a new workdir, or "
+                         f"remove {output} and {self.marker(name)} to run the stage again")
       self.log(f"langshift: stage {name}: done before, skipped ({output})")
       return {**done["summary"], "skipped": True}
     if clear_partial and os.path.exists(output) and lead:
@@ -106,9 +108,32 @@ class StageRunner:
       os.makedirs(self.marker_dir, exist_ok=True)
       tmp = self.marker(name) + ".tmp"
       with open(tmp, "w") as f:
-        json.dump({"inputs": inputs, "summary": summary}, f, indent=2, default=_plain)
+        json.dump({"fingerprint": fingerprint(inputs), "inputs": inputs, "summary": summary}, f,
+                  indent=2, default=_plain)
       os.replace(tmp, self.marker(name))  # a marker is whole or absent
     return {**summary, "skipped": False}
+
+
+def fingerprint(inputs: dict[str, Any]) -> str:
+  """A short stable hash of a stage's inputs (canonical JSON), for comparing workdirs at a
+  glance; the marker keeps the inputs themselves so that a mismatch can name the keys."""
+  canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=_plain)
+  return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def describe_changes(recorded: dict[str, Any], current: dict[str, Any], most: int = 6) -> str:
+  """`optimizer.learning_rate: 0.01 -> 0.02, train.seq_len: 32 -> 64` (on one line)."""
+  missing = object()
+  keys = sorted(k for k in set(recorded) | set(current)
+                if recorded.get(k, missing) != current.get(k, missing))
+  shown = [f"{k}: {_show(recorded, k)} -> {_show(current, k)}" for k in keys[:most]]
+  if len(keys) > most:
+    shown.append(f"and {len(keys) - most} more")
+  return ", ".join(shown)
+
+
+def _show(values: dict[str, Any], key: str) -> str:
+  return repr(values[key]) if key in values else "(absent)"
 
 
 def _plain(value):

@@ -1,4 +1,6 @@
-"""The four LEP tokenizer variants from a target-language corpus (methods §3).
+"""The four LEP tokenizer variants from a target-language corpus (Tikhomirov & Chernyshev 2024,
+"Facilitating large language model Russian adaptation with Learned Embedding Propagation",
+arXiv:2412.21140).
 
   bpe / unigram  a SentencePiece tokenizer trained from scratch (full replacement);
   extended       the base tokenizer + new BPE pieces (ids after the old ones);

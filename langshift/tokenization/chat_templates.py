@@ -1,7 +1,8 @@
 """Chat templates rendered exactly as `transformers.apply_chat_template` renders them.
 
 A template is a jinja string, from the tokenizer (`tokenizer_config.json` / `chat_template.jinja`)
-or one of the built-ins below (formats in `shared/methods.md`). Rendering uses the jinja
+or one of the built-ins below (each written to match the model family's published template;
+`tests/data/test_chat_templates.py` checks them against `transformers`). Rendering uses the jinja
 environment transformers uses (sandboxed, `trim_blocks`, `lstrip_blocks`, `loopcontrols`, its
 `tojson`, `raise_exception`, `strftime_now`), so the strings are byte-identical.
 

@@ -1,4 +1,5 @@
-"""Extending a tokenizer with pieces learned on target-language text (LEP "Extended", §3).
+"""Extending a tokenizer with pieces learned on target-language text (LEP "Extended": Tikhomirov &
+Chernyshev 2024, arXiv:2412.21140).
 
 Old ids never move: new tokens take the ids after the largest old id (added tokens included), so
 the old embedding rows stay where they are. New merges go before the old ones (as in LEP), so

@@ -1,4 +1,5 @@
-"""Giving an adapted tokenizer the instruct model's chat tokens and template (LEP §3.3).
+"""Giving an adapted tokenizer the instruct model's chat tokens and template (LEP's propagation into
+the instruct model: Tikhomirov & Chernyshev 2024, arXiv:2412.21140).
 
 The propagated instruct model speaks the new vocabulary, but it must still end turns with its
 own chat tokens (`<|eot_id|>`, `<|im_end|>`, ...): they are looked up by content in the new
@@ -13,8 +14,8 @@ import dataclasses
 
 from langshift.tokenization.extension import next_free_id
 from langshift.tokenization.tokenizer_files import (SPECIAL_TOKEN_KEYS, model_token_ids,
-                                                    read_tokenizer_config, read_tokenizer_json,
-                                                    special_token_content, write_tokenizer_dir)
+                                                    read_tokenizer_json, write_tokenizer_dir)
+from langshift.tokenization.tokenizer_metadata import read_tokenizer_metadata
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +53,13 @@ def write_instruct_tokenizer(directory: str, tokenizer_json: dict, instruct_dir:
   """Writes the adapted tokenizer with the instruct model's special tokens, chat template and
   bos/eos/unk/pad strings to `directory`; returns the rows to copy and the special ids."""
   instruct_json = read_tokenizer_json(instruct_dir)
-  config = read_tokenizer_config(instruct_dir)
+  metadata = read_tokenizer_metadata(instruct_dir)
   spec, rows = add_instruct_special_tokens(tokenizer_json, instruct_json)
-  names = {key: special_token_content(config.get(key)) for key in SPECIAL_TOKEN_KEYS}
   by_content = model_token_ids(spec)
   by_content.update({t["content"]: t["id"] for t in spec.get("added_tokens", [])})
-  names = {k: v for k, v in names.items() if v is not None and v in by_content}
-  write_tokenizer_dir(directory, spec, chat_template=config.get("chat_template"),
-                      model_max_length=config.get("model_max_length"), **names)
+  names = {k: v for k, v in metadata.special_tokens_map.items()
+           if k in SPECIAL_TOKEN_KEYS and v in by_content}
+  # Every named template (tool_use too), so the new directory renders what the instruct one does.
+  write_tokenizer_dir(directory, spec, chat_template=metadata.chat_template_field,
+                      model_max_length=metadata.config.get("model_max_length"), **names)
   return InstructTokens(spec, rows, {k: by_content[v] for k, v in names.items()})

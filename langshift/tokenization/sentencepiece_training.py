@@ -1,4 +1,5 @@
-"""Training SentencePiece BPE / Unigram tokenizers on a target-language corpus (LEP, methods §3).
+"""Training SentencePiece BPE / Unigram tokenizers on a target-language corpus (LEP: Tikhomirov &
+Chernyshev 2024, arXiv:2412.21140).
 
 The options are the ones the LEP tokenizers (and Llama-2 / Mistral before them) were trained with:
 digits split into single pieces, byte fallback instead of <unk>, and no text normalisation, so that

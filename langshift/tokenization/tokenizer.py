@@ -9,21 +9,19 @@ byte-level BPE `tokenizer.json`, Mistral v0.1 and the LEP-trained vocabularies a
 Besides ids, both backends give character offsets per token (`encode_batch_with_offsets`): the
 chat-template loss masks and the paragraph boundaries of LEP packing are computed on the string
 and mapped onto tokens through them.
+
+Special tokens, chat templates and the EOS ids generation stops on come from the directory's
+metadata files, read by `tokenizer_metadata.read_tokenizer_metadata` (transformers' precedence).
 """
 
 from __future__ import annotations
 
 import abc
-import json
 import os
 import re
 from collections.abc import Sequence
-from typing import Any
 
-# Named special tokens in a `tokenizer_config.json`, in the order transformers lists them. They
-# are also the variables a jinja chat template sees (`bos_token`, `eos_token`, ...).
-NAMED_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
-                        "cls_token", "mask_token")
+from langshift.tokenization.tokenizer_metadata import TokenizerMetadata, read_tokenizer_metadata
 
 Offsets = list[tuple[int, int]]
 
@@ -32,9 +30,20 @@ class Tokenizer(abc.ABC):
   """Token ids <-> text, special tokens and the chat template of one vocabulary."""
 
   path: str
-  chat_template: str | None
+  # The directory's tokenizer_config.json, chat templates, generation_config.json EOS ids.
+  metadata: TokenizerMetadata
   # Strings of the named special tokens that are set (`{"bos_token": "<s>", ...}`).
   special_tokens_map: dict[str, str]
+
+  @property
+  def chat_template(self) -> str | None:
+    """The template `transformers`' `apply_chat_template(messages)` renders, or None."""
+    return self.metadata.chat_template
+
+  @property
+  def chat_templates(self) -> dict[str, str]:
+    """Every named template ("default", "tool_use", ...)."""
+    return self.metadata.chat_templates
 
   @abc.abstractmethod
   def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
@@ -89,6 +98,13 @@ class Tokenizer(abc.ABC):
   def pad_id(self) -> int | None:
     return self._named_id("pad_token")
 
+  @property
+  def eos_ids(self) -> tuple[int, ...]:
+    """The ids generation stops on: the EOS token's, then generation_config.json's
+    `eos_token_id` (Llama-3-Instruct adds `<|eot_id|>` to `<|end_of_text|>`), deduplicated."""
+    ids = [self.eos_id, *self.metadata.generation_eos_ids]
+    return tuple(dict.fromkeys(int(i) for i in ids if i is not None))
+
   def __repr__(self):
     return f"{type(self).__name__}(path={self.path!r}, vocab_size={self.vocab_size})"
 
@@ -100,19 +116,8 @@ class HFTokenizer(Tokenizer):
     import tokenizers  # pylint: disable=import-outside-toplevel
     self.path = path
     self._tok = tokenizers.Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
-    config = _read_json(os.path.join(path, "tokenizer_config.json"))
-    # Older exports keep the named tokens in special_tokens_map.json only.
-    legacy = _read_json(os.path.join(path, "special_tokens_map.json"))
-    self.special_tokens_map = {}
-    for name in NAMED_SPECIAL_TOKENS:
-      value = config.get(name, legacy.get(name))
-      if value is not None:
-        self.special_tokens_map[name] = _token_content(value)
-    self.chat_template = _chat_template(path, config)
-    extra = config.get("additional_special_tokens") or config.get("extra_special_tokens") or []
-    if isinstance(extra, dict):
-      extra = list(extra.values())
-    self._extra_special = [_token_content(t) for t in extra]
+    self.metadata = read_tokenizer_metadata(path)
+    self.special_tokens_map = dict(self.metadata.special_tokens_map)
 
   def encode(self, text, add_special_tokens=False):
     return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
@@ -141,7 +146,7 @@ class HFTokenizer(Tokenizer):
 
   @property
   def special_tokens(self):
-    found = list(self.special_tokens_map.values()) + self._extra_special
+    found = list(self.special_tokens_map.values()) + list(self.metadata.extra_special_tokens)
     found += [t.content for t in self._tok.get_added_tokens_decoder().values() if t.special]
     return list(dict.fromkeys(found))
 
@@ -166,13 +171,15 @@ class SentencePieceTokenizer(Tokenizer):
     model.normalizer_spec.add_dummy_prefix = False
     self._sp_inner = sentencepiece.SentencePieceProcessor(model_proto=model.SerializeToString())
     self._num_threads = num_threads or os.cpu_count() or 1
-    config = _read_json(os.path.join(os.path.dirname(path), "tokenizer_config.json"))
+    self.metadata = read_tokenizer_metadata(os.path.dirname(path))
     self.special_tokens_map = {}
     for name, piece_id in (("bos_token", self._sp.bos_id()), ("eos_token", self._sp.eos_id()),
                            ("unk_token", self._sp.unk_id()), ("pad_token", self._sp.pad_id())):
       if piece_id >= 0:
         self.special_tokens_map[name] = self._sp.id_to_piece(piece_id)
-    self.chat_template = _chat_template(os.path.dirname(path), config)
+    # The model's own control pieces, unless the sibling config names others (transformers'
+    # Llama/Mistral tokenizers take the config's).
+    self.special_tokens_map.update(self.metadata.special_tokens_map)
     specials = sorted(self.special_tokens, key=len, reverse=True)
     self._special_re = re.compile("|".join(re.escape(t) for t in specials)) if specials else None
 
@@ -244,7 +251,9 @@ class SentencePieceTokenizer(Tokenizer):
 def load_tokenizer(path: str) -> Tokenizer:
   """Loads an HF tokenizer directory (with `tokenizer.json`) or a SentencePiece `.model` file.
 
-  A directory holding only `tokenizer.model` loads that SentencePiece model.
+  A directory holding only `tokenizer.model` loads that SentencePiece model. Special tokens, chat
+  templates and `eos_ids` come from the directory's metadata files (the `.model` file's directory
+  for a SentencePiece model), read by `read_tokenizer_metadata`.
   """
   path = os.fspath(path)
   if os.path.isdir(path):
@@ -256,27 +265,3 @@ def load_tokenizer(path: str) -> Tokenizer:
   if path.endswith(".model") and os.path.exists(path):
     return SentencePieceTokenizer(path)
   raise FileNotFoundError(f"{path}: expected an HF tokenizer directory or a SentencePiece .model")
-
-
-def _read_json(path: str) -> dict[str, Any]:
-  if not os.path.exists(path):
-    return {}
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
-
-
-def _token_content(value) -> str:
-  return value["content"] if isinstance(value, dict) else str(value)
-
-
-def _chat_template(directory: str, config: dict[str, Any]) -> str | None:
-  """The default chat template: `chat_template.jinja` (newer exports) over the config's field."""
-  jinja_file = os.path.join(directory, "chat_template.jinja")
-  if os.path.exists(jinja_file):
-    with open(jinja_file, encoding="utf-8") as f:
-      return f.read()
-  template = config.get("chat_template")
-  if isinstance(template, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
-    by_name = {t["name"]: t["template"] for t in template}
-    return by_name.get("default")
-  return template

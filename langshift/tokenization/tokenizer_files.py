@@ -12,12 +12,11 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from langshift.tokenization import sentencepiece_export
+from langshift.tokenization import sentencepiece_export, tokenizer_metadata
+from langshift.tokenization.tokenizer_metadata import (SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG,
+                                                       read_tokenizer_metadata)
 
 TOKENIZER_JSON = "tokenizer.json"
-TOKENIZER_CONFIG = "tokenizer_config.json"
-SPECIAL_TOKENS_MAP = "special_tokens_map.json"
-CHAT_TEMPLATE_FILE = "chat_template.jinja"
 SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token")
 
 
@@ -50,32 +49,34 @@ def to_tokenizer(tokenizer: Tokenizer | dict | str) -> Tokenizer:
 
 
 def read_tokenizer_config(directory: str) -> dict:
-  """tokenizer_config.json with the chat template folded in (newer exports keep it in a file)."""
-  config: dict[str, Any] = {}
-  path = os.path.join(directory, TOKENIZER_CONFIG)
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      config = json.load(f)
-  template_path = os.path.join(directory, CHAT_TEMPLATE_FILE)
-  if "chat_template" not in config and os.path.exists(template_path):
-    with open(template_path, encoding="utf-8") as f:
-      config["chat_template"] = f.read()
+  """tokenizer_config.json with the special tokens and chat template the directory resolves to
+  (`read_tokenizer_metadata`: the ones `load_tokenizer` and transformers use).
+
+  Named special tokens are strings; `chat_template` is the default template's string, or the
+  list of named templates when there are several (what `write_tokenizer_dir` writes back).
+  """
+  metadata = read_tokenizer_metadata(directory)
+  config = {**metadata.config, **metadata.special_tokens_map}
+  config.pop("chat_template", None)
+  if metadata.chat_template_field is not None:
+    config["chat_template"] = metadata.chat_template_field
   return config
 
 
-def special_token_content(value) -> str | None:
-  """tokenizer_config stores special tokens as strings or as AddedToken dicts."""
-  if isinstance(value, dict):
-    return value.get("content")
-  return value
+# Kept here too: the surgery code (adaptation.py, lep_inputs.py, ...) imports it from this module.
+special_token_content = tokenizer_metadata.special_token_content
 
 
 def write_tokenizer_dir(directory: str, tokenizer_json: dict, *, bos_token: str | None = None,
                         eos_token: str | None = None, unk_token: str | None = None,
-                        pad_token: str | None = None, chat_template: str | None = None,
+                        pad_token: str | None = None,
+                        chat_template: str | list[dict[str, str]] | None = None,
                         model_max_length: int | None = None, add_bos_token: bool | None = None,
                         ) -> None:
-  """Writes a directory `transformers.AutoTokenizer.from_pretrained` loads as a fast tokenizer."""
+  """Writes a directory `transformers.AutoTokenizer.from_pretrained` loads as a fast tokenizer.
+
+  `chat_template`: a string, or a list of `{"name": ..., "template": ...}` (kept as given).
+  """
   os.makedirs(directory, exist_ok=True)
   with open(os.path.join(directory, TOKENIZER_JSON), "w", encoding="utf-8") as f:
     json.dump(tokenizer_json, f, ensure_ascii=False, indent=2)

@@ -100,7 +100,8 @@ def vocabulary(tokenizer: Tokenizer | dict | str) -> Vocabulary:
 
 
 def decompose(vocab: Vocabulary, surface: bytes) -> list[int]:
-  """Ids `vocab`'s tokenizer spells `surface` with, <unk> dropped (LEP init, methods §3 step 1)."""
+  """Ids `vocab`'s tokenizer spells `surface` with, <unk> dropped (LEP's mean-of-sub-tokens
+  embedding initialisation, Tikhomirov & Chernyshev 2024, arXiv:2412.21140)."""
   tok = vocab.tokenizer
   if vocab.kind == "byte_level":
     ids = _decompose_byte_level(tok, surface)

@@ -18,28 +18,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   # --- Recipe: what `python -m langshift.main` runs (langshift/recipes/run.py) ------------------
-  #   cpt  train_and_evaluate on this config (continual pre-training or SFT: `data` decides).
-  #   lep  learned embedding propagation (methods §3, langshift/recipes/lep.py): target tokenizer
-  #        -> initialised base -> embedding-only CPT of the base -> propagation into the instruct
-  #        model -> HF export. The CPT stage is this config with init/tokenizer/trainable set.
+  #   cpt  the training engine on this config (continual pre-training or SFT: `data` decides).
+  #   lep  learned embedding propagation (langshift/recipes/lep.py); its settings live in the
+  #        `lep` section that the recipe adds (`lep.lep_config()`), not in this base schema.
   c.recipe = "cpt"
-  c.lep = ml_collections.ConfigDict(dict(
-      base="",  # local HF directory of the base model (it is continually pre-trained)
-      instruct="",  # local HF directory of its instruct model (it receives the embeddings)
-      tokenizer_variant="extended",  # bpe | unigram | extended | optimized
-      # SentencePiece model trained on `data`'s source files: the whole new vocabulary for
-      # bpe/unigram, the pool of candidate pieces for extended/optimized (LEP: 32k Mistral,
-      # 128k Llama-3). A soft limit: a corpus too small to reach it gives fewer pieces.
-      new_vocab_size=32000,
-      max_new_tokens=ml_collections.config_dict.placeholder(int),  # None: every new piece
-      shrink_to=ml_collections.config_dict.placeholder(int),  # optimized: old vocab cut to this
-      tokenizer_max_texts=1_000_000,  # lines of the data sources the tokenizer is trained on
-      init="mean",  # new rows: mean of old sub-token rows (LEP) | random (matched mean/std)
-      propagation="conversion",  # swap | overlap | conversion
-      # Dtype of the chunked least-squares products; they are summed and solved in float64
-      # either way. float32 is ~4x faster on CPU; it moves the fitted map by ~1e-6 relative,
-      # and ~3 in 10,000 bf16 entries of the result round the other way (docs/benchmarks.md).
-      propagation_products="float32"))  # float32 | float64
 
   # --- Initialisation precedence -------------------------------------------------------------
   # 1. A checkpoint already in the workdir resumes everything (params, optimizer, step, RNG, data
@@ -52,14 +34,21 @@ def base_config() -> ml_collections.ConfigDict:
   c.tokenizer = ""
 
   # --- Model: langshift.models.config.ModelConfig fields ---------------------------------------
-  # With init_from_hf only the numerics keys below are used (dtype, param_dtype, scan_layers,
-  # remat_policy, attention_impl); architecture keys come from config.json.
+  # Architecture keys are unset (None) by default. Random init: a key left unset takes
+  # ModelConfig's default (a 512-wide, 8-layer Llama). With init_from_hf the architecture is
+  # config.json's, and setting any architecture key here is an error rather than ignored.
+  # The numerics keys (dtype, param_dtype, scan_layers, remat_policy, attention_impl) apply to
+  # both.
+  placeholder = ml_collections.config_dict.placeholder
   c.model = ml_collections.ConfigDict(dict(
-      vocab_size=32000, hidden_size=512, intermediate_size=1408, num_layers=8, num_heads=8,
-      num_kv_heads=4, head_dim=ml_collections.config_dict.placeholder(int), rms_norm_eps=1e-5,
-      max_position_embeddings=4096, tie_word_embeddings=False, rope_theta=10000.0,
-      model_type="llama", dtype="float32", param_dtype="float32", scan_layers=True,
-      remat_policy="none", attention_impl="xla"))
+      vocab_size=placeholder(int), hidden_size=placeholder(int),
+      intermediate_size=placeholder(int), num_layers=placeholder(int),
+      num_heads=placeholder(int), num_kv_heads=placeholder(int), head_dim=placeholder(int),
+      rms_norm_eps=placeholder(float), max_position_embeddings=placeholder(int),
+      tie_word_embeddings=placeholder(bool), rope_theta=placeholder(float),
+      model_type=placeholder(str),
+      dtype="float32", param_dtype="float32", scan_layers=True, remat_policy="none",
+      attention_impl="xla"))
 
   # --- Parallelism ----------------------------------------------------------------------------
   # Mesh axes data / fsdp / tensor. `ici`: within a slice; `dcn`: across slices (multi-slice).
@@ -92,9 +81,7 @@ def base_config() -> ml_collections.ConfigDict:
       trainable="all",
       z_loss=0.0,
       loss_chunk_size=0,  # >0: cross-entropy over this many positions at a time (big vocabularies)
-      log_every=10,
-      eval_every=0,  # held-out perplexity every N steps (0: only before and after training)
-      eval_batches=4))
+      log_every=10))
 
   # --- Checkpoints and exports ----------------------------------------------------------------
   c.checkpoint = ml_collections.ConfigDict(dict(
@@ -106,20 +93,20 @@ def base_config() -> ml_collections.ConfigDict:
   # measures a matmul on CPU).
   c.perf = ml_collections.ConfigDict(dict(peak_flops_per_device=0.0))
 
-  # --- Training-time benchmark (langshift/evaluation) -------------------------------------------
-  # A suite name ("mini_darumeru") or suite JSON path; run every `every_steps` (0: at the end
-  # only) and written to metrics.jsonl / TensorBoard as eval/<task>/<metric> and eval/micro_avg.
-  c.eval_suite = ml_collections.ConfigDict(dict(
-      suite="", every_steps=0, max_examples=8, chat=False, batch_size=8))
-
   c.data = default_data_config()
-  # Held-out text for perplexity before/after training and every `train.eval_every` steps; same
-  # schema as `data` (no sources: no evaluation).
-  c.eval_data = default_data_config()
+
+  # --- Evaluations during training (langshift/evaluation/evaluators.py) -------------------------
+  # One table: name -> an evaluation of one kind, each run every `every_steps` steps, at the end
+  # of training, and before the first step when `at_start`:
+  #   c.evals.heldout = evaluators.perplexity_eval(data=..., max_batches=4)
+  #       held-out perplexity, written as eval/perplexity
+  #   c.evals.darumeru = evaluators.suite_eval(suite="mini_darumeru", every_steps=500)
+  #       a benchmark suite, written as eval/<task>/<metric> and eval/micro_avg
+  c.evals = ml_collections.ConfigDict()
   return c
 
 
-def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Locks the config so unknown keys fail (ml_collections raises naming the key)."""
-  config.lock()
-  return config
+ARCHITECTURE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
+                     "num_kv_heads", "head_dim", "rms_norm_eps", "max_position_embeddings",
+                     "tie_word_embeddings", "rope_theta", "model_type")
+NUMERICS_KEYS = ("dtype", "param_dtype", "scan_layers", "remat_policy", "attention_impl")

@@ -1,11 +1,10 @@
-"""Metrics sinks: JSON lines, TensorBoard event files, and a console progress line."""
+"""Metrics sinks: JSON lines and TensorBoard event files (the progress line: progress.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-import time
 from typing import Mapping
 
 import jax
@@ -14,11 +13,9 @@ import jax
 class MetricsWriter:
   """Writes on process 0 only; every record carries the step."""
 
-  def __init__(self, workdir: str, total_steps: int, console=sys.stdout):
+  def __init__(self, workdir: str, console=sys.stdout):
     self.enabled = jax.process_index() == 0
-    self.total_steps = total_steps
     self.console = console
-    self._t0 = time.time()
     if not self.enabled:
       return
     os.makedirs(workdir, exist_ok=True)
@@ -39,17 +36,6 @@ class MetricsWriter:
       for k, v in clean.items():
         self._tb.add_scalar(k, v, int(step))
       self._tb.flush()
-
-  def progress(self, step: int, metrics: Mapping[str, float]) -> None:
-    if not self.enabled:
-      return
-    frac = step / max(self.total_steps, 1)
-    bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
-    shown = " ".join(f"{k.split('/')[-1]}={v:.4g}" for k, v in metrics.items()
-                     if k in ("train/loss", "train/grad_norm", "perf/tokens_per_s", "perf/mfu"))
-    self.console.write(f"\r[{bar}] {step}/{self.total_steps} {shown} "
-                       f"({time.time() - self._t0:.0f}s)")
-    self.console.flush()
 
   def message(self, text: str) -> None:
     if self.enabled:

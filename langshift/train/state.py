@@ -18,7 +18,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from langshift.models.llama import LlamaDecoder
+from langshift.models.config import ModelConfig
+from langshift.models.llama import LlamaDecoder, abstract_params, init_params
+from langshift.parallel import sharding as sharding_lib
 
 
 @flax.struct.dataclass
@@ -29,34 +31,38 @@ class TrainState:
   rng: jax.Array
 
 
-def _init_boxed(model, tx, rng):
-  params = model.init(rng, jnp.ones((1, 1), jnp.int32))["params"]
-  # Optax maps over the boxed leaves, so Adam's moments inherit the params' logical names.
+def _fresh_state(params, rng, tx):
+  # On boxed params optax maps over the boxes' values, so Adam's moments inherit the params'
+  # logical names.
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     rng=rng)
 
 
-def state_shardings(model: LlamaDecoder, tx: optax.GradientTransformation, mesh, rules):
+def _model_config(model_or_config: LlamaDecoder | ModelConfig) -> ModelConfig:
+  return model_or_config.config if isinstance(model_or_config, LlamaDecoder) else model_or_config
+
+
+def state_shardings(model_or_config: LlamaDecoder | ModelConfig,
+                    tx: optax.GradientTransformation, mesh, rules):
   """(abstract unboxed state, NamedSharding tree) without allocating anything."""
-  boxed = jax.eval_shape(functools.partial(_init_boxed, model, tx), jax.random.PRNGKey(0))
-  logical = nn.get_partition_spec(boxed)
-  shardings = nn.logical_to_mesh_sharding(logical, mesh, rules)
-  return nn.unbox(boxed), shardings
+  boxed = jax.eval_shape(functools.partial(_fresh_state, tx=tx),
+                         abstract_params(_model_config(model_or_config)), jax.random.PRNGKey(0))
+  return nn.unbox(boxed), sharding_lib.logical_shardings(boxed, mesh, rules)
 
 
-def init_train_state(model, tx, mesh, rules, rng, shardings):
+def init_train_state(model_or_config: LlamaDecoder | ModelConfig,
+                     tx: optax.GradientTransformation, mesh, rules, rng, shardings):
   """Random init, created sharded."""
-  init = jax.jit(lambda r: nn.unbox(_init_boxed(model, tx, r)), out_shardings=shardings)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+  config = _model_config(model_or_config)
+  init = jax.jit(lambda r: nn.unbox(_fresh_state(init_params(config, r), r, tx)),
+                 out_shardings=shardings)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding_lib.rules_from_config(rules)):
     return init(rng)
 
 
-def state_from_params(params, tx, rng, shardings):
+def state_from_params(params, tx: optax.GradientTransformation, rng, shardings):
   """Fresh optimizer state at step 0 around already-sharded params (init_from_hf)."""
-  make = jax.jit(lambda p, r: TrainState(step=jnp.zeros((), jnp.int32), params=p,
-                                         opt_state=tx.init(p), rng=r),
-                 out_shardings=shardings)
-  return make(params, rng)
+  return jax.jit(functools.partial(_fresh_state, tx=tx), out_shardings=shardings)(params, rng)
 
 
 def count_params(tree) -> int:

@@ -1,307 +1,324 @@
-"""`train_and_evaluate(config, workdir)`: the one engine behind every recipe.
+"""The one training engine behind every recipe: `setup(config, workdir)`, then `train_loop(run)`.
 
-Recipes differ in data (config.data) and in which parameters train (config.train.trainable); the
-loop is the same on a laptop CPU, a GPU, or a TPU pod slice.
+Recipes differ in data (config.data), in which parameters train (config.train.trainable) and in
+what is evaluated (config.evals); the loop is the same on a laptop CPU, a GPU or a TPU pod slice.
+`setup` resolves everything the run will need (mesh, model, tokenizer, data, state, jitted step,
+evaluators), so a bad setting or a missing file fails before the first step; the loop then
+reads like big_vision's `train.py`: step, log, checkpoint, and periodic actions by `every`.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
-import signal
-import time
 from typing import Any, Iterator
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
+from langshift import faults
 from langshift.checkpoints import hf_config
 from langshift.checkpoints.hf_export import copy_tokenizer_files, export_hf_model
 from langshift.checkpoints.hf_import import load_hf_params
+from langshift.evaluation.evaluators import EvalContext, Evaluator, build_evaluators
 from langshift.models.config import ModelConfig, model_config_from_dict
-from langshift.models.llama import LlamaDecoder
+from langshift.models.llama import LlamaDecoder, abstract_params
 from langshift.parallel import sharding as sharding_lib
+from langshift.parallel.host_transfer import to_global
 from langshift.parallel.mesh import create_mesh
 from langshift.train import checkpointing, flops, optimizer, state as state_lib, step as step_lib
+from langshift.train.config import ARCHITECTURE_KEYS, NUMERICS_KEYS
 from langshift.train.metrics import MetricsWriter
-
-NUMERICS_KEYS = ("dtype", "param_dtype", "scan_layers", "remat_policy", "attention_impl")
+from langshift.train.preemption import Preemption
+from langshift.train.progress import ProgressBar, Throughput
 
 
 class NonFiniteLossError(FloatingPointError):
   pass
 
 
+def every(step: int, n: int, total: int, *, last: bool = True) -> bool:
+  """Whether a periodic action runs after `step`: every `n` steps (0: never), and at `total`
+  when `last` (so `n = 0` with `last` means "at the end only")."""
+  return (n > 0 and step % n == 0) or (last and step == total)
+
+
 def resolve_model_config(config) -> ModelConfig:
-  """Architecture from init_from_hf's config.json when given, else from config.model."""
+  """The architecture of init_from_hf's config.json when given, else of `config.model`.
+
+  With init_from_hf an architecture key set in `config.model` is an error: config.json decides
+  the architecture and a silently ignored value would mislead.
+  """
+  given = {k: config.model[k] for k in ARCHITECTURE_KEYS if config.model[k] is not None}
+  numerics = {k: config.model[k] for k in NUMERICS_KEYS}
   if config.init_from_hf:
-    numerics = {k: config.model[k] for k in NUMERICS_KEYS}
+    if given:
+      key = sorted(given)[0]
+      raise ValueError(f"config.model.{key}={given[key]!r} is set together with init_from_hf: "
+                       f"the architecture comes from {config.init_from_hf}/config.json; unset it")
     return hf_config.model_config_from_hf(
         hf_config.read_hf_config(config.init_from_hf),
         source=os.path.join(config.init_from_hf, "config.json"), **numerics)
-  return model_config_from_dict(config.model.to_dict())
+  return model_config_from_dict({**given, **numerics})
 
 
-def _load_tokenizer(config):
-  path = config.tokenizer or config.init_from_hf
-  if not path:
-    return None
-  from langshift.tokenization.tokenizer import load_tokenizer
-  return load_tokenizer(path)
+@dataclasses.dataclass
+class Run:
+  """Everything a training run needs, resolved by `setup`."""
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  mesh: jax.sharding.Mesh
+  rules: tuple
+  model_config: ModelConfig
+  tokenizer: Any  # langshift.tokenization.Tokenizer, or None (random init, synthetic data)
+  tokenizer_dir: str  # where the tokenizer files come from ("" when there is none)
+  state: state_lib.TrainState
+  init_source: str  # "checkpoint step N" | "hf:<dir>" | "random"
+  train_iter: Iterator[dict[str, np.ndarray]]
+  train_step: Any  # jitted (state, batch) -> (state, metrics)
+  batch_sharding: jax.sharding.Sharding
+  evaluators: list[Evaluator]
+  manager: Any  # orbax CheckpointManager
+  writer: MetricsWriter
+  flops_per_token: float
+  peak_flops: float
 
 
-class _Preemption:
-  """SIGTERM sets a flag; the loop saves a checkpoint and exits cleanly at the next step.
+def setup(config: ml_collections.ConfigDict, workdir: str, *,
+          train_iter: Iterator[dict[str, np.ndarray]] | None = None,
+          evaluators: list[Evaluator] | None = None) -> Run:
+  """Resolves the run. Nothing in `workdir` is written before every input has been checked.
 
-  Single process only. In a multi-host job, jax.distributed's own notifier catches SIGTERM and
-  `manager.reached_preemption(step)` stops every host at the same step (even when only one was
-  signalled); a Python handler would replace that notifier, and hosts would stop at different
-  steps and hang in the collective save.
+  `train_iter` replaces the configured data and `evaluators` the `config.evals` table (tests,
+  notebooks); a supplied iterator is checkpointed too if it has get_state/set_state.
   """
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-
-  def __enter__(self):
-    if jax.process_count() > 1:
-      return self
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread (e.g. a notebook worker): no handler
-      self._previous = None
-    return self
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       train_iter: Iterator[dict[str, np.ndarray]] | None = None,
-                       eval_batches: list[dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
-  """Runs (or resumes) training; returns a summary (final step, perplexities, export path).
-
-  `train_iter` / `eval_batches` replace the configured data (tests, notebooks); a supplied
-  iterator is checkpointed too if it has get_state/set_state.
-  """
-  os.makedirs(workdir, exist_ok=True)
   tc = config.train
+  if tc.global_batch_size % tc.microbatches:
+    raise ValueError(f"train.global_batch_size={tc.global_batch_size} is not divisible by "
+                     f"train.microbatches={tc.microbatches}")
   devices = jax.devices()[:config.mesh.num_devices or None]
   mesh = create_mesh(config.mesh.ici.to_dict(), config.mesh.dcn.to_dict(), devices)
   rules = sharding_lib.rules_from_config(config.logical_rules)
   model_cfg = resolve_model_config(config)
   model = LlamaDecoder(model_cfg)
-  tokenizer = _load_tokenizer(config)
-  if tokenizer is not None and tokenizer.vocab_size > model_cfg.vocab_size:
-    raise ValueError(f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} tokens but the model "
-                     f"vocab_size is {model_cfg.vocab_size}")
-  if tc.global_batch_size % tc.microbatches:
-    raise ValueError(f"train.global_batch_size={tc.global_batch_size} is not divisible by "
-                     f"train.microbatches={tc.microbatches}")
+  tokenizer_dir = config.tokenizer or config.init_from_hf
+  tokenizer = _load_tokenizer(tokenizer_dir, model_cfg)
 
   opt_cfg = config.optimizer
-  total_steps = opt_cfg.total_steps or tc.steps
   with opt_cfg.ignore_type():
     opt_cfg = ml_collections.ConfigDict(opt_cfg.to_dict())
-    opt_cfg.total_steps = total_steps
-  abstract_params = nn.unbox(jax.eval_shape(
-      lambda r: model.init(r, jnp.ones((1, 1), jnp.int32))["params"], jax.random.PRNGKey(0)))
-  tx, schedule = optimizer.make_optimizer(opt_cfg, abstract_params, tc.trainable)
-  mask = optimizer.trainable_mask(abstract_params, tc.trainable)
+    opt_cfg.total_steps = opt_cfg.total_steps or tc.steps  # documented default: train.steps
+  shapes = nn.unbox(abstract_params(model_cfg))
+  tx, schedule = optimizer.make_optimizer(opt_cfg, shapes, tc.trainable)
   abstract_state, shardings = state_lib.state_shardings(model, tx, mesh, rules)
   batch_sharding = sharding_lib.batch_sharding(mesh)
 
+  if train_iter is None:
+    from langshift.data.pipeline import make_train_iterator  # pylint: disable=import-outside-toplevel
+    train_iter = make_train_iterator(
+        config.data, tokenizer, seq_len=tc.seq_len, global_batch_size=tc.global_batch_size,
+        seed=config.seed, process_index=jax.process_index(), process_count=jax.process_count())
+  if evaluators is None:
+    evaluators = build_evaluators(config.evals, EvalContext(
+        model=model, model_config=model_cfg, tokenizer=tokenizer, mesh=mesh, rules=rules,
+        param_shardings=shardings.params, batch_sharding=batch_sharding, seq_len=tc.seq_len,
+        global_batch_size=tc.global_batch_size, loss_chunk_size=tc.loss_chunk_size))
+
   manager = checkpointing.make_manager(workdir, config.checkpoint.every_steps,
                                        config.checkpoint.keep, config.checkpoint.async_save)
-  rng = jax.random.PRNGKey(config.seed)
-  iterator_state = None
+  state, init_source = _initial_state(config, manager, abstract_state, shardings, model, tx,
+                                      model_cfg, mesh, rules, train_iter)
+  _write_run_files(config, workdir, tokenizer_dir)
+
+  train_step = jax.jit(
+      step_lib.make_train_step(model, tx, schedule,
+                               optimizer.trainable_mask(shapes, tc.trainable),
+                               microbatches=tc.microbatches, z_loss=tc.z_loss,
+                               loss_chunk_size=tc.loss_chunk_size),
+      in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
+      donate_argnums=(0,))
+  peak = flops.device_peak_flops(config.perf.peak_flops_per_device) * jax.device_count()
+  return Run(config=config, workdir=workdir, mesh=mesh, rules=rules, model_config=model_cfg,
+             tokenizer=tokenizer, tokenizer_dir=tokenizer_dir, state=state,
+             init_source=init_source, train_iter=train_iter, train_step=train_step,
+             batch_sharding=batch_sharding, evaluators=evaluators, manager=manager,
+             writer=MetricsWriter(workdir),
+             flops_per_token=flops.train_flops_per_token(model_cfg, tc.seq_len),
+             peak_flops=peak)
+
+
+def _load_tokenizer(path: str, model_cfg: ModelConfig):
+  if not path:
+    return None
+  from langshift.tokenization.tokenizer import load_tokenizer  # pylint: disable=import-outside-toplevel
+  tokenizer = load_tokenizer(path)
+  if tokenizer.vocab_size > model_cfg.vocab_size:
+    raise ValueError(f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} tokens but the model "
+                     f"vocab_size is {model_cfg.vocab_size}")
+  return tokenizer
+
+
+def _initial_state(config, manager, abstract_state, shardings, model, tx, model_cfg, mesh, rules,
+                   train_iter):
+  """(state, source) by the documented precedence: checkpoint > init_from_hf > random."""
   if manager.latest_step() is not None:
     logging.info("Resuming from %s (step %d)", manager.directory, manager.latest_step())
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract_state, shardings)
     state, iterator_state = checkpointing.restore(manager, target)
-    init_source = f"checkpoint step {int(state.step)}"
-  elif config.init_from_hf:
+    if iterator_state is not None and hasattr(train_iter, "set_state"):
+      train_iter.set_state(iterator_state)
+    return state, f"checkpoint step {int(state.step)}"
+  rng = jax.random.PRNGKey(config.seed)
+  if config.init_from_hf:
     params = load_hf_params(config.init_from_hf, model_cfg, mesh=mesh, rules=rules)
-    state = state_lib.state_from_params(params, tx, rng, shardings)
-    init_source = f"hf:{config.init_from_hf}"
-  else:
-    state = state_lib.init_train_state(model, tx, mesh, rules, rng, shardings)
-    init_source = "random"
+    return state_lib.state_from_params(params, tx, rng, shardings), f"hf:{config.init_from_hf}"
+  return state_lib.init_train_state(model, tx, mesh, rules, rng, shardings), "random"
 
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-    tok_dir = config.tokenizer or config.init_from_hf
-    if tok_dir:
-      os.makedirs(os.path.join(workdir, "tokenizer"), exist_ok=True)
-      copy_tokenizer_files(tok_dir, os.path.join(workdir, "tokenizer"))
 
-  if train_iter is None:
-    from langshift.data.pipeline import make_train_iterator
-    train_iter = make_train_iterator(
-        config.data, tokenizer, seq_len=tc.seq_len, global_batch_size=tc.global_batch_size,
-        seed=config.seed, process_index=jax.process_index(), process_count=jax.process_count())
-  if iterator_state is not None and hasattr(train_iter, "set_state"):
-    train_iter.set_state(iterator_state)
-  if eval_batches is None and len(config.eval_data.sources):
-    from langshift.data.pipeline import make_eval_batches
-    eval_batches = make_eval_batches(
-        config.eval_data, tokenizer, seq_len=tc.seq_len, global_batch_size=tc.global_batch_size,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        max_batches=tc.eval_batches)
+def _write_run_files(config, workdir: str, tokenizer_dir: str) -> None:
+  """config.json and the tokenizer beside the checkpoints (process 0)."""
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() != 0:
+    return
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  if tokenizer_dir:
+    os.makedirs(os.path.join(workdir, "tokenizer"), exist_ok=True)
+    copy_tokenizer_files(tokenizer_dir, os.path.join(workdir, "tokenizer"))
 
-  train_step = jax.jit(
-      step_lib.make_train_step(model, tx, schedule, mask, microbatches=tc.microbatches,
-                               z_loss=tc.z_loss, loss_chunk_size=tc.loss_chunk_size),
-      in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
-      donate_argnums=(0,))
-  eval_step = jax.jit(step_lib.make_eval_step(model, tc.loss_chunk_size),
-                      in_shardings=(shardings.params, batch_sharding))
 
-  def to_global(batch):
-    batch = {k: batch[k] for k in step_lib.BATCH_KEYS}
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(batch_sharding, x),
-                        batch)
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       train_iter: Iterator[dict[str, np.ndarray]] | None = None,
+                       evaluators: list[Evaluator] | None = None) -> dict[str, Any]:
+  """Runs (or resumes) training; returns a summary (final step, evaluations, export path)."""
+  return train_loop(setup(config, workdir, train_iter=train_iter, evaluators=evaluators))
 
-  def perplexity(params):
-    if not eval_batches:
-      return None
-    total, weight = 0.0, 0.0
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-      for b in eval_batches:
-        s, w = eval_step(params, to_global(b))
-        total, weight = total + float(s), weight + float(w)
-    return math.exp(total / max(weight, 1.0))
 
-  def benchmark(params, step_now):
-    """Training-time benchmark suite (Darumeru-style) on the current params."""
-    es = config.eval_suite
-    if not es.suite:
-      return {}
-    from langshift.evaluation.harness import run_eval_suite
-    from langshift.generation.tokenizer_adapter import load_text_tokenizer
-    results = run_eval_suite(es.suite, config=model_cfg, params=params,
-                             tokenizer=load_text_tokenizer(config.tokenizer or config.init_from_hf),
-                             chat=es.chat, max_examples=es.max_examples,
-                             batch_size=es.batch_size, mesh=mesh, rules=rules)
-    writer.write(step_now, results)
+def train_loop(run: Run) -> dict[str, Any]:
+  config, tc, writer = run.config, run.config.train, run.writer
+  state, total = run.state, tc.steps
+  start = int(state.step)
+  config_json = config.to_json_best_effort()
+  progress = ProgressBar(total)
+  meter = Throughput(run.flops_per_token, run.peak_flops)
+  latest: dict[str, tuple[int, dict[str, float]]] = {}  # evaluator -> (step, metrics)
+
+  def evaluate(evaluators, step):
+    results: dict[str, float] = {}
+    for e in evaluators:
+      metrics = e(state.params)
+      latest[e.name] = (step, metrics)
+      results.update(metrics)
+    if results:
+      writer.write(step, results)
     return results
 
-  writer = MetricsWriter(workdir, tc.steps)
-  config_json = config.to_json_best_effort()
-  flops_per_token = flops.train_flops_per_token(model_cfg, tc.seq_len)
-  peak = flops.device_peak_flops(config.perf.peak_flops_per_device) * jax.device_count()
-  start_step = int(state.step)
-  summary: dict[str, Any] = {"init": init_source, "start_step": start_step}
-  ppl_before = perplexity(state.params)
-  if ppl_before is not None:
-    summary["eval/perplexity_before"] = ppl_before
-    writer.write(start_step, {"eval/perplexity": ppl_before})
-  writer.message(f"langshift: {model_cfg.model_type} {state_lib.count_params(state.params)/1e6:.1f}M"
-                 f" params from {init_source}; mesh {dict(mesh.shape)}; steps "
-                 f"{start_step}->{tc.steps}" + (f"; held-out ppl {ppl_before:.3f}"
-                                                 if ppl_before is not None else ""))
-
   def save(step, force=False):
-    it_state = train_iter.get_state() if hasattr(train_iter, "get_state") else None
-    return checkpointing.save(manager, step, state, it_state, config_json, force=force)
+    it_state = run.train_iter.get_state() if hasattr(run.train_iter, "get_state") else None
+    return checkpointing.save(run.manager, step, state, it_state, config_json, force=force)
 
-  tokens_seen = 0.0
-  window_tokens, window_t0, window_steps = 0.0, time.perf_counter(), 0
-  pending = None  # metrics of the previous step, read after the next step is dispatched
-  step = start_step
-  stop_reason = "completed"
-
-  def process(step_done, metrics_dev, tokens):
-    nonlocal window_tokens, window_t0, window_steps
+  def log(step_done, metrics_dev, tokens):
     m = jax.device_get(metrics_dev)
     if bool(m["train/nonfinite"]):
       raise NonFiniteLossError(
           f"non-finite loss ({float(m['train/loss'])}) or gradient at step {step_done}; the update"
           " was skipped and the last good state is saved")
-    window_tokens += tokens
-    window_steps += 1
-    if step_done % tc.log_every == 0 or step_done == tc.steps:
-      dt = time.perf_counter() - window_t0
+    meter.add_step(tokens)
+    if every(step_done, tc.log_every, total):
       out = {k: float(v) for k, v in m.items() if k != "train/nonfinite"}
-      out["train/tokens_seen"] = tokens_seen
-      out["perf/step_time_s"] = dt / max(window_steps, 1)
-      out["perf/tokens_per_s"] = window_tokens / dt if dt > 0 else 0.0
-      out["perf/mfu"] = out["perf/tokens_per_s"] * flops_per_token / peak if peak else 0.0
+      out.update(meter.report())
       writer.write(step_done, out)
-      writer.progress(step_done, out)
-      window_tokens, window_t0, window_steps = 0.0, time.perf_counter(), 0
+      progress.update(step_done, out)
 
-  with _Preemption() as preempt, jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+  with jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
+    before = evaluate([e for e in run.evaluators if e.at_start], start)
+  writer.message(_start_line(run, start, total, before))
+
+  pending = None  # the previous step's metrics, read once the next step is dispatched
+  stop_reason = "completed"
+  with Preemption() as preempt, jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
     try:
-      while step < tc.steps:
-        batch = next(train_iter)
-        batch_tokens = float(np.sum(batch["segment_ids"] > 0)) * jax.process_count()
-        state, metrics = train_step(state, to_global(batch))
-        step += 1
-        tokens_seen += batch_tokens
+      for step in range(start + 1, total + 1):
+        batch = next(run.train_iter)
+        tokens = float(np.sum(batch["segment_ids"] > 0)) * jax.process_count()
+        state, metrics = run.train_step(state, to_global(batch, run.batch_sharding,
+                                                         step_lib.BATCH_KEYS))
         if pending is not None:
-          process(*pending)
-        pending = (step, metrics, batch_tokens)
-        save(step)
-        if (config.eval_suite.every_steps and step % config.eval_suite.every_steps == 0
-            and step < tc.steps):
-          benchmark(state.params, step)
-        if eval_batches and tc.eval_every and step % tc.eval_every == 0 and step < tc.steps:
-          writer.write(step, {"eval/perplexity": perplexity(state.params)})
-        if config.checkpoint.export_hf_every and step % config.checkpoint.export_hf_every == 0:
-          _export(state.params, model_cfg, config, workdir, f"hf_step_{step}")
-        if preempt.requested or manager.reached_preemption(step):
+          log(*pending)
+        pending = (step, metrics, tokens)
+        save(step, force=step == total)
+        due = [e for e in run.evaluators if every(step, e.every_steps, total)]
+        if due:
+          log(*pending)
+          pending = None
+          evaluate(due, step)
+        if every(step, config.checkpoint.export_hf_every, total, last=False):
+          _export(run, state.params, f"hf_step_{step}")
+        faults.fault_point("step", step)
+        if preempt.requested or run.manager.reached_preemption(step):
           stop_reason = "preempted"
           break
       if pending is not None:
-        process(*pending)
+        log(*pending)
     except NonFiniteLossError as e:
-      stop_reason = "nonfinite"
       save(int(state.step), force=True)
-      manager.wait_until_finished()
+      run.manager.wait_until_finished()
       writer.message(f"langshift: stopped: {e}")
       writer.close()
       raise
     except StopIteration:
       stop_reason = "data_exhausted"
-  if manager.latest_step() != int(state.step):
-    save(int(state.step), force=True)
-  manager.wait_until_finished()
-  summary.update(step=int(state.step), stop_reason=stop_reason, tokens_seen=tokens_seen)
-  if stop_reason == "preempted":
-    writer.message(f"langshift: preempted at step {int(state.step)}; checkpoint saved")
-    writer.close()
-    return summary
-  ppl_after = perplexity(state.params)
-  if ppl_after is not None:
-    summary["eval/perplexity_after"] = ppl_after
-    writer.write(int(state.step), {"eval/perplexity": ppl_after})
-  summary.update(benchmark(state.params, int(state.step)))
+
+    step = int(state.step)
+    if run.manager.latest_step() != step:
+      save(step, force=True)
+    run.manager.wait_until_finished()
+    summary: dict[str, Any] = {"init": run.init_source, "start_step": start, "step": step,
+                               "stop_reason": stop_reason, "tokens_seen": meter.tokens_seen}
+    summary.update({f"{k}_before": v for k, v in before.items()})
+    if stop_reason == "preempted":
+      writer.message(f"langshift: preempted at step {step}; checkpoint saved")
+      writer.close()
+      return summary
+    # Evaluations that did not run at the final step (the data ran out before `total`).
+    evaluate([e for e in run.evaluators if latest.get(e.name, (None,))[0] != step], step)
+  after = {k: v for e in run.evaluators for k, v in latest[e.name][1].items()}
+  summary.update({f"{k}_after": v for k, v in after.items()})
   if config.checkpoint.export_hf_at_end:
-    summary["hf_export"] = _export(state.params, model_cfg, config, workdir, "hf")
-  line = f"langshift: done at step {int(state.step)} ({stop_reason})"
-  if ppl_before is not None and ppl_after is not None:
-    line += f"; held-out perplexity {ppl_before:.3f} -> {ppl_after:.3f}"
-  if "hf_export" in summary:
-    line += f"; HF export: {summary['hf_export']}"
-  writer.message(line)
+    summary["hf_export"] = _export(run, state.params, "hf")
+  writer.message(_done_line(run, summary, before, after))
   writer.close()
   return summary
 
 
-def _export(params, model_cfg, config, workdir, name):
-  out = os.path.join(workdir, name)
-  export_hf_model(params, model_cfg, out, tokenizer_dir=config.tokenizer or config.init_from_hf
-                  or None, dtype=config.checkpoint.export_dtype)
+def _start_line(run: Run, start: int, total: int, before: dict[str, float]) -> str:
+  params = state_lib.count_params(run.state.params) / 1e6
+  line = (f"langshift: {run.model_config.model_type} {params:.1f}M params from {run.init_source};"
+          f" mesh {dict(run.mesh.shape)}; steps {start}->{total}")
+  for e in run.evaluators:
+    if e.metric in before:
+      line += f"; {e.metric} {before[e.metric]:.3f}"
+  return line
+
+
+def _done_line(run: Run, summary, before, after) -> str:
+  line = f"langshift: done at step {summary['step']} ({summary['stop_reason']})"
+  for e in run.evaluators:
+    headline = e.headline(before, after)
+    if headline:
+      line += f"; {headline}"
+  if "hf_export" in summary:
+    line += f"; HF export: {summary['hf_export']}"
+  return line
+
+
+def _export(run: Run, params, name: str) -> str:
+  out = os.path.join(run.workdir, name)
+  export_hf_model(params, run.model_config, out, tokenizer_dir=run.tokenizer_dir or None,
+                  dtype=run.config.checkpoint.export_dtype)
   return out

@@ -17,7 +17,8 @@ CONVERSATIONS = [
 ]
 SYSTEM = [{"role": "system", "content": "Be brief."}]
 
-# methods.md formats, written out by hand (B/E = the tokenizer's bos/eos strings).
+# The built-in formats, written out by hand from each model family's published chat template
+# (B/E = the tokenizer's bos/eos strings).
 EXPECTED = {
     "llama3": "B<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>"
               "<|start_header_id|>assistant<|end_header_id|>\n\nHello! How can I help?<|eot_id|>",
@@ -45,7 +46,7 @@ def llama_tokenizers(bpe_dir):
 
 
 @pytest.mark.parametrize("name", sorted(ct.BUILTIN_TEMPLATES))
-def test_builtin_templates_match_transformers_and_methods(name, s_tokenizers, llama_tokenizers):
+def test_builtin_templates_match_transformers_and_published_formats(name, s_tokenizers, llama_tokenizers):
   ours, auto = llama_tokenizers if name == "llama3" else s_tokenizers
   template = ct.BUILTIN_TEMPLATES[name]
   bos, eos = auto.bos_token, auto.eos_token

@@ -1,12 +1,11 @@
 """Tiny fixtures for evaluation tests: a UTF-8 byte tokenizer and a random tiny decoder."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import flax.linen as nn
 
 from langshift.models.config import ModelConfig
-from langshift.models.llama import LlamaDecoder
+from langshift.models.llama import abstract_params
 
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + "
           "message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
@@ -22,7 +21,8 @@ class ByteTokenizer:
   def encode(self, text):
     return [b + 3 for b in text.encode("utf-8")]
 
-  def decode(self, ids):
+  def decode(self, ids, skip_special_tokens=False):
+    del skip_special_tokens  # pad/BOS/EOS are never rendered
     return bytes(i - 3 for i in ids if i >= 3).decode("utf-8", errors="replace")
 
 
@@ -31,10 +31,9 @@ def tiny_model(seed=0):
                        num_heads=4, num_kv_heads=2, max_position_embeddings=2048, bos_token_id=1,
                        eos_token_id=2, pad_token_id=0)
   # Shapes from an abstract init, values from numpy: no compile of the init function.
-  shapes = nn.unbox(jax.eval_shape(
-      lambda: LlamaDecoder(config).init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))))
+  shapes = nn.unbox(abstract_params(config))
   rng = np.random.default_rng(seed)
   params = jax.tree_util.tree_map_with_path(
       lambda path, s: (np.ones(s.shape, np.float32) if path[-1].key == "scale"
-                       else rng.normal(0.0, 0.1, s.shape).astype(np.float32)), shapes["params"])
+                       else rng.normal(0.0, 0.1, s.shape).astype(np.float32)), shapes)
   return config, params

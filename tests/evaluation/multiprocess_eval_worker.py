@@ -17,14 +17,14 @@ def main(model_dir: str) -> None:
   from langshift.evaluation.scoring import LocalScorer
   from langshift.generation.interface import GenerationOptions
   from langshift.generation.local_backend import LocalGenerator
-  from langshift.generation.tokenizer_adapter import load_text_tokenizer
   from langshift.parallel import sharding
   from langshift.parallel.mesh import create_mesh
+  from langshift.tokenization.tokenizer import load_tokenizer
 
   mesh = create_mesh({"data": 1, "fsdp": -1, "tensor": 1})
   rules = sharding.rules_from_config(None)
   cfg, params = load_hf_model(model_dir, mesh=mesh, rules=rules)
-  tokenizer = load_text_tokenizer(model_dir)
+  tokenizer = load_tokenizer(model_dir)
   prompts = ["Привет, как дела?", "Сервер работа", "книга"]
   generator = LocalGenerator(cfg, params, tokenizer, batch_size=8, mesh=mesh, rules=rules)
   texts = generator.generate_tokens([tokenizer.encode(p) for p in prompts],

@@ -1,5 +1,4 @@
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -8,7 +7,7 @@ from jax.sharding import Mesh
 from langshift.generation.decode import generate, make_generate_fn
 from langshift.generation.logits_processors import RepetitionPenalty, RuleBasedAdapter
 from langshift.generation.sampling import SamplingParams
-from langshift.models.llama import LlamaDecoder
+from langshift.models.llama import abstract_params
 from langshift.parallel import sharding
 from tiny_llama_hf import tiny_hf_llama
 
@@ -108,9 +107,8 @@ def test_data_parallel_generation_on_a_mesh_equals_single_device():
       params, tokens, segs, jax.random.key(0))
   mesh = Mesh(np.asarray(jax.devices()[:8]).reshape(4, 1, 2), ("data", "fsdp", "tensor"))
   rules = sharding.DEFAULT_LOGICAL_RULES
-  abstract = jax.eval_shape(lambda: LlamaDecoder(config).init(jax.random.key(0),
-                                                              jnp.zeros((1, 4), jnp.int32)))
-  params_s = jax.device_put(params, sharding.mesh_shardings(abstract["params"], mesh, rules))
+  params_s = jax.device_put(params, sharding.logical_shardings(abstract_params(config), mesh,
+                                                               rules))
   tokens_s = jax.device_put(tokens, sharding.batch_sharding(mesh))
   segs_s = jax.device_put(segs, sharding.batch_sharding(mesh))
   fn = make_generate_fn(config, 6, mesh=mesh, rules=rules)

@@ -4,7 +4,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -79,19 +78,17 @@ def test_workers_split_shards_without_overlap(tmp_path):
 
 
 _CHILD = textwrap.dedent("""
-    import sys, time
+    import sys
     from langshift.generation.interface import GenerationOptions
     from langshift.generation.job import JobConfig, run_generation_job
 
-    class Slow:
+    class Reverse:
       def complete(self, prompts, options):
-        time.sleep(0.05)
         return [p[::-1] for p in prompts]
       def chat(self, conversations, options):
-        time.sleep(0.05)
         return [c[-1]["content"][::-1] for c in conversations]
 
-    run_generation_job(sys.argv[1], sys.argv[2], Slow(), GenerationOptions(),
+    run_generation_job(sys.argv[1], sys.argv[2], Reverse(), GenerationOptions(),
                        JobConfig(shard_size=4, batch_size=1))
 """)
 
@@ -99,20 +96,13 @@ _CHILD = textwrap.dedent("""
 def test_subprocess_killed_with_sigkill_then_resumed(tmp_path):
   src, out = str(tmp_path / "in.jsonl"), str(tmp_path / "out")
   _write_input(src, 40)
-  env = {**os.environ, "PYTHONPATH": REPO}
-  child = subprocess.Popen([sys.executable, "-c", _CHILD, src, out], env=env)
-  try:
-    deadline = time.time() + 30
-    while time.time() < deadline:  # wait until it is mid-run: some shards done, more to go
-      if os.path.isdir(out) and len([f for f in os.listdir(out) if f.endswith(".jsonl")]) >= 2:
-        break
-      time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
-  finally:
-    child.wait(timeout=10)
+  # SIGKILL right after the 10th record is durable: two shards done, the third half written.
+  env = {**os.environ, "PYTHONPATH": REPO, "LANGSHIFT_FAULT": "kill@records=10"}
+  child = subprocess.run([sys.executable, "-c", _CHILD, src, out], env=env, timeout=120)
   assert child.returncode == -signal.SIGKILL
-  first_done = len(read_outputs(out))
-  assert 8 <= first_done < 40
+  assert len(read_outputs(out)) == 8  # complete shards only
+  with open(os.path.join(out, "part-00002.jsonl.inprogress")) as f:
+    assert len(f.readlines()) == 2
   run_generation_job(src, out, EchoGenerator(), GenerationOptions(),
                      JobConfig(shard_size=4, batch_size=1))
   records = read_outputs(out)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import hf_testing
-from langshift.checkpoints.hf_import import abstract_params, load_hf_model
-from langshift.models.llama import LlamaDecoder
+from langshift.checkpoints.hf_import import load_hf_model
+from langshift.models.llama import LlamaDecoder, abstract_params
 from langshift.parallel import sharding
 from langshift.parallel.mesh import create_mesh, fill_axis_sizes
 
@@ -24,7 +24,8 @@ def _mesh():
 
 
 def _spec_table(cfg, mesh):
-  shardings = sharding.mesh_shardings(abstract_params(cfg), mesh, sharding.DEFAULT_LOGICAL_RULES)
+  shardings = sharding.logical_shardings(abstract_params(cfg), mesh,
+                                        sharding.DEFAULT_LOGICAL_RULES)
   flat = jax.tree_util.tree_flatten_with_path(shardings)[0]
   return {"/".join(k.key for k in path): [list(a) if isinstance(a, tuple) else a
                                           for a in s.spec] for path, s in flat}

@@ -70,7 +70,7 @@ def _run_lep(setup, workdir):
           f"--workdir={workdir}", f"--config.lep.base={setup['base']}",
           f"--config.lep.instruct={setup['instruct']}",
           f"--config.data.sources.ru.path={setup['root'] / 'train.jsonl'}",
-          f"--config.eval_data.sources.ru.path={setup['root'] / 'heldout.jsonl'}",
+          f"--config.evals.heldout.data.sources.ru.path={setup['root'] / 'heldout.jsonl'}",
           "--config.checkpoint.keep=2"]
   result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

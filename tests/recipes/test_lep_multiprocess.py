@@ -25,7 +25,7 @@ def _run_two_processes(setup, workdir, base=None, timeout=600):
        f"--workdir={workdir}", f"--config.lep.base={base or setup['base']}",
        f"--config.lep.instruct={setup['instruct']}",
        f"--config.data.sources.ru.path={setup['root'] / 'train.jsonl'}",
-       f"--config.eval_data.sources.ru.path={setup['root'] / 'heldout.jsonl'}"],
+       f"--config.evals.heldout.data.sources.ru.path={setup['root'] / 'heldout.jsonl'}"],
       timeout=timeout)
 
 

@@ -123,6 +123,8 @@ def test_bad_lep_setting_is_a_one_line_error_naming_it(key, value, tmp_path):
   from langshift.recipes import lep
   from langshift.train.config import base_config
   config = base_config()
+  config.recipe = "lep"
+  config.lep = lep.lep_config()
   config.lep.update(base=str(tmp_path), instruct=str(tmp_path))
   config.lep[key] = value
   with pytest.raises(ValueError, match=rf"^config\.lep\.{key}='{value}'; expected one of"):

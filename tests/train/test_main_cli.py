@@ -31,11 +31,11 @@ def setup(tmp_path_factory):
   return root
 
 
-def _main(root, workdir, *overrides):
-  args = [sys.executable, "-m", "langshift.main", "--config=experiments/demo.py",
+def _main(root, workdir, *overrides, config="experiments/demo.py"):
+  args = [sys.executable, "-m", "langshift.main", f"--config={config}",
           f"--workdir={workdir}", f"--config.init_from_hf={root / 'model'}",
           f"--config.data.sources.ru.path={root / 'train.jsonl'}",
-          f"--config.eval_data.sources.ru.path={root / 'held.jsonl'}",
+          f"--config.evals.heldout.data.sources.ru.path={root / 'held.jsonl'}",
           "--config.train.seq_len=32", "--config.train.global_batch_size=8",
           "--config.optimizer.total_steps=6", "--config.optimizer.learning_rate=1e-3",
           "--config.checkpoint.every_steps=3", "--config.checkpoint.export_dtype=float32",
@@ -51,8 +51,9 @@ def _losses(workdir):
 
 def test_main_runs_resumes_exactly_and_exports(setup, tmp_path):
   straight = _main(setup, tmp_path / "straight", "--config.train.steps=6",
-                   "--config.eval_suite.suite=mini_darumeru", "--config.eval_suite.every_steps=3",
-                   "--config.eval_suite.max_examples=2", "--config.checkpoint.export_hf_every=4")
+                   "--config.evals.suite.every_steps=3", "--config.evals.suite.max_examples=2",
+                   "--config.checkpoint.export_hf_every=4",
+                   config="experiments/demo.py:suite=mini_darumeru")
   assert straight.returncode == 0, straight.stderr[-3000:]
   assert "held-out perplexity" in straight.stdout
   first = _main(setup, tmp_path / "resumed", "--config.train.steps=3")

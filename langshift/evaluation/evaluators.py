@@ -1,0 +1,223 @@
+"""Evaluations the training engine runs on its current params: one interface, several kinds.
+
+The engine receives a list of `Evaluator`s and knows only that each one maps params to flat
+metrics and says when it wants to run. `build_evaluators(config.evals, context)` makes them from
+the experiment's `evals` table, one entry per evaluation:
+
+  config.evals.heldout = perplexity_eval(data=<a data config>, max_batches=4)
+      token-weighted held-out perplexity -> `eval/perplexity`
+  config.evals.darumeru = suite_eval(suite="mini_darumeru", every_steps=500, max_examples=8)
+      a benchmark suite (langshift/evaluation/harness.py) -> `eval/<task>/<metric>`,
+      `eval/micro_avg`
+
+Every entry has `kind`, `every_steps` (0: only at the end of training), `at_start` (also before
+the first step) and `prefix` (the metric namespace, "eval"). Building resolves everything an
+evaluation will need (held-out batches tokenized, suite and task files read), so a misspelt
+suite name or a missing file fails before the first training step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any, Callable
+
+import jax
+import ml_collections
+
+from langshift.data import config as data_config_lib
+from langshift.parallel.host_transfer import to_global
+
+_COMMON_FIELDS = dict(kind="", every_steps=0, at_start=False, prefix="eval")
+
+
+def perplexity_eval(**fields) -> ml_collections.ConfigDict:
+  """An entry of `config.evals`: held-out perplexity of `data` (same schema as `config.data`)."""
+  return _entry(_perplexity_fields(), fields, "perplexity_eval")
+
+
+def suite_eval(**fields) -> ml_collections.ConfigDict:
+  """An entry of `config.evals`: a benchmark suite (built-in name or suite JSON path)."""
+  return _entry(_suite_fields(), fields, "suite_eval")
+
+
+def _perplexity_fields() -> dict[str, Any]:
+  data = data_config_lib.default_data_config()
+  data.shuffle = False  # held-out text is read once, in order
+  return dict(_COMMON_FIELDS, kind="perplexity", at_start=True,
+              max_batches=4,  # held-out batches of global_batch_size x seq_len (0: all)
+              data=data)
+
+
+def _suite_fields() -> dict[str, Any]:
+  return dict(_COMMON_FIELDS, kind="suite",
+              suite="",  # a built-in suite name ("mini_darumeru") or a suite JSON path
+              max_examples=8,  # per task (0: every example)
+              chat=False,  # instruct protocol: zero-shot through the chat template
+              batch_size=8)
+
+
+_KINDS: dict[str, Callable[[], dict[str, Any]]] = {"perplexity": _perplexity_fields,
+                                                   "suite": _suite_fields}
+
+
+def _entry(defaults: dict[str, Any], fields: dict[str, Any], where: str):
+  data_config_lib.check_fields(fields, defaults, where)
+  entry = ml_collections.ConfigDict(defaults)
+  for key, value in fields.items():  # whole values: a data config replaces the default one
+    entry[key] = value
+  return entry
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalContext:
+  """What the engine hands every evaluation: the model, its placement, the tokenizer, shapes."""
+
+  model: Any  # LlamaDecoder
+  model_config: Any  # ModelConfig
+  tokenizer: Any  # langshift.tokenization.Tokenizer or None
+  mesh: jax.sharding.Mesh
+  rules: tuple
+  param_shardings: Any
+  batch_sharding: jax.sharding.Sharding
+  seq_len: int
+  global_batch_size: int
+  loss_chunk_size: int = 0
+
+
+class Evaluator:
+  """Params -> flat metrics; `every_steps` / `at_start` say when the engine calls it."""
+
+  def __init__(self, name: str, entry):
+    self.name, self.every_steps, self.at_start = name, entry.every_steps, entry.at_start
+    self.prefix = entry.prefix
+    self.metric = ""  # the main metric, shown in the run's start and end lines
+
+  def __call__(self, params) -> dict[str, float]:
+    raise NotImplementedError
+
+  def headline(self, before: dict[str, float], after: dict[str, float]) -> str | None:
+    """A short phrase for the run's final log line, or None."""
+    del before, after
+    return None
+
+
+class PerplexityEvaluator(Evaluator):
+  """Token-weighted perplexity of fixed held-out batches (tokenized once, at build)."""
+
+  def __init__(self, name: str, entry, ctx: EvalContext):
+    super().__init__(name, entry)
+    from langshift.data.pipeline import make_eval_batches  # pylint: disable=import-outside-toplevel
+    from langshift.train.step import BATCH_KEYS, make_eval_step  # pylint: disable=import-outside-toplevel
+    where = f"config.evals.{name}"
+    if ctx.tokenizer is None:
+      raise ValueError(f"{where}: perplexity needs a tokenizer (set config.tokenizer or "
+                       "config.init_from_hf)")
+    try:
+      self.batches = make_eval_batches(
+          entry.data, ctx.tokenizer, seq_len=ctx.seq_len, global_batch_size=ctx.global_batch_size,
+          process_index=jax.process_index(), process_count=jax.process_count(),
+          max_batches=entry.max_batches or None)
+    except (ValueError, FileNotFoundError) as e:
+      raise type(e)(f"{where}.data: {e}") from e
+    if not self.batches:
+      raise ValueError(f"{where}.data: the held-out sources hold no text")
+    self._keys, self._sharding = BATCH_KEYS, ctx.batch_sharding
+    self._step = jax.jit(make_eval_step(ctx.model, ctx.loss_chunk_size),
+                         in_shardings=(ctx.param_shardings, ctx.batch_sharding))
+    self.metric = f"{self.prefix}/perplexity"
+
+  def __call__(self, params):
+    total, weight = 0.0, 0.0
+    for batch in self.batches:
+      s, w = self._step(params, to_global(batch, self._sharding, self._keys))
+      total, weight = total + float(s), weight + float(w)
+    return {self.metric: math.exp(total / max(weight, 1.0))}
+
+  def headline(self, before, after):
+    if self.metric in before and self.metric in after:
+      return f"held-out perplexity {before[self.metric]:.3f} -> {after[self.metric]:.3f}"
+    return None
+
+
+class SuiteEvaluator(Evaluator):
+  """A benchmark suite of choice, generation and perplexity tasks on the local params."""
+
+  def __init__(self, name: str, entry, ctx: EvalContext):
+    super().__init__(name, entry)
+    # pylint: disable=import-outside-toplevel
+    from langshift.evaluation.tasks import load_suite, resolve_suite_path
+    where = f"config.evals.{name}.suite"
+    if not entry.suite:
+      raise ValueError(f"{where} is empty: give a built-in suite name or a suite JSON path")
+    if ctx.tokenizer is None:
+      raise ValueError(f"config.evals.{name}: a suite needs a tokenizer (set config.tokenizer or "
+                       "config.init_from_hf)")
+    try:
+      path = resolve_suite_path(entry.suite)
+    except FileNotFoundError as e:
+      raise FileNotFoundError(f"{where}={entry.suite!r}: {e}") from e
+    overrides = {"max_examples": entry.max_examples} if entry.max_examples else {}
+    self.suite = load_suite(path, **overrides)
+    for task in self.suite.tasks:
+      for file in (task.path, task.fewshot_path):
+        if file and not os.path.exists(file):
+          raise FileNotFoundError(f"{where}={entry.suite!r}: task {task.name}: no file {file}")
+    self._ctx, self._chat, self._batch_size = ctx, entry.chat, entry.batch_size
+    self.metric = f"{self.prefix}/micro_avg"
+
+  def __call__(self, params):
+    from langshift.evaluation.harness import run_eval_suite  # pylint: disable=import-outside-toplevel
+    ctx = self._ctx
+    return run_eval_suite(self.suite, config=ctx.model_config, params=params,
+                          tokenizer=ctx.tokenizer, chat=self._chat, batch_size=self._batch_size,
+                          mesh=ctx.mesh, rules=ctx.rules, prefix=self.prefix)
+
+  def headline(self, before, after):
+    if self.metric not in after:
+      return None
+    start = f"{before[self.metric]:.3f} -> " if self.metric in before else ""
+    return f"{self.name} micro-average {start}{after[self.metric]:.3f}"
+
+
+def _with_defaults(defaults: dict[str, Any], entry, where: str) -> ml_collections.ConfigDict:
+  """The entry with every field its kind has (an entry written as a plain dict may give only
+  some); unknown fields are an error naming them."""
+  given = entry.to_dict() if isinstance(entry, ml_collections.ConfigDict) else dict(entry)
+  data_config_lib.check_fields(given, defaults, where)
+  full = ml_collections.ConfigDict(defaults)
+  for key, value in given.items():
+    if key == "data":
+      data = data_config_lib.default_data_config()
+      data_config_lib.check_fields(value, data, f"{where}.data")
+      data.update(value)
+      value = data
+    full[key] = value
+  return full
+
+
+_BUILDERS = {"perplexity": PerplexityEvaluator, "suite": SuiteEvaluator}
+
+
+def build_evaluators(evals_config, ctx: EvalContext) -> list[Evaluator]:
+  """One evaluator per entry of `config.evals`, in name order; bad entries are one-line errors."""
+  evaluators, namespaces = [], {}
+  for name in sorted(evals_config.keys()):
+    entry = evals_config[name]
+    where = f"config.evals.{name}"
+    kind = entry.get("kind") if hasattr(entry, "get") else None
+    if kind not in _KINDS:
+      raise ValueError(f"{where}.kind={kind!r}; expected one of {tuple(_KINDS)}")
+    entry = _with_defaults(_KINDS[kind](), entry, where)
+    if entry.every_steps < 0:
+      raise ValueError(f"{where}.every_steps={entry.every_steps}; expected >= 0")
+    if not entry.prefix:
+      raise ValueError(f"{where}.prefix is empty")
+    # Two evaluations of one kind in one namespace would write the same metric names.
+    if (kind, entry.prefix) in namespaces:
+      raise ValueError(f"{where} and config.evals.{namespaces[kind, entry.prefix]} both write "
+                       f"{kind} metrics under {entry.prefix!r}: give one of them another prefix")
+    namespaces[kind, entry.prefix] = name
+    evaluators.append(_BUILDERS[kind](name, entry, ctx))
+  return evaluators

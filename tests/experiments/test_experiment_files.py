@@ -1,0 +1,45 @@
+"""Every experiment file: its default and every variant load, lock, and take every sweep() entry;
+every config names a recipe that exists."""
+
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from langshift import config_lib
+from langshift.recipes.run import RECIPES
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+FILES = sorted(glob.glob(os.path.join(REPO, "experiments", "*.py")))
+
+
+def _load(path):
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _variants(module):
+  return config_lib.all_args(**getattr(module, "ARGS", {}))
+
+
+@pytest.mark.parametrize("path", FILES, ids=os.path.basename)
+def test_every_variant_loads_and_takes_every_sweep_entry(path):
+  module = _load(path)
+  assert hasattr(module, "ARGS"), "experiment files declare their arguments in ARGS"
+  for arg in _variants(module):
+    config = module.get_config(arg or None)
+    config.lock()  # as --config does: an entry that adds a key fails below
+    assert config.recipe in RECIPES, (arg, config.recipe)
+    for overrides in getattr(module, "sweep", lambda: [])():
+      swept = config_lib.apply_overrides(config, overrides)
+      for key, value in overrides.items():
+        assert config_lib.flatten(swept)[key] == config_lib.flatten({key: value})[key]
+
+
+def test_a_bad_variant_is_an_error_naming_it():
+  module = _load(os.path.join(REPO, "experiments", "lep_ru.py"))
+  with pytest.raises(ValueError, match="config argument 'sise' is unknown"):
+    module.get_config("sise=tiny")
