@@ -27,8 +27,7 @@ def get_config(arg=None):
   c = base_config()
   c.init_from_hf = MODEL
   c.model.remat_policy = "none"
-  c.train.update(steps=10, global_batch_size=4, seq_len=256, log_every=1,
-                 trainable=arg.trainable)
+  c.train.update(steps=10, global_batch_size=4, seq_len=256, log_every=1, trainable=arg.trainable)
   c.optimizer.update(learning_rate=5e-5, warmup_steps=2, schedule="cosine", weight_decay=0.1)
   c.checkpoint.update(every_steps=10, keep=1, export_hf_at_end=True, export_dtype="bfloat16")
   c.data.sources.ru = source_config(path=f"{CORPUS}/train.jsonl", format="jsonl")

@@ -42,18 +42,27 @@ def get_config(arg=None):
   c = base_config()
   c.recipe = "lep"
   c.lep = lep_config()
-  c.lep.update(tokenizer_variant="extended", new_vocab_size=128_000, propagation="conversion",
-               init="mean")
+  c.lep.update(
+      tokenizer_variant="extended", new_vocab_size=128_000, propagation="conversion", init="mean"
+  )
   # What the recipe needs from the engine (it checks these, see lep.REQUIRED_SETTINGS): only
   # embed/lm_head train, and the donor is exported in float32 for the least-squares fit.
   c.train.trainable = "embeddings"
   c.checkpoint.update(export_hf_at_end=True, export_dtype="float32")
   # LEP's continual pre-training: AdamW (0.9, 0.95), eps 1e-5, wd 0.1, cosine after 100 warm-up
   # steps, LR 2e-4 (Llama-3), batch 256 x 1024, bf16 compute, one epoch of the corpus.
-  c.optimizer.update(learning_rate=2e-4, schedule="cosine", warmup_steps=100, b1=0.9, b2=0.95,
-                     eps=1e-5, weight_decay=0.1)
-  c.train.update(global_batch_size=256, seq_len=1024, steps=10_000, log_every=10,
-                 loss_chunk_size=1024)  # 128k+ vocab: chunked cross-entropy
+  c.optimizer.update(
+      learning_rate=2e-4,
+      schedule="cosine",
+      warmup_steps=100,
+      b1=0.9,
+      b2=0.95,
+      eps=1e-5,
+      weight_decay=0.1,
+  )
+  c.train.update(
+      global_batch_size=256, seq_len=1024, steps=10_000, log_every=10, loss_chunk_size=1024
+  )  # 128k+ vocab: chunked cross-entropy
   c.model.update(dtype="bfloat16", param_dtype="float32", remat_policy="full")
   c.checkpoint.update(every_steps=500, keep=2)
   # Rows start at a document or paragraph boundary: bos + text + eos packed into 1024 tokens.
@@ -87,9 +96,10 @@ def get_config(arg=None):
 
 def sweep():
   """LEP's ablation grid: tokenizer variant x propagation method (Llama-3 sizes)."""
-  variants = [{"lep.tokenizer_variant": "bpe"}, {"lep.tokenizer_variant": "unigram"},
-              {"lep.tokenizer_variant": "extended"},
-              {"lep.tokenizer_variant": "optimized", "lep.shrink_to": 64_000,
-               "lep.max_new_tokens": 64_000}]
-  return [{**v, "lep.propagation": p} for v in variants
-          for p in ("swap", "overlap", "conversion")]
+  variants = [
+      {"lep.tokenizer_variant": "bpe"},
+      {"lep.tokenizer_variant": "unigram"},
+      {"lep.tokenizer_variant": "extended"},
+      {"lep.tokenizer_variant": "optimized", "lep.shrink_to": 64_000, "lep.max_new_tokens": 64_000},
+  ]
+  return [{**v, "lep.propagation": p} for v in variants for p in ("swap", "overlap", "conversion")]

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import ml_collections
 
@@ -71,8 +72,10 @@ def _bare_word(word: str, spec) -> tuple[str, str]:
     return word, "true"
   owners = [k for k, v in spec.items() if word in (arg_choices(v) or ())]
   if len(owners) != 1:
-    raise ValueError(f"config argument {word!r} is not a flag or the value of exactly one key "
-                     f"of {sorted(spec)}; write key={word}")
+    raise ValueError(
+        f"config argument {word!r} is not a flag or the value of exactly one key "
+        f"of {sorted(spec)}; write key={word}"
+    )
   return owners[0], word
 
 
@@ -89,8 +92,9 @@ def all_args(**spec) -> list[str]:
   return args
 
 
-def apply_overrides(config: ml_collections.ConfigDict,
-                    overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: Mapping[str, Any]
+) -> ml_collections.ConfigDict:
   """A copy of `config` with dotted keys set (`{"optimizer.learning_rate": 1e-5}`).
 
   A key the config does not have is an error naming it, as on the command line.

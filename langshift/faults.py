@@ -30,8 +30,10 @@ def parse_faults(spec: str) -> list[tuple[str, str, int]]:
     action, _, rest = entry.partition("@")
     counter, _, value = rest.partition("=")
     if action not in ACTIONS or not counter or not value.isdigit():
-      raise ValueError(f"{ENV_VAR}={spec!r}: entry {entry!r} is not <action>@<counter>=<n> with "
-                       f"action in {ACTIONS}")
+      raise ValueError(
+          f"{ENV_VAR}={spec!r}: entry {entry!r} is not <action>@<counter>=<n> with "
+          f"action in {ACTIONS}"
+      )
     faults.append((action, counter, int(value)))
   return faults
 

@@ -10,8 +10,9 @@ from ml_collections import config_flags
 from langshift.parallel.distributed import maybe_initialize_distributed
 from langshift.recipes.run import run_experiment
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (path[:arg]).", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and exports go here.")
 flags.mark_flags_as_required(["config", "workdir"])
 

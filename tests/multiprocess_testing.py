@@ -23,12 +23,19 @@ def start(args, num_processes=2, devices_per_process=4, extra_env=None):
   port = free_port()
   procs = []
   for process_id in range(num_processes):
-    env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
-               JAX_NUM_PROCESSES=str(num_processes), JAX_PROCESS_ID=str(process_id),
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
-               **(extra_env[process_id] if extra_env else {}))
-    procs.append(subprocess.Popen(args, cwd=REPO, env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    env = dict(
+        os.environ,
+        JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+        JAX_NUM_PROCESSES=str(num_processes),
+        JAX_PROCESS_ID=str(process_id),
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
+        **(extra_env[process_id] if extra_env else {}),
+    )
+    procs.append(
+        subprocess.Popen(
+            args, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    )
   return procs
 
 

@@ -5,15 +5,22 @@ import pytest
 
 from langshift import config_lib
 
-SPEC = dict(model=("llama3", "mistral", "smollm2"), size=("full", "tiny"), steps=10, lr=1e-3,
-            fast=False, name="")
+SPEC = dict(
+    model=("llama3", "mistral", "smollm2"),
+    size=("full", "tiny"),
+    steps=10,
+    lr=1e-3,
+    fast=False,
+    name="",
+)
 
 
 def test_parse_arg_types_values_like_their_defaults():
   arg = config_lib.parse_arg("model=smollm2,steps=7,lr=0.5,fast=true,name=x", **SPEC)
   assert arg.to_dict() == dict(model="smollm2", size="full", steps=7, lr=0.5, fast=True, name="x")
   assert config_lib.parse_arg(None, **SPEC).to_dict() == dict(
-      model="llama3", size="full", steps=10, lr=1e-3, fast=False, name="")
+      model="llama3", size="full", steps=10, lr=1e-3, fast=False, name=""
+  )
 
 
 def test_bare_words_set_flags_and_the_one_choice_that_lists_them():
@@ -21,20 +28,28 @@ def test_bare_words_set_flags_and_the_one_choice_that_lists_them():
   assert (arg.size, arg.model, arg.fast) == ("tiny", "mistral", True)
 
 
-@pytest.mark.parametrize("text,match", [
-    ("modle=smollm2", r"config argument 'modle' is unknown; expected one of"),
-    ("model=gpt2", r"config argument model='gpt2'; expected one of \('llama3'"),
-    ("huge", r"'huge' is not a flag or the value of exactly one key"),
-    ("fast=maybe", r"fast='maybe': expected true or false"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("modle=smollm2", r"config argument 'modle' is unknown; expected one of"),
+        ("model=gpt2", r"config argument model='gpt2'; expected one of \('llama3'"),
+        ("huge", r"'huge' is not a flag or the value of exactly one key"),
+        ("fast=maybe", r"fast='maybe': expected true or false"),
+    ],
+)
 def test_bad_arguments_are_one_line_errors_naming_them(text, match):
   with pytest.raises(ValueError, match=match):
     config_lib.parse_arg(text, **SPEC)
 
 
 def test_all_args_varies_each_choice_and_flag_once():
-  assert config_lib.all_args(**SPEC) == ["", "model=mistral", "model=smollm2", "size=tiny",
-                                         "fast=true"]
+  assert config_lib.all_args(**SPEC) == [
+      "",
+      "model=mistral",
+      "model=smollm2",
+      "size=tiny",
+      "fast=true",
+  ]
 
 
 def test_apply_overrides_copies_and_refuses_unknown_keys():
@@ -52,4 +67,8 @@ def test_apply_overrides_copies_and_refuses_unknown_keys():
 def test_select_flattens_prefixes_and_reads_missing_keys_as_none():
   config = ml_collections.ConfigDict(dict(train=dict(steps=3, seq_len=(1, 2)), seed=0))
   assert config_lib.select(config, ["train", "seed", "lep.base"]) == {
-      "train.steps": 3, "train.seq_len": [1, 2], "seed": 0, "lep.base": None}
+      "train.steps": 3,
+      "train.seq_len": [1, 2],
+      "seed": 0,
+      "lep.base": None,
+  }

@@ -33,7 +33,7 @@ def synthetic_vocabulary_map(old_vocab: int, new_tokens: int, seed: int = 0):
 
 def _random(rows: int, dim: int, rng, dtype) -> np.ndarray:
   out = np.empty((rows, dim), dtype)
-  for start in range(0, rows, 16384):   # in slices: a float64 copy of it all would not fit
+  for start in range(0, rows, 16384):  # in slices: a float64 copy of it all would not fit
     stop = min(rows, start + 16384)
     out[start:stop] = (rng.standard_normal((stop - start, dim), np.float32) * 0.02).astype(dtype)
   return out
@@ -48,7 +48,7 @@ def gemm_rate(dtype, size: int = 4096, repeats: int = 3) -> float:
     t0 = time.perf_counter()
     a @ b
     best = min(best, time.perf_counter() - t0)
-  return 2 * size ** 3 / best
+  return 2 * size**3 / best
 
 
 def bf16_dot_rate(dim: int, rows: int = 8192, repeats: int = 3) -> float:
@@ -64,7 +64,7 @@ def bf16_dot_rate(dim: int, rows: int = 8192, repeats: int = 3) -> float:
     t0 = time.perf_counter()
     dot(x, y).block_until_ready()
     best = min(best, time.perf_counter() - t0)
-  return 2 * rows * dim ** 2 / best
+  return 2 * rows * dim**2 / best
 
 
 def main(argv=None) -> None:
@@ -88,36 +88,51 @@ def main(argv=None) -> None:
   donor = _random(vocab_map.new_size, args.dim, rng, storage)
 
   t0 = time.perf_counter()
-  transform = propagation.fit_propagation_map(base, instruct, vocab_map, args.method,
-                                              solver="normal", chunk_rows=args.chunk_rows,
-                                              product_dtype=product_dtype)
+  transform = propagation.fit_propagation_map(
+      base,
+      instruct,
+      vocab_map,
+      args.method,
+      solver="normal",
+      chunk_rows=args.chunk_rows,
+      product_dtype=product_dtype,
+  )
   t_fit = time.perf_counter() - t0
   t0 = time.perf_counter()
-  propagation.apply_propagation_map(donor, transform, chunk_rows=args.chunk_rows,
-                                    product_dtype=product_dtype)
+  propagation.apply_propagation_map(
+      donor, transform, chunk_rows=args.chunk_rows, product_dtype=product_dtype
+  )
   t_apply = time.perf_counter() - t0
 
   rows = propagation.system_operator(vocab_map, args.method).shape[0]
-  flops = rows * args.dim ** 2 * 3 + 2 * vocab_map.new_size * args.dim ** 2
+  flops = rows * args.dim**2 * 3 + 2 * vocab_map.new_size * args.dim**2
   total = t_fit + t_apply
-  print(f"vocabulary {args.old_vocab:,} -> {vocab_map.new_size:,} tokens, d={args.dim}, "
-        f"method={args.method}, products in {args.product_dtype}, solve in float64")
+  print(
+      f"vocabulary {args.old_vocab:,} -> {vocab_map.new_size:,} tokens, d={args.dim}, "
+      f"method={args.method}, products in {args.product_dtype}, solve in float64"
+  )
   print(f"  averaging operator (synthetic): {t_map:7.2f} s")
   print(f"  fit P ({rows:,} rows: Gram + cross + Cholesky): {t_fit:7.2f} s")
   print(f"  apply donor @ P ({vocab_map.new_size:,} rows):   {t_apply:7.2f} s")
-  print(f"  propagation, one matrix:         {total:7.2f} s "
-        f"({flops / total / 1e9:.0f} GFLOP/s over {flops / 1e12:.1f} TFLOP)")
+  print(
+      f"  propagation, one matrix:         {total:7.2f} s "
+      f"({flops / total / 1e9:.0f} GFLOP/s over {flops / 1e12:.1f} TFLOP)"
+  )
   rate = gemm_rate(product_dtype)
-  print(f"  numpy {args.product_dtype} GEMM peak here: {rate / 1e9:.0f} GFLOP/s, so no "
-        f"implementation of these products beats {flops / rate:.1f} s")
+  print(
+      f"  numpy {args.product_dtype} GEMM peak here: {rate / 1e9:.0f} GFLOP/s, so no "
+      f"implementation of these products beats {flops / rate:.1f} s"
+  )
   # The Gram and cross terms of kept (one-hot) rows multiply bf16 weights by bf16 weights,
   # which is exact in fp32: those could run on bf16 matmul units. Averaged rows and P are not
   # bf16 values, so the rest stays at the fp32 rate.
-  exact_in_bf16 = 3 * int(vocab_map.kept.sum()) * args.dim ** 2
+  exact_in_bf16 = 3 * int(vocab_map.kept.sum()) * args.dim**2
   bf16_rate = bf16_dot_rate(args.dim)
   floor = exact_in_bf16 / bf16_rate + (flops - exact_in_bf16) / rate
-  print(f"  XLA bf16 x bf16 -> fp32 dot here: {bf16_rate / 1e9:.0f} GFLOP/s; with the "
-        f"{exact_in_bf16 / 1e12:.1f} TFLOP of bf16 x bf16 products at that rate: >= {floor:.1f} s")
+  print(
+      f"  XLA bf16 x bf16 -> fp32 dot here: {bf16_rate / 1e9:.0f} GFLOP/s; with the "
+      f"{exact_in_bf16 / 1e12:.1f} TFLOP of bf16 x bf16 products at that rate: >= {floor:.1f} s"
+  )
 
 
 if __name__ == "__main__":

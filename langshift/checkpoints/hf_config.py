@@ -14,10 +14,12 @@ from typing import Any
 
 from langshift.models.config import ModelConfig
 
-ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-                 "qwen2": "Qwen2ForCausalLM"}
-_LLAMA3_KEYS = ("factor", "low_freq_factor", "high_freq_factor",
-                "original_max_position_embeddings")
+ARCHITECTURES = {
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+}
+_LLAMA3_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
 
 
 class ConfigError(ValueError):
@@ -35,8 +37,9 @@ def read_hf_config(directory: str) -> dict[str, Any]:
     raise ConfigError(f"{path}: not valid JSON ({e})") from None
 
 
-def model_config_from_hf(hf: dict[str, Any], source: str = "config.json",
-                         **overrides) -> ModelConfig:
+def model_config_from_hf(
+    hf: dict[str, Any], source: str = "config.json", **overrides
+) -> ModelConfig:
   """Maps an HF config dict onto ModelConfig; `overrides` set numerics (dtype, remat, ...)."""
 
   def fail(field, why):
@@ -79,17 +82,28 @@ def model_config_from_hf(hf: dict[str, Any], source: str = "config.json",
   num_heads = need("num_attention_heads")
   eos = hf.get("eos_token_id")
   values = dict(
-      vocab_size=need("vocab_size"), hidden_size=need("hidden_size"),
-      intermediate_size=need("intermediate_size"), num_layers=need("num_hidden_layers"),
-      num_heads=num_heads, num_kv_heads=hf.get("num_key_value_heads") or num_heads,
-      head_dim=hf.get("head_dim"), rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+      vocab_size=need("vocab_size"),
+      hidden_size=need("hidden_size"),
+      intermediate_size=need("intermediate_size"),
+      num_layers=need("num_hidden_layers"),
+      num_heads=num_heads,
+      num_kv_heads=hf.get("num_key_value_heads") or num_heads,
+      head_dim=hf.get("head_dim"),
+      rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
       max_position_embeddings=hf.get("max_position_embeddings", 4096),
       tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
-      rope_theta=rope_theta, rope_type=rope_type, rope_scaling=rope_scaling,
-      qkv_bias=qkv_bias, o_bias=o_bias, mlp_bias=mlp_bias, sliding_window=sliding_window,
-      model_type=model_type, bos_token_id=hf.get("bos_token_id"),
+      rope_theta=rope_theta,
+      rope_type=rope_type,
+      rope_scaling=rope_scaling,
+      qkv_bias=qkv_bias,
+      o_bias=o_bias,
+      mlp_bias=mlp_bias,
+      sliding_window=sliding_window,
+      model_type=model_type,
+      bos_token_id=hf.get("bos_token_id"),
       eos_token_id=tuple(eos) if isinstance(eos, list) else eos,
-      pad_token_id=hf.get("pad_token_id"))
+      pad_token_id=hf.get("pad_token_id"),
+  )
   values.update(overrides)
   try:
     return ModelConfig(**values)
@@ -115,33 +129,48 @@ def _read_rope(hf, source):
   elif rope_type == "llama3":
     keys = _LLAMA3_KEYS
   else:
-    raise ConfigError(f"{source}: field '{field}.rope_type' = {rope_type!r} is not supported "
-                      "(supported: default, linear, llama3)")
+    raise ConfigError(
+        f"{source}: field '{field}.rope_type' = {rope_type!r} is not supported "
+        "(supported: default, linear, llama3)"
+    )
   missing = [k for k in keys if params.get(k) is None]
   if missing:
-    raise ConfigError(f"{source}: field '{field}.{missing[0]}' is required for rope_type "
-                      f"{rope_type!r}")
+    raise ConfigError(
+        f"{source}: field '{field}.{missing[0]}' is required for rope_type " f"{rope_type!r}"
+    )
   return rope_theta, rope_type, tuple((k, params[k]) for k in keys)
 
 
 def model_config_to_hf(cfg: ModelConfig, torch_dtype: str = "bfloat16") -> dict[str, Any]:
   """The config.json transformers and vLLM need to rebuild exactly this network."""
   hf: dict[str, Any] = {
-      "architectures": [ARCHITECTURES[cfg.model_type]], "model_type": cfg.model_type,
-      "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
-      "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_layers,
-      "num_attention_heads": cfg.num_heads, "num_key_value_heads": cfg.num_kv_heads,
-      "head_dim": cfg.dim_per_head, "hidden_act": "silu",
-      "max_position_embeddings": cfg.max_position_embeddings, "rms_norm_eps": cfg.rms_norm_eps,
-      "rope_theta": cfg.rope_theta, "tie_word_embeddings": cfg.tie_word_embeddings,
-      "attention_dropout": 0.0, "initializer_range": 0.02, "use_cache": True,
+      "architectures": [ARCHITECTURES[cfg.model_type]],
+      "model_type": cfg.model_type,
+      "vocab_size": cfg.vocab_size,
+      "hidden_size": cfg.hidden_size,
+      "intermediate_size": cfg.intermediate_size,
+      "num_hidden_layers": cfg.num_layers,
+      "num_attention_heads": cfg.num_heads,
+      "num_key_value_heads": cfg.num_kv_heads,
+      "head_dim": cfg.dim_per_head,
+      "hidden_act": "silu",
+      "max_position_embeddings": cfg.max_position_embeddings,
+      "rms_norm_eps": cfg.rms_norm_eps,
+      "rope_theta": cfg.rope_theta,
+      "tie_word_embeddings": cfg.tie_word_embeddings,
+      "attention_dropout": 0.0,
+      "initializer_range": 0.02,
+      "use_cache": True,
       "bos_token_id": cfg.bos_token_id,
-      "eos_token_id": list(cfg.eos_token_id) if isinstance(cfg.eos_token_id, tuple)
-                      else cfg.eos_token_id,
-      "pad_token_id": cfg.pad_token_id, "torch_dtype": torch_dtype,
+      "eos_token_id": list(cfg.eos_token_id)
+      if isinstance(cfg.eos_token_id, tuple)
+      else cfg.eos_token_id,
+      "pad_token_id": cfg.pad_token_id,
+      "torch_dtype": torch_dtype,
   }
-  hf["rope_scaling"] = (None if cfg.rope_type == "default"
-                        else {"rope_type": cfg.rope_type, **cfg.rope_scaling_dict})
+  hf["rope_scaling"] = (
+      None if cfg.rope_type == "default" else {"rope_type": cfg.rope_type, **cfg.rope_scaling_dict}
+  )
   if cfg.model_type == "llama":
     hf["attention_bias"] = cfg.qkv_bias
     hf["mlp_bias"] = cfg.mlp_bias

@@ -22,14 +22,29 @@ from langshift.checkpoints.safetensors_io import write_sharded_safetensors
 from langshift.models.config import ModelConfig
 from langshift.parallel.host_transfer import to_host
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
-                   "chat_template.jinja", "chat_template.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 
 
-def export_hf_model(params, cfg: ModelConfig, out_dir: str, *, tokenizer_dir: str | None = None,
-                    dtype: str | None = "bfloat16", max_shard_bytes: int = 5 * 2**30,
-                    generation_config: dict | None = None) -> str:
+def export_hf_model(
+    params,
+    cfg: ModelConfig,
+    out_dir: str,
+    *,
+    tokenizer_dir: str | None = None,
+    dtype: str | None = "bfloat16",
+    max_shard_bytes: int = 5 * 2**30,
+    generation_config: dict | None = None,
+) -> str:
   """Writes `out_dir`; `dtype=None` keeps the param dtype (bit-exact round trips)."""
   out_dtype = None if dtype is None else np.dtype(jnp.dtype(dtype))
   is_writer = jax.process_index() == 0
@@ -70,13 +85,27 @@ def export_hf_model(params, cfg: ModelConfig, out_dir: str, *, tokenizer_dir: st
   return out_dir
 
 
+# Named chat templates besides the default one (transformers writes one .jinja file each).
+CHAT_TEMPLATES_DIR = "additional_chat_templates"
+
+
 def copy_tokenizer_files(src: str, dst: str) -> list[str]:
+  """Copies the tokenizer files of `src` that exist into `dst`; returns their names."""
+  if os.path.abspath(src) == os.path.abspath(dst):
+    return []
   copied = []
   for name in TOKENIZER_FILES:
     path = os.path.join(src, name)
-    if os.path.exists(path) and os.path.abspath(src) != os.path.abspath(dst):
+    if os.path.exists(path):
       shutil.copyfile(path, os.path.join(dst, name))
       copied.append(name)
+  if os.path.isdir(os.path.join(src, CHAT_TEMPLATES_DIR)):
+    shutil.copytree(
+        os.path.join(src, CHAT_TEMPLATES_DIR),
+        os.path.join(dst, CHAT_TEMPLATES_DIR),
+        dirs_exist_ok=True,
+    )
+    copied.append(CHAT_TEMPLATES_DIR)
   return copied
 
 

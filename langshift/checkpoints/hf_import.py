@@ -21,8 +21,7 @@ import numpy as np
 from absl import logging
 
 from langshift.checkpoints import hf_config
-from langshift.checkpoints.param_mapping import (IGNORED_HF_SUFFIXES, our_path,
-                                                 tensor_mappings)
+from langshift.checkpoints.param_mapping import IGNORED_HF_SUFFIXES, our_path, tensor_mappings
 from langshift.checkpoints.safetensors_io import CheckpointFormatError, SafetensorsCheckpoint
 from langshift.models.config import ModelConfig
 from langshift.models.llama import abstract_params
@@ -38,20 +37,19 @@ def param_shardings(cfg: ModelConfig, mesh=None, rules=None):
   return sharding_lib.logical_shardings(boxed, mesh, rules)
 
 
-def load_hf_model(path: str, *, mesh=None, rules=None, on_host: bool = False,
-                  **model_overrides):
+def load_hf_model(path: str, *, mesh=None, rules=None, on_host: bool = False, **model_overrides):
   """Reads `config.json` and the weights; returns (ModelConfig, params).
 
   `model_overrides` set the numerics that config.json does not decide: dtype, param_dtype,
   scan_layers, remat_policy, attention_impl. `on_host`: numpy leaves, no device placement.
   """
-  cfg = hf_config.model_config_from_hf(hf_config.read_hf_config(path),
-                                       source=f"{path}/config.json", **model_overrides)
+  cfg = hf_config.model_config_from_hf(
+      hf_config.read_hf_config(path), source=f"{path}/config.json", **model_overrides
+  )
   return cfg, load_hf_params(path, cfg, mesh=mesh, rules=rules, on_host=on_host)
 
 
-def load_hf_params(path: str, cfg: ModelConfig, *, mesh=None, rules=None,
-                   on_host: bool = False):
+def load_hf_params(path: str, cfg: ModelConfig, *, mesh=None, rules=None, on_host: bool = False):
   """Loads weights for an already-known config straight into their target shardings (or, with
   `on_host`, into numpy arrays)."""
   if on_host and mesh is not None:
@@ -69,18 +67,25 @@ def load_hf_params(path: str, cfg: ModelConfig, *, mesh=None, rules=None,
       name = m.hf_name.format(layer=layer)
       expected_names.add(name)
       if name not in ckpt:
-        raise CheckpointFormatError(f"{path}: tensor {name!r} missing from the weights "
-                                    f"(config.json needs it)")
+        raise CheckpointFormatError(
+            f"{path}: tensor {name!r} missing from the weights " f"(config.json needs it)"
+        )
       if ckpt.shape(name) != m.hf_shape:
         raise CheckpointFormatError(
             f"{ckpt.file_of(name)}: tensor {name!r} has shape {ckpt.shape(name)} but config.json "
-            f"implies {m.hf_shape}")
-  unexpected = [n for n in ckpt.keys() if n not in expected_names
-                and not n.endswith(IGNORED_HF_SUFFIXES)
-                and not (cfg.tie_word_embeddings and n == "lm_head.weight")]
+            f"implies {m.hf_shape}"
+        )
+  unexpected = [
+      n
+      for n in ckpt.keys()
+      if n not in expected_names
+      and not n.endswith(IGNORED_HF_SUFFIXES)
+      and not (cfg.tie_word_embeddings and n == "lm_head.weight")
+  ]
   if unexpected:
-    logging.warning("%s: %d tensors not used by the model, e.g. %s", path, len(unexpected),
-                    unexpected[0])
+    logging.warning(
+        "%s: %d tensors not used by the model, e.g. %s", path, len(unexpected), unexpected[0]
+    )
 
   def place(path, read):
     shape = _get(shapes, path).shape
@@ -93,14 +98,12 @@ def load_hf_params(path: str, cfg: ModelConfig, *, mesh=None, rules=None,
     if m.per_layer and not cfg.scan_layers:
       for layer in range(cfg.num_layers):
         p = our_path(m, cfg, layer)
-        read = functools.partial(_read_one, ckpt, m.hf_name.format(layer=layer), m.to_ours,
-                                 dtype)
+        read = functools.partial(_read_one, ckpt, m.hf_name.format(layer=layer), m.to_ours, dtype)
         _set(params, p, place(p, read))
     else:
       p = our_path(m, cfg)
       if m.per_layer:
-        read = functools.partial(_read_stacked, ckpt, m.hf_name, m.to_ours, dtype,
-                                 cfg.num_layers)
+        read = functools.partial(_read_stacked, ckpt, m.hf_name, m.to_ours, dtype, cfg.num_layers)
       else:
         read = functools.partial(_read_one, ckpt, m.hf_name, m.to_ours, dtype)
       _set(params, p, place(p, read))
@@ -114,8 +117,10 @@ def _read_one(ckpt, name, to_ours, dtype, index):
 def _read_stacked(ckpt, name_pattern, to_ours, dtype, num_layers, index):
   """The slice `index` of a [layers, ...] leaf, reading only the layers it covers."""
   layer_index, rest = index[0], index[1:]
-  rows = [np.asarray(to_ours(ckpt.get(name_pattern.format(layer=i)))[rest], dtype=dtype)
-          for i in range(num_layers)[layer_index]]
+  rows = [
+      np.asarray(to_ours(ckpt.get(name_pattern.format(layer=i)))[rest], dtype=dtype)
+      for i in range(num_layers)[layer_index]
+  ]
   return np.stack(rows)
 
 

@@ -8,7 +8,7 @@ entry carries the two reshapes. Per-layer tensors map onto the scanned `layers` 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -33,27 +33,49 @@ def tensor_mappings(cfg: ModelConfig) -> list[TensorMapping]:
   d, f, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
   h, k, hd = cfg.num_heads, cfg.num_kv_heads, cfg.dim_per_head
   out: list[TensorMapping] = [
-      TensorMapping("model.embed_tokens.weight", ("embed_tokens", "embedding"), _identity,
-                    _identity, (v, d), False),
+      TensorMapping(
+          "model.embed_tokens.weight",
+          ("embed_tokens", "embedding"),
+          _identity,
+          _identity,
+          (v, d),
+          False,
+      ),
       TensorMapping("model.norm.weight", ("norm", "scale"), _identity, _identity, (d,), False),
   ]
   if not cfg.tie_word_embeddings:
-    out.append(TensorMapping("lm_head.weight", ("lm_head", "kernel"), np.transpose, np.transpose,
-                             (v, d), False))
+    out.append(
+        TensorMapping(
+            "lm_head.weight", ("lm_head", "kernel"), np.transpose, np.transpose, (v, d), False
+        )
+    )
 
   def layer(name, path, to_ours, to_hf, shape):
     out.append(TensorMapping(f"model.layers.{{layer}}.{name}", path, to_ours, to_hf, shape, True))
 
   for proj, heads in (("q_proj", h), ("k_proj", k), ("v_proj", k)):
-    layer(f"self_attn.{proj}.weight", ("self_attn", proj, "kernel"),
-          lambda w, n=heads: w.T.reshape(d, n, hd),
-          lambda w, n=heads: w.reshape(d, n * hd).T, (heads * hd, d))
+    layer(
+        f"self_attn.{proj}.weight",
+        ("self_attn", proj, "kernel"),
+        lambda w, n=heads: w.T.reshape(d, n, hd),
+        lambda w, n=heads: w.reshape(d, n * hd).T,
+        (heads * hd, d),
+    )
     if cfg.qkv_bias:
-      layer(f"self_attn.{proj}.bias", ("self_attn", proj, "bias"),
-            lambda b, n=heads: b.reshape(n, hd), lambda b, n=heads: b.reshape(n * hd),
-            (heads * hd,))
-  layer("self_attn.o_proj.weight", ("self_attn", "o_proj", "kernel"),
-        lambda w: w.T.reshape(h, hd, d), lambda w: w.reshape(h * hd, d).T, (d, h * hd))
+      layer(
+          f"self_attn.{proj}.bias",
+          ("self_attn", proj, "bias"),
+          lambda b, n=heads: b.reshape(n, hd),
+          lambda b, n=heads: b.reshape(n * hd),
+          (heads * hd,),
+      )
+  layer(
+      "self_attn.o_proj.weight",
+      ("self_attn", "o_proj", "kernel"),
+      lambda w: w.T.reshape(h, hd, d),
+      lambda w: w.reshape(h * hd, d).T,
+      (d, h * hd),
+  )
   if cfg.o_bias:
     layer("self_attn.o_proj.bias", ("self_attn", "o_proj", "bias"), _identity, _identity, (d,))
   for proj, shape in (("gate_proj", (f, d)), ("up_proj", (f, d)), ("down_proj", (d, f))):

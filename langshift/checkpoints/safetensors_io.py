@@ -12,15 +12,21 @@ from __future__ import annotations
 import json
 import os
 import struct
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import ml_dtypes
 import numpy as np
 
 DTYPES = {
-    "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
-    "BF16": np.dtype(ml_dtypes.bfloat16), "I64": np.dtype(np.int64), "I32": np.dtype(np.int32),
-    "I16": np.dtype(np.int16), "I8": np.dtype(np.int8), "U8": np.dtype(np.uint8),
+    "F64": np.dtype(np.float64),
+    "F32": np.dtype(np.float32),
+    "F16": np.dtype(np.float16),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "I64": np.dtype(np.int64),
+    "I32": np.dtype(np.int32),
+    "I16": np.dtype(np.int16),
+    "I8": np.dtype(np.int8),
+    "U8": np.dtype(np.uint8),
     "BOOL": np.dtype(np.bool_),
 }
 _NAMES = {v: k for k, v in DTYPES.items()}
@@ -47,7 +53,8 @@ class SafetensorsFile:
         if header_len > size - 8:
           raise CheckpointFormatError(
               f"{path}: truncated safetensors file (header of {header_len} bytes, file "
-              f"has {size})")
+              f"has {size})"
+          )
         header = json.loads(f.read(header_len))
     except FileNotFoundError:
       raise CheckpointFormatError(f"{path}: weight file not found") from None
@@ -60,15 +67,20 @@ class SafetensorsFile:
     for name, info in header.items():
       begin, end = info["data_offsets"]
       if info["dtype"] not in DTYPES:
-        raise CheckpointFormatError(f"{path}: tensor {name!r} has unsupported dtype "
-                                    f"{info['dtype']!r}")
+        raise CheckpointFormatError(
+            f"{path}: tensor {name!r} has unsupported dtype " f"{info['dtype']!r}"
+        )
       expected = int(np.prod(info["shape"], dtype=np.int64)) * DTYPES[info["dtype"]].itemsize
       if end - begin != expected:
-        raise CheckpointFormatError(f"{path}: tensor {name!r} spans {end - begin} bytes but "
-                                    f"shape {info['shape']} needs {expected}")
+        raise CheckpointFormatError(
+            f"{path}: tensor {name!r} spans {end - begin} bytes but "
+            f"shape {info['shape']} needs {expected}"
+        )
       if end > data_len:
-        raise CheckpointFormatError(f"{path}: truncated safetensors file (tensor {name!r} ends at "
-                                    f"byte {end} of {data_len} data bytes)")
+        raise CheckpointFormatError(
+            f"{path}: truncated safetensors file (tensor {name!r} ends at "
+            f"byte {end} of {data_len} data bytes)"
+        )
     self._mmap = None
 
   def keys(self) -> list[str]:
@@ -85,7 +97,7 @@ class SafetensorsFile:
       self._mmap = np.memmap(self.path, dtype=np.uint8, mode="r")
     info = self._header[name]
     begin, end = info["data_offsets"]
-    raw = self._mmap[self._data_start + begin:self._data_start + end]
+    raw = self._mmap[self._data_start + begin : self._data_start + end]
     return raw.view(DTYPES[info["dtype"]]).reshape(info["shape"])
 
 
@@ -100,11 +112,15 @@ class SafetensorsCheckpoint:
         try:
           weight_map = json.load(f)["weight_map"]
         except (json.JSONDecodeError, KeyError) as e:
-          raise CheckpointFormatError(f"{index_path}: bad index file, field 'weight_map' ({e})")
-      files = {fname: SafetensorsFile(os.path.join(directory, fname))
-               for fname in sorted(set(weight_map.values()))}
+          raise CheckpointFormatError(
+              f"{index_path}: bad index file, field 'weight_map' ({e})"
+          ) from e
+      files = {
+          fname: SafetensorsFile(os.path.join(directory, fname))
+          for fname in sorted(set(weight_map.values()))
+      }
       self._where = {name: files[fname] for name, fname in weight_map.items()}
-      for fname, sf in files.items():
+      for sf in files.values():
         for name in sf.keys():
           self._where.setdefault(name, sf)
     elif os.path.exists(single_path):
@@ -132,8 +148,9 @@ class SafetensorsCheckpoint:
     return self._where[name].get(name)
 
 
-def write_safetensors(path: str, tensors: Mapping[str, np.ndarray],
-                      metadata: Mapping[str, str] | None = None) -> None:
+def write_safetensors(
+    path: str, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
+) -> None:
   """Writes one safetensors file (tensors in the given order, 8-byte aligned header)."""
   header, offset = {}, 0
   arrays = {}
@@ -142,8 +159,11 @@ def write_safetensors(path: str, tensors: Mapping[str, np.ndarray],
     if arr.dtype not in _NAMES:
       raise ValueError(f"{path}: tensor {name!r} has dtype {arr.dtype} with no safetensors name")
     arrays[name] = arr
-    header[name] = {"dtype": _NAMES[arr.dtype], "shape": list(arr.shape),
-                    "data_offsets": [offset, offset + arr.nbytes]}
+    header[name] = {
+        "dtype": _NAMES[arr.dtype],
+        "shape": list(arr.shape),
+        "data_offsets": [offset, offset + arr.nbytes],
+    }
     offset += arr.nbytes
   if metadata:
     header["__metadata__"] = dict(metadata)
@@ -158,8 +178,9 @@ def write_safetensors(path: str, tensors: Mapping[str, np.ndarray],
   os.replace(tmp, path)
 
 
-def write_sharded_safetensors(directory: str, tensors: Iterable[tuple[str, np.ndarray]],
-                              max_shard_bytes: int = 5 * 2**30) -> list[str]:
+def write_sharded_safetensors(
+    directory: str, tensors: Iterable[tuple[str, np.ndarray]], max_shard_bytes: int = 5 * 2**30
+) -> list[str]:
   """Writes `model-0000k-of-0000n.safetensors` shards plus the HF index; returns file names.
 
   `tensors` may be a generator, so callers can gather one parameter at a time from devices.

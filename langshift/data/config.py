@@ -69,8 +69,13 @@ def source_config(**fields) -> ml_collections.ConfigDict:
   """A source config with defaults for the fields not given; unknown fields are an error."""
   check_fields(fields, _SOURCE_FIELDS, "source")
   cfg = ml_collections.ConfigDict(
-      {k: (v if not isinstance(v, config_dict.FieldReference) else config_dict.placeholder(float))
-       for k, v in _SOURCE_FIELDS.items()})
+      {
+          k: (
+              v if not isinstance(v, config_dict.FieldReference) else config_dict.placeholder(float)
+          )
+          for k, v in _SOURCE_FIELDS.items()
+      }
+  )
   for k, v in fields.items():
     cfg[k] = tuple(v) if isinstance(v, list) else v
   return cfg

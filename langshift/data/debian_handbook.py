@@ -62,13 +62,16 @@ def language_pages(root: str, lang: str) -> list[str]:
   directory = os.path.join(root, HTML_DIR, lang)
   pages = sorted(glob.glob(os.path.join(directory, "*.html")))
   if not pages:
-    raise FileNotFoundError(f"{directory}: no HTML pages (is debian-handbook unpacked under "
-                            f"{root}? run launch/setup_env.sh)")
+    raise FileNotFoundError(
+        f"{directory}: no HTML pages (is debian-handbook unpacked under "
+        f"{root}? run launch/setup_env.sh)"
+    )
   return pages
 
 
-def write_corpus(root: str, lang: str, out_dir: str, heldout_every: int = 20,
-                 min_chars: int = 40) -> dict[str, int]:
+def write_corpus(
+    root: str, lang: str, out_dir: str, heldout_every: int = 20, min_chars: int = 40
+) -> dict[str, int]:
   """train.jsonl / heldout.jsonl of {"text": paragraph}; every Nth page is held out whole."""
   os.makedirs(out_dir, exist_ok=True)
   counts = {"train": 0, "heldout": 0}

@@ -26,8 +26,10 @@ from langshift.tokenization import chat_templates
 Example = dict[str, np.ndarray]
 
 
-def token_mask_from_spans(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]],
-                          ) -> np.ndarray:
+def token_mask_from_spans(
+    offsets: Sequence[tuple[int, int]],
+    spans: Sequence[tuple[int, int]],
+) -> np.ndarray:
   """bool[len(offsets)]: tokens whose character range overlaps one of `spans`.
 
   Raises ChatTemplateError if a non-empty span covers no token.
@@ -64,8 +66,9 @@ def token_index_of_chars(offsets: Sequence[tuple[int, int]], chars: Sequence[int
   return np.searchsorted(token_starts, np.asarray(chars, np.int64), side="left")
 
 
-def text_examples(texts: Sequence[str], tokenizer, *, add_bos: bool, add_eos: bool,
-                  with_boundaries: bool) -> list[Example]:
+def text_examples(
+    texts: Sequence[str], tokenizer, *, add_bos: bool, add_eos: bool, with_boundaries: bool
+) -> list[Example]:
   """Plain-text documents: [bos] + text + [eos], loss on every token."""
   prefix = [tokenizer.bos_id] if add_bos and tokenizer.bos_id is not None else []
   suffix = [tokenizer.eos_id] if add_eos and tokenizer.eos_id is not None else []
@@ -98,8 +101,9 @@ def _example(ids, mask, boundaries) -> Example:
   return {
       "tokens": tokens,
       "mask": np.ones(len(tokens), bool) if mask is None else np.asarray(mask, bool),
-      "boundaries": np.zeros(1, np.int32) if boundaries is None else np.asarray(boundaries,
-                                                                                  np.int32),
+      "boundaries": np.zeros(1, np.int32)
+      if boundaries is None
+      else np.asarray(boundaries, np.int32),
   }
 
 
@@ -110,8 +114,15 @@ class ExampleBuilder:
   located) raise with their location, or are skipped and counted when `on_bad_record="skip"`.
   """
 
-  def __init__(self, sources: Sequence[Any], tokenizer, data_config, *, template: str | None,
-               bad_records: Sequence[Any]):
+  def __init__(
+      self,
+      sources: Sequence[Any],
+      tokenizer,
+      data_config,
+      *,
+      template: str | None,
+      bad_records: Sequence[Any],
+  ):
     self._sources = list(sources)
     self._tokenizer = tokenizer
     self._cfg = data_config
@@ -121,11 +132,15 @@ class ExampleBuilder:
     self._boundaries = data_config.packing == "boundary"
     for src in self._sources:
       if src.template == "none" and src.loss == "assistant":
-        raise ValueError(f"source {src.name}: loss='assistant' needs a chat template "
-                         "(template=chat/pair/inscp/response)")
+        raise ValueError(
+            f"source {src.name}: loss='assistant' needs a chat template "
+            "(template=chat/pair/inscp/response)"
+        )
 
-  def __call__(self, items: Sequence[tuple[int, str, Mapping[str, Any] | None] | None],
-               ) -> list[Example]:
+  def __call__(
+      self,
+      items: Sequence[tuple[int, str, Mapping[str, Any] | None] | None],
+  ) -> list[Example]:
     slots: list[Example | None] = [None] * len(items)
     by_source: dict[int, list[tuple[int, str, Any]]] = {}
     for pos, item in enumerate(items):
@@ -144,8 +159,11 @@ class ExampleBuilder:
         if src.template == "none":
           values.append(formatting.record_field(record, src.text_field, where))
         else:
-          values.append(formatting.format_record(record, where, src, self._template,
-                                                 self._special, self._cfg.inscp))
+          values.append(
+              formatting.format_record(
+                  record, where, src, self._template, self._special, self._cfg.inscp
+              )
+          )
         kept.append(pos)
       except (RecordError, chat_templates.ChatTemplateError) as e:
         if self._cfg.on_bad_record != "skip":
@@ -154,8 +172,13 @@ class ExampleBuilder:
     if not kept:
       return []
     if src.template == "none":
-      examples = text_examples(values, self._tokenizer, add_bos=self._cfg.add_bos,
-                               add_eos=self._cfg.add_eos, with_boundaries=self._boundaries)
+      examples = text_examples(
+          values,
+          self._tokenizer,
+          add_bos=self._cfg.add_bos,
+          add_eos=self._cfg.add_eos,
+          with_boundaries=self._boundaries,
+      )
     else:
       examples = formatted_examples(values, self._tokenizer)
     return zip(kept, examples)

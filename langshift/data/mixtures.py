@@ -43,7 +43,8 @@ class WeightedMixture:
   def _block_start(self, b: int) -> int:
     return sum(self._cumulative(b))
 
-  @functools.lru_cache(maxsize=8)
+  # One mixture lives for the whole run, so the cache holding `self` costs nothing.
+  @functools.lru_cache(maxsize=8)  # noqa: B019
   def _block_layout(self, b: int) -> tuple[np.ndarray, np.ndarray]:
     """(source, index within the source) of every position of block b."""
     lo, hi = self._cumulative(b), self._cumulative(b + 1)

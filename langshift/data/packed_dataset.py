@@ -20,13 +20,21 @@ from langshift.data import packing
 class PackedIterDataset(grain.IterDataset):
   """Rows of `seq_len` (see `langshift.data.packing`) from a dataset of example chunks."""
 
-  def __init__(self, parent: grain.IterDataset, seq_len: int, mode: str = "concat", *,
-               overlong: str = "split", boundary_remainder: str = "pad"):
+  def __init__(
+      self,
+      parent: grain.IterDataset,
+      seq_len: int,
+      mode: str = "concat",
+      *,
+      overlong: str = "split",
+      boundary_remainder: str = "pad",
+  ):
     super().__init__(parent)
     if seq_len < 2:
       raise ValueError(f"seq_len={seq_len}: a row needs at least an input and a target")
-    self._options = dict(seq_len=seq_len, mode=mode, overlong=overlong,
-                         boundary_remainder=boundary_remainder)
+    self._options = dict(
+        seq_len=seq_len, mode=mode, overlong=overlong, boundary_remainder=boundary_remainder
+    )
 
   def __iter__(self) -> grain.DatasetIterator:
     return _PackedIterator(self._parent.__iter__(), **self._options)
@@ -37,8 +45,15 @@ class PackedIterDataset(grain.IterDataset):
 
 class _PackedIterator(grain.DatasetIterator):
 
-  def __init__(self, parent: grain.DatasetIterator, *, seq_len: int, mode: str, overlong: str,
-               boundary_remainder: str):
+  def __init__(
+      self,
+      parent: grain.DatasetIterator,
+      *,
+      seq_len: int,
+      mode: str,
+      overlong: str,
+      boundary_remainder: str,
+  ):
     super().__init__(parent)
     self._seq_len = seq_len
     self._take = dict(mode=mode, overlong=overlong, boundary_remainder=boundary_remainder)
@@ -66,8 +81,9 @@ class _PackedIterator(grain.DatasetIterator):
       index, c = index - size, c + 1
 
   def __next__(self):
-    pieces, consumed, offset = packing.take_row(self._example_at, self._offset, self._seq_len,
-                                                **self._take)
+    pieces, consumed, offset = packing.take_row(
+        self._example_at, self._offset, self._seq_len, **self._take
+    )
     if not pieces:
       raise StopIteration
     row = packing.row_from_pieces(pieces, self._example_at, self._seq_len)

@@ -32,9 +32,15 @@ Example = dict[str, np.ndarray]
 Piece = tuple[int, int, int]  # (example index relative to the row's first, start, end)
 
 
-def take_row(example_at: Callable[[int], Example | None], offset: int, seq_len: int,
-             mode: str = "concat", *, overlong: str = "split",
-             boundary_remainder: str = "pad") -> tuple[list[Piece], int, int]:
+def take_row(
+    example_at: Callable[[int], Example | None],
+    offset: int,
+    seq_len: int,
+    mode: str = "concat",
+    *,
+    overlong: str = "split",
+    boundary_remainder: str = "pad",
+) -> tuple[list[Piece], int, int]:
   """Chooses the pieces of the next row.
 
   `example_at(j)` is the j-th example from the one the row starts in (None past the end of the
@@ -99,8 +105,10 @@ def _next_boundary(example: Example, j: int, off: int) -> tuple[int, int]:
   return (j, int(later.min())) if len(later) else (j + 1, 0)
 
 
-def assemble_row(segments: Sequence[tuple[np.ndarray, np.ndarray]], seq_len: int,
-                 ) -> dict[str, np.ndarray]:
+def assemble_row(
+    segments: Sequence[tuple[np.ndarray, np.ndarray]],
+    seq_len: int,
+) -> dict[str, np.ndarray]:
   """Lays `(tokens, mask)` segments out in a row and shifts targets within each segment."""
   row = {k: np.zeros(seq_len, np.int32) for k in ("inputs", "targets", "segment_ids", "positions")}
   row["loss_weights"] = np.zeros(seq_len, np.float32)
@@ -109,31 +117,40 @@ def assemble_row(segments: Sequence[tuple[np.ndarray, np.ndarray]], seq_len: int
     n = len(tokens)
     if p + n > seq_len:
       raise ValueError(f"segments overflow the row: {p + n} > {seq_len}")
-    row["inputs"][p:p + n] = tokens
-    row["segment_ids"][p:p + n] = k
-    row["positions"][p:p + n] = np.arange(n)
-    row["targets"][p:p + n - 1] = tokens[1:]
-    row["loss_weights"][p:p + n - 1] = mask[1:]
+    row["inputs"][p : p + n] = tokens
+    row["segment_ids"][p : p + n] = k
+    row["positions"][p : p + n] = np.arange(n)
+    row["targets"][p : p + n - 1] = tokens[1:]
+    row["loss_weights"][p : p + n - 1] = mask[1:]
     p += n
   return row
 
 
-def row_from_pieces(pieces: Sequence[Piece], example_at: Callable[[int], Example],
-                    seq_len: int) -> dict[str, np.ndarray]:
+def row_from_pieces(
+    pieces: Sequence[Piece], example_at: Callable[[int], Example], seq_len: int
+) -> dict[str, np.ndarray]:
   segments = [(example_at(j)["tokens"][a:b], example_at(j)["mask"][a:b]) for j, a, b in pieces]
   return assemble_row(segments, seq_len)
 
 
-def pack_examples(examples: Sequence[Example], seq_len: int, mode: str = "concat", *,
-                  overlong: str = "split", boundary_remainder: str = "pad",
-                  ) -> list[dict[str, np.ndarray]]:
+def pack_examples(
+    examples: Sequence[Example],
+    seq_len: int,
+    mode: str = "concat",
+    *,
+    overlong: str = "split",
+    boundary_remainder: str = "pad",
+) -> list[dict[str, np.ndarray]]:
   """Packs a finite list of examples into rows (the last row padded)."""
   rows, first, offset = [], 0, 0
   while True:
-    example_at = lambda j, first=first: (examples[first + j] if first + j < len(examples)
-                                         else None)
-    pieces, consumed, offset = take_row(example_at, offset, seq_len, mode, overlong=overlong,
-                                        boundary_remainder=boundary_remainder)
+
+    def example_at(j, first=first):
+      return examples[first + j] if first + j < len(examples) else None
+
+    pieces, consumed, offset = take_row(
+        example_at, offset, seq_len, mode, overlong=overlong, boundary_remainder=boundary_remainder
+    )
     if not pieces:
       return rows
     rows.append(row_from_pieces(pieces, example_at, seq_len))

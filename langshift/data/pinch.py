@@ -37,22 +37,30 @@ def even_split(total: int, languages: Sequence[str], seed: int) -> dict[str, int
   return {lang: base + (i in lucky) for i, lang in enumerate(languages)}
 
 
-def assign_examples(counts: Mapping[str, int], num_source_examples: int, *, assignment: str,
-                    seed: int, english: str | None = None) -> Mixture:
+def assign_examples(
+    counts: Mapping[str, int],
+    num_source_examples: int,
+    *,
+    assignment: str,
+    seed: int,
+    english: str | None = None,
+) -> Mixture:
   """Chooses example ids for per-language counts; returns the mixture in seeded random order.
 
   `english` (parallel assignment) is the language whose ids the others copy when it has any.
   """
   budget = sum(counts.values())
   if budget > num_source_examples and assignment == "disjoint":
-    raise ValueError(f"disjoint mixture of {budget} examples needs at least that many source "
-                     f"examples, the parallel set has {num_source_examples}")
+    raise ValueError(
+        f"disjoint mixture of {budget} examples needs at least that many source "
+        f"examples, the parallel set has {num_source_examples}"
+    )
   ids = np.random.default_rng([seed, 2]).permutation(num_source_examples).tolist()
   mixture: Mixture = []
   if assignment == "disjoint":
     start = 0
     for lang, n in counts.items():
-      mixture += [(lang, i) for i in ids[start:start + n]]
+      mixture += [(lang, i) for i in ids[start : start + n]]
       start += n
   elif assignment == "parallel":
     base = counts.get(english, 0) if english is not None else 0
@@ -61,8 +69,9 @@ def assign_examples(counts: Mapping[str, int], num_source_examples: int, *, assi
     mixture += [(english, i) for i in ids[:base]]
     shared = max([n for lang, n in counts.items() if lang != english], default=0)
     if shared > num_source_examples:
-      raise ValueError(f"{shared} examples per language requested, the set has "
-                       f"{num_source_examples}")
+      raise ValueError(
+          f"{shared} examples per language requested, the set has " f"{num_source_examples}"
+      )
     for lang, n in counts.items():
       if lang != english:
         mixture += [(lang, i) for i in ids[:n]]
@@ -72,9 +81,16 @@ def assign_examples(counts: Mapping[str, int], num_source_examples: int, *, assi
   return [mixture[k] for k in order]
 
 
-def pinch_mixture(budget: int, percent: float, languages: Sequence[str], *, english: str = "en",
-                  assignment: str = "disjoint", seed: int = 0,
-                  num_source_examples: int | None = None) -> Mixture:
+def pinch_mixture(
+    budget: int,
+    percent: float,
+    languages: Sequence[str],
+    *,
+    english: str = "en",
+    assignment: str = "disjoint",
+    seed: int = 0,
+    num_source_examples: int | None = None,
+) -> Mixture:
   """`round(P% of budget)` examples spread evenly over `languages`, the rest in `english`."""
   if not 0 <= percent <= 100:
     raise ValueError(f"percent={percent} is not in [0, 100]")
@@ -82,20 +98,33 @@ def pinch_mixture(budget: int, percent: float, languages: Sequence[str], *, engl
     raise ValueError(f"{english!r} is the base language; list only the others in `languages`")
   multilingual = int(round(budget * percent / 100))
   counts = {english: budget - multilingual, **even_split(multilingual, languages, seed)}
-  return assign_examples(counts, num_source_examples or budget, assignment=assignment,
-                         seed=seed, english=english)
+  return assign_examples(
+      counts, num_source_examples or budget, assignment=assignment, seed=seed, english=english
+  )
 
 
-def uniform_mixture(budget: int, languages: Sequence[str], *, assignment: str = "disjoint",
-                    seed: int = 0, num_source_examples: int | None = None) -> Mixture:
+def uniform_mixture(
+    budget: int,
+    languages: Sequence[str],
+    *,
+    assignment: str = "disjoint",
+    seed: int = 0,
+    num_source_examples: int | None = None,
+) -> Mixture:
   """The budget split evenly over `languages` (the first one is copied from under parallel)."""
   counts = even_split(budget, languages, seed)
-  return assign_examples(counts, num_source_examples or budget, assignment=assignment, seed=seed,
-                         english=languages[0] if languages else None)
+  return assign_examples(
+      counts,
+      num_source_examples or budget,
+      assignment=assignment,
+      seed=seed,
+      english=languages[0] if languages else None,
+  )
 
 
-def language_count_schedule(languages: Sequence[str] = ("en", "ar", "fi", "it", "ru", "sw"),
-                            ) -> list[tuple[str, ...]]:
+def language_count_schedule(
+    languages: Sequence[str] = ("en", "ar", "fi", "it", "ru", "sw"),
+) -> list[tuple[str, ...]]:
   """The language sets of the language-count study: (en,), (en, ar), ... all of `languages`."""
   return [tuple(languages[:k]) for k in range(1, len(languages) + 1)]
 

@@ -26,9 +26,8 @@ from absl import logging
 
 from langshift.data import config as config_lib
 from langshift.data import examples as examples_lib
-from langshift.data import mixtures
+from langshift.data import mixtures, selection
 from langshift.data import pinch as pinch_lib
-from langshift.data import selection
 from langshift.data import sources as sources_lib
 from langshift.data.packed_dataset import PackedIterDataset
 from langshift.tokenization import chat_templates
@@ -55,14 +54,17 @@ def _open_selected(src, on_bad_record: str, path: str | None = None):
   if src.perplexity_scores:
     scores = selection.load_scores(src.perplexity_scores)
     if len(scores) != len(records):
-      raise ValueError(f"source {src.name}: {len(scores)} perplexity scores for {len(records)} "
-                       "records")
+      raise ValueError(
+          f"source {src.name}: {len(scores)} perplexity scores for {len(records)} " "records"
+      )
   else:
     scores = selection.scores_from_records(records, src.perplexity_field)
-  keep = selection.select_by_perplexity(scores, max_perplexity=src.max_perplexity,
-                                        min_perplexity=src.min_perplexity)
-  logging.info("source %s: perplexity selection keeps %d of %d records", src.name, len(keep),
-               len(records))
+  keep = selection.select_by_perplexity(
+      scores, max_perplexity=src.max_perplexity, min_perplexity=src.min_perplexity
+  )
+  logging.info(
+      "source %s: perplexity selection keeps %d of %d records", src.name, len(keep), len(records)
+  )
   return sources_lib.SubsetSource(records, keep)
 
 
@@ -87,23 +89,32 @@ def _pinch_records(data_config, sources, seed: int):
   src, p = sources[0], data_config.pinch
   languages = list(p.languages)
   all_languages = ([p.english] + languages) if p.split == "pinch" else languages
-  by_language = {lang: _open_selected(src, data_config.on_bad_record,
-                                      path=src.path.replace("{lang}", lang))
-                 for lang in all_languages}
+  by_language = {
+      lang: _open_selected(src, data_config.on_bad_record, path=src.path.replace("{lang}", lang))
+      for lang in all_languages
+  }
   sizes = {lang: len(records) for lang, records in by_language.items()}
   if len(set(sizes.values())) != 1:
     raise ValueError(f"pinch: the parallel sources differ in length: {sizes}")
   n = next(iter(sizes.values()))
   mix_seed = derived_seed(seed, "pinch")
   if p.split == "pinch":
-    mixture = pinch_lib.pinch_mixture(p.budget, p.percent, languages, english=p.english,
-                                      assignment=p.assignment, seed=mix_seed,
-                                      num_source_examples=n)
+    mixture = pinch_lib.pinch_mixture(
+        p.budget,
+        p.percent,
+        languages,
+        english=p.english,
+        assignment=p.assignment,
+        seed=mix_seed,
+        num_source_examples=n,
+    )
   else:
-    mixture = pinch_lib.uniform_mixture(p.budget, languages, assignment=p.assignment,
-                                        seed=mix_seed, num_source_examples=n)
-  logging.info("pinch mixture (%s, %s): %s", p.split, p.assignment,
-               pinch_lib.language_counts(mixture))
+    mixture = pinch_lib.uniform_mixture(
+        p.budget, languages, assignment=p.assignment, seed=mix_seed, num_source_examples=n
+    )
+  logging.info(
+      "pinch mixture (%s, %s): %s", p.split, p.assignment, pinch_lib.language_counts(mixture)
+  )
   ds = grain.MapDataset.source(_MixtureRecords(by_language, mixture))
   if data_config.shuffle:
     ds = ds.shuffle(seed=derived_seed(seed, "pinch-order"))
@@ -119,39 +130,66 @@ def _weighted_records(data_config, sources, seed: int):
     if data_config.shuffle:
       ds = ds.shuffle(seed=derived_seed(seed, "source", src.name))
     datasets.append(ds.repeat())
-  mixture = mixtures.WeightedMixture([src.weight for src in sources],
-                                     seed=derived_seed(seed, "mixture"),
-                                     block=data_config.mixture_block)
+  mixture = mixtures.WeightedMixture(
+      [src.weight for src in sources],
+      seed=derived_seed(seed, "mixture"),
+      block=data_config.mixture_block,
+  )
   realised = mixture.realised_proportions(_PROPORTION_LOG_EXAMPLES)
   for src, w, r in zip(sources, mixture.weights, realised):
-    logging.info("mixture: source %s weight %.4f realised %.4f over the first %d examples",
-                 src.name, w, r, _PROPORTION_LOG_EXAMPLES)
+    logging.info(
+        "mixture: source %s weight %.4f realised %.4f over the first %d examples",
+        src.name,
+        w,
+        r,
+        _PROPORTION_LOG_EXAMPLES,
+    )
   return mixtures.MixtureMapDataset(datasets, mixture), bad
 
 
 def _builder(data_config, sources, tokenizer, bad):
   template = None
   if _needs_template(sources):
-    template = chat_templates.resolve_chat_template(data_config.chat_template,
-                                                    tokenizer.chat_template)
-  return examples_lib.ExampleBuilder(sources, tokenizer, data_config, template=template,
-                                     bad_records=bad)
+    template = chat_templates.resolve_chat_template(
+        data_config.chat_template, tokenizer.chat_template
+    )
+  return examples_lib.ExampleBuilder(
+      sources, tokenizer, data_config, template=template, bad_records=bad
+  )
 
 
 def _pack(chunks: grain.MapDataset, data_config, seq_len: int) -> grain.IterDataset:
-  ds = chunks.to_iter_dataset(grain.ReadOptions(num_threads=data_config.read_threads,
-                                                prefetch_buffer_size=data_config.prefetch_chunks))
-  return PackedIterDataset(ds, seq_len, data_config.packing, overlong=data_config.overlong,
-                           boundary_remainder=data_config.boundary_remainder)
+  ds = chunks.to_iter_dataset(
+      grain.ReadOptions(
+          num_threads=data_config.read_threads, prefetch_buffer_size=data_config.prefetch_chunks
+      )
+  )
+  return PackedIterDataset(
+      ds,
+      seq_len,
+      data_config.packing,
+      overlong=data_config.overlong,
+      boundary_remainder=data_config.boundary_remainder,
+  )
 
 
-def train_dataset(data_config, tokenizer, *, seq_len: int, global_batch_size: int, seed: int,
-                  process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
+def train_dataset(
+    data_config,
+    tokenizer,
+    *,
+    seq_len: int,
+    global_batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> grain.IterDataset:
   """The training stream of this process as a grain `IterDataset` of batches."""
   sources = config_lib.validate_data_config(data_config)
   if global_batch_size % process_count:
-    raise ValueError(f"global_batch_size={global_batch_size} is not divisible by "
-                     f"process_count={process_count}")
+    raise ValueError(
+        f"global_batch_size={global_batch_size} is not divisible by "
+        f"process_count={process_count}"
+    )
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index={process_index} not in [0, {process_count})")
   if data_config.mixer == "pinch":
@@ -163,30 +201,54 @@ def train_dataset(data_config, tokenizer, *, seq_len: int, global_batch_size: in
   # Each process takes every process_count-th record of the one global mixture.
   records = records[process_index::process_count]
   chunks = records.batch(data_config.tokenize_batch_size, batch_fn=list).map(builder)
-  ds = _pack(chunks, data_config, seq_len).batch(global_batch_size // process_count,
-                                                 drop_remainder=True)
+  ds = _pack(chunks, data_config, seq_len).batch(
+      global_batch_size // process_count, drop_remainder=True
+  )
   if data_config.prefetch_batches:
     ds = grain.experimental.ThreadPrefetchIterDataset(
-        ds, prefetch_buffer_size=data_config.prefetch_batches)
+        ds, prefetch_buffer_size=data_config.prefetch_batches
+    )
   return ds
 
 
-def make_train_iterator(data_config, tokenizer, *, seq_len: int, global_batch_size: int,
-                        seed: int, process_index: int = 0, process_count: int = 1,
-                        ) -> grain.DatasetIterator:
+def make_train_iterator(
+    data_config,
+    tokenizer,
+    *,
+    seq_len: int,
+    global_batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> grain.DatasetIterator:
   """Checkpointable iterator of training batches (dicts of [rows, seq_len] numpy arrays).
 
   Keys: inputs, targets, segment_ids, positions (int32), loss_weights (float32); see
   `langshift.data.packing`. `get_state()` / `set_state()` checkpoint and resume it exactly.
   """
-  return iter(train_dataset(data_config, tokenizer, seq_len=seq_len,
-                            global_batch_size=global_batch_size, seed=seed,
-                            process_index=process_index, process_count=process_count))
+  return iter(
+      train_dataset(
+          data_config,
+          tokenizer,
+          seq_len=seq_len,
+          global_batch_size=global_batch_size,
+          seed=seed,
+          process_index=process_index,
+          process_count=process_count,
+      )
+  )
 
 
-def make_eval_batches(data_config, tokenizer, *, seq_len: int, global_batch_size: int,
-                      process_index: int = 0, process_count: int = 1,
-                      max_batches: int | None = None) -> list[dict[str, np.ndarray]]:
+def make_eval_batches(
+    data_config,
+    tokenizer,
+    *,
+    seq_len: int,
+    global_batch_size: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    max_batches: int | None = None,
+) -> list[dict[str, np.ndarray]]:
   """Held-out batches: every record of every source once, in order, packed; deterministic.
 
   Every process packs all rows (held-out sets are small) and takes every process_count-th, so all
@@ -194,8 +256,10 @@ def make_eval_batches(data_config, tokenizer, *, seq_len: int, global_batch_size
   """
   sources = config_lib.validate_data_config(data_config)
   if global_batch_size % process_count:
-    raise ValueError(f"global_batch_size={global_batch_size} is not divisible by "
-                     f"process_count={process_count}")
+    raise ValueError(
+        f"global_batch_size={global_batch_size} is not divisible by "
+        f"process_count={process_count}"
+    )
   parts, bad = [], []
   for k, src in enumerate(sources):
     records = _open_selected(src, data_config.on_bad_record)
@@ -216,5 +280,7 @@ def make_eval_batches(data_config, tokenizer, *, seq_len: int, global_batch_size
   rows += [padding] * (num_batches * global_batch_size - len(rows))
   rows = rows[process_index::process_count]
   per_batch = global_batch_size // process_count
-  return [{k: np.stack([r[k] for r in rows[b * per_batch:(b + 1) * per_batch]]) for k in rows[0]}
-          for b in range(num_batches)]
+  return [
+      {k: np.stack([r[k] for r in rows[b * per_batch : (b + 1) * per_batch]]) for k in rows[0]}
+      for b in range(num_batches)
+  ]

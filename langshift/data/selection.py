@@ -17,8 +17,12 @@ from etils import epath
 from langshift.data.formatting import record_field
 
 
-def select_by_perplexity(scores: Sequence[float], *, max_perplexity: float | None = None,
-                         min_perplexity: float | None = None) -> np.ndarray:
+def select_by_perplexity(
+    scores: Sequence[float],
+    *,
+    max_perplexity: float | None = None,
+    min_perplexity: float | None = None,
+) -> np.ndarray:
   """Indices (ascending) of the documents to keep; NaN scores are dropped."""
   scores = np.asarray(scores, np.float64)
   keep = ~np.isnan(scores)

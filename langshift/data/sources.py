@@ -25,7 +25,8 @@ _INDEX_READ_BYTES = 1 << 26
 
 
 class RecordError(ValueError):
-  """A record that cannot be read or lacks a configured field; the message starts with its location."""
+  """A record that cannot be read or lacks a configured field; the message starts with its
+  location."""
 
 
 class BadRecordLog:
@@ -102,7 +103,7 @@ def _index_lines(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
       else:  # End of file: a last line without newline.
         line_ends = np.array([len(data)] if data else [], np.int64)
         consumed = len(data)
-      line_starts = np.concatenate([[0], line_ends[:-1] + 1]).astype(np.int64)[:len(line_ends)]
+      line_starts = np.concatenate([[0], line_ends[:-1] + 1]).astype(np.int64)[: len(line_ends)]
       line_ends = ends_without_cr(buf, line_starts, line_ends)
       # A line is blank when it holds only spaces and tabs.
       filled = np.concatenate([[0], np.cumsum((buf != 32) & (buf != 9) & (buf != 13))])
@@ -114,8 +115,7 @@ def _index_lines(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
       tail, offset = data[consumed:], offset + consumed
       if not block:
         break
-  cat = lambda xs: np.concatenate(xs).astype(np.int64)
-  return cat(starts), cat(ends), cat(numbers)
+  return tuple(np.concatenate(xs).astype(np.int64) for xs in (starts, ends, numbers))
 
 
 def ends_without_cr(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -183,7 +183,8 @@ class JsonlSource(_ByteRangeSource):
 
 
 class TextSource(_ByteRangeSource):
-  """Plain UTF-8 text: a document per non-blank line, per blank-line-separated paragraph, or per file."""
+  """Plain UTF-8 text: a document per non-blank line, per blank-line-separated paragraph, or per
+  file."""
 
   def __init__(self, paths, name, on_bad_record, text_field="text", unit="line"):
     self._unit = unit
@@ -211,9 +212,15 @@ class TextSource(_ByteRangeSource):
 class ParquetSource(Sequence):
   """Rows of Parquet files, read a row group at a time (a few row groups are cached)."""
 
-  def __init__(self, paths: Sequence[str], name: str, columns: Sequence[str] | None = None,
-               cache_row_groups: int = 4):
+  def __init__(
+      self,
+      paths: Sequence[str],
+      name: str,
+      columns: Sequence[str] | None = None,
+      cache_row_groups: int = 4,
+  ):
     import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
+
     if not paths:
       raise ValueError(f"source {name}: no files")
     self.name, self.paths = name, list(paths)
@@ -267,6 +274,7 @@ class TfdsSource(Sequence):
 
   def __init__(self, tfds_name: str, split: str, data_dir: str | None, name: str):
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
     self.name = name
     self.bad_records = BadRecordLog(name)
     self._where = f"tfds:{tfds_name}[{split}]"
@@ -324,8 +332,7 @@ def open_source(src, on_bad_record: str = "raise", path: str | None = None) -> S
   if src.format == "jsonl":
     return JsonlSource(files, src.name, on_bad_record)
   if src.format == "text":
-    return TextSource(files, src.name, on_bad_record, text_field=src.text_field,
-                      unit=src.text_unit)
+    return TextSource(files, src.name, on_bad_record, text_field=src.text_field, unit=src.text_unit)
   if src.format == "parquet":
     return ParquetSource(files, src.name)
   raise ValueError(f"source {src.name}: unknown format {src.format!r}")

@@ -22,6 +22,7 @@ class LangshiftCorpus(tfds.core.GeneratorBasedBuilder):
   """String fields of local JSONL / text / Parquet records; one builder config per corpus."""
 
   VERSION = tfds.core.Version("1.0.0")
+
   @tfds.core.utils.classproperty
   @classmethod
   def code_path(cls):
@@ -29,8 +30,15 @@ class LangshiftCorpus(tfds.core.GeneratorBasedBuilder):
     # `importlib_resources`, which it only installs for Python < 3.9.)
     return None
 
-  def __init__(self, *, paths: Sequence[str] = (), file_format_in: str = "jsonl",
-               fields: Sequence[str] = ("text",), text_unit: str = "line", **kwargs):
+  def __init__(
+      self,
+      *,
+      paths: Sequence[str] = (),
+      file_format_in: str = "jsonl",
+      fields: Sequence[str] = ("text",),
+      text_unit: str = "line",
+      **kwargs,
+  ):
     self._paths = list(paths)
     self._format_in = file_format_in
     self._fields = tuple(fields)
@@ -41,8 +49,12 @@ class LangshiftCorpus(tfds.core.GeneratorBasedBuilder):
     features = tfds.features.FeaturesDict({f: tfds.features.Text() for f in self._fields})
     # DatasetInfo directly: `dataset_info_from_configs` looks for metadata files next to the code.
     # disable_shuffling: keep the file order (keys are record indices), not TFDS's hash order.
-    return tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True,
-                                 description="Local corpus registered by langshift.")
+    return tfds.core.DatasetInfo(
+        builder=self,
+        features=features,
+        disable_shuffling=True,
+        description="Local corpus registered by langshift.",
+    )
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -52,8 +64,13 @@ class LangshiftCorpus(tfds.core.GeneratorBasedBuilder):
     if self._format_in == "jsonl":
       source = sources_lib.JsonlSource(self._paths, self.builder_config.name, "raise")
     elif self._format_in == "text":
-      source = sources_lib.TextSource(self._paths, self.builder_config.name, "raise",
-                                      text_field=self._fields[0], unit=self._text_unit)
+      source = sources_lib.TextSource(
+          self._paths,
+          self.builder_config.name,
+          "raise",
+          text_field=self._fields[0],
+          unit=self._text_unit,
+      )
     elif self._format_in == "parquet":
       source = sources_lib.ParquetSource(self._paths, self.builder_config.name, self._fields)
     else:
@@ -71,8 +88,15 @@ def _as_text(record, field, where) -> str:
   return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def build_tfds_corpus(name: str, path: str, data_dir: str, *, file_format: str = "jsonl",
-                      fields: Sequence[str] = ("text",), text_unit: str = "line") -> str:
+def build_tfds_corpus(
+    name: str,
+    path: str,
+    data_dir: str,
+    *,
+    file_format: str = "jsonl",
+    fields: Sequence[str] = ("text",),
+    text_unit: str = "line",
+) -> str:
   """Prepares `langshift_corpus/<name>` in `data_dir` from the files matching `path`.
 
   Returns the dataset name to pass to `tfds.data_source` (or a source config's `tfds_name`).
@@ -80,8 +104,14 @@ def build_tfds_corpus(name: str, path: str, data_dir: str, *, file_format: str =
   files = sources_lib.expand_paths(path)
   if not files:
     raise ValueError(f"build_tfds_corpus: {path!r} matched no files")
-  builder = LangshiftCorpus(paths=files, file_format_in=file_format, fields=fields,
-                            text_unit=text_unit, data_dir=data_dir, file_format="array_record",
-                            config=tfds.core.BuilderConfig(name=name))
+  builder = LangshiftCorpus(
+      paths=files,
+      file_format_in=file_format,
+      fields=fields,
+      text_unit=text_unit,
+      data_dir=data_dir,
+      file_format="array_record",
+      config=tfds.core.BuilderConfig(name=name),
+  )
   builder.download_and_prepare()
   return f"{builder.name}/{name}"

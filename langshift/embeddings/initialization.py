@@ -26,7 +26,7 @@ def _old_rows(old: np.ndarray, vocab_map: VocabularyMap) -> np.ndarray:
   if old.shape[0] < vocab_map.old_size:
     raise ValueError(f"matrix has {old.shape[0]} rows, old tokenizer needs {vocab_map.old_size}")
   # Rows past the tokenizer (padding to a multiple of 64/128) belong to no token.
-  return old[:vocab_map.old_size].astype(np.float32)
+  return old[: vocab_map.old_size].astype(np.float32)
 
 
 def _pad(rows: np.ndarray, num_rows: int | None, fill: np.ndarray) -> np.ndarray:
@@ -37,8 +37,9 @@ def _pad(rows: np.ndarray, num_rows: int | None, fill: np.ndarray) -> np.ndarray
   return np.concatenate([rows, np.broadcast_to(fill, (num_rows - rows.shape[0], rows.shape[1]))])
 
 
-def mean_subtoken_rows(old: np.ndarray, vocab_map: VocabularyMap, *,
-                       num_rows: int | None = None) -> np.ndarray:
+def mean_subtoken_rows(
+    old: np.ndarray, vocab_map: VocabularyMap, *, num_rows: int | None = None
+) -> np.ndarray:
   """New matrix whose row i is the mean of the old rows making up new token i.
 
   Kept tokens get their old row bit for bit; tokens the old tokenizer cannot spell, or whose
@@ -53,8 +54,9 @@ def mean_subtoken_rows(old: np.ndarray, vocab_map: VocabularyMap, *,
   return _pad(rows, num_rows, global_mean).astype(np.asarray(old).dtype)
 
 
-def random_normal_rows(old: np.ndarray, vocab_map: VocabularyMap, *, seed: int,
-                       num_rows: int | None = None) -> np.ndarray:
+def random_normal_rows(
+    old: np.ndarray, vocab_map: VocabularyMap, *, seed: int, num_rows: int | None = None
+) -> np.ndarray:
   """Kept tokens copy their rows; every other row ~ N(mean, std) of the old rows, per dim."""
   old32 = _old_rows(old, vocab_map)
   mean, std = old32.mean(axis=0), old32.std(axis=0)
@@ -65,8 +67,14 @@ def random_normal_rows(old: np.ndarray, vocab_map: VocabularyMap, *, seed: int,
   return rows.astype(np.asarray(old).dtype)
 
 
-def init_embedding_rows(old: np.ndarray, vocab_map: VocabularyMap, *, method: str = "mean",
-                        seed: int = 0, num_rows: int | None = None) -> np.ndarray:
+def init_embedding_rows(
+    old: np.ndarray,
+    vocab_map: VocabularyMap,
+    *,
+    method: str = "mean",
+    seed: int = 0,
+    num_rows: int | None = None,
+) -> np.ndarray:
   if method == "mean":
     return mean_subtoken_rows(old, vocab_map, num_rows=num_rows)
   if method == "random":
@@ -74,13 +82,20 @@ def init_embedding_rows(old: np.ndarray, vocab_map: VocabularyMap, *, method: st
   raise ValueError(f"method must be one of {INIT_METHODS}, got {method!r}")
 
 
-def resize_embedding_params(params: Any, vocab_map: VocabularyMap, *, method: str = "mean",
-                            seed: int = 0, num_rows: int | None = None) -> Any:
+def resize_embedding_params(
+    params: Any,
+    vocab_map: VocabularyMap,
+    *,
+    method: str = "mean",
+    seed: int = 0,
+    num_rows: int | None = None,
+) -> Any:
   """Param tree with `embed_tokens/embedding` and (if untied) `lm_head/kernel` resized to the
   new vocabulary, input and output embeddings initialised separately; other leaves untouched.
   The output embedding uses `seed + 1` so that random rows differ from the input ones."""
   matrices = param_tree.embedding_matrices(params)
-  new = {name: init_embedding_rows(rows, vocab_map, method=method, seed=seed + k,
-                                   num_rows=num_rows)
-         for k, (name, rows) in enumerate(matrices.items())}
+  new = {
+      name: init_embedding_rows(rows, vocab_map, method=method, seed=seed + k, num_rows=num_rows)
+      for k, (name, rows) in enumerate(matrices.items())
+  }
   return param_tree.replace_embedding_matrices(params, new)

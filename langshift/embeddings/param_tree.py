@@ -7,7 +7,8 @@ rows, one per token, so the output embedding is transposed on the way in and out
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +34,10 @@ def is_tied(params: Mapping[str, Any]) -> bool:
   return LM_HEAD[0] not in params.get("params", params)
 
 
-def replace_embedding_matrices(params: Mapping[str, Any], matrices: Mapping[str, np.ndarray],
-                               ) -> dict:
+def replace_embedding_matrices(
+    params: Mapping[str, Any],
+    matrices: Mapping[str, np.ndarray],
+) -> dict:
   """A shallow copy of `params` with the given row-layout matrices written back."""
   if "params" in params and EMBED[0] not in params:
     return {**params, "params": replace_embedding_matrices(params["params"], matrices)}
@@ -42,6 +45,8 @@ def replace_embedding_matrices(params: Mapping[str, Any], matrices: Mapping[str,
   if "embed" in matrices:
     out[EMBED[0]] = {**params[EMBED[0]], EMBED[1]: matrices["embed"]}
   if "lm_head" in matrices:
-    out[LM_HEAD[0]] = {**params.get(LM_HEAD[0], {}), LM_HEAD[1]: np.ascontiguousarray(
-        matrices["lm_head"].T)}
+    out[LM_HEAD[0]] = {
+        **params.get(LM_HEAD[0], {}),
+        LM_HEAD[1]: np.ascontiguousarray(matrices["lm_head"].T),
+    }
   return out

@@ -17,7 +17,8 @@ final donor @ P), so rows are streamed in chunks: 128k x 4096 matrices never exi
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -34,8 +35,10 @@ def system_operator(vocab_map: VocabularyMap, method: str) -> sp.csr_matrix:
   """Sparse [rows, old_vocab] selecting / averaging the old rows the fit is made on."""
   if method == "overlap":
     new_ids, old_ids = vocab_map.kept_pairs()
-    return sp.csr_matrix((np.ones(len(old_ids)), (np.arange(len(old_ids)), old_ids)),
-                         shape=(len(old_ids), vocab_map.old_size))
+    return sp.csr_matrix(
+        (np.ones(len(old_ids)), (np.arange(len(old_ids)), old_ids)),
+        shape=(len(old_ids), vocab_map.old_size),
+    )
   if method == "conversion":
     return vocab_map.operator[np.flatnonzero(~vocab_map.fallback)]
   raise ValueError(f"no least-squares system for method {method!r}")
@@ -43,7 +46,7 @@ def system_operator(vocab_map: VocabularyMap, method: str) -> sp.csr_matrix:
 
 def _chunks(operator: sp.csr_matrix, chunk_rows: int):
   for start in range(0, operator.shape[0], chunk_rows):
-    yield operator[start:start + chunk_rows]
+    yield operator[start : start + chunk_rows]
 
 
 class _Buffers:
@@ -64,8 +67,13 @@ class _Buffers:
     return array[:size].reshape(shape)
 
 
-def _gather(operator: sp.csr_matrix, matrix: np.ndarray, dtype,
-            buffers: _Buffers | None = None, name: str = "gather") -> np.ndarray:
+def _gather(
+    operator: sp.csr_matrix,
+    matrix: np.ndarray,
+    dtype,
+    buffers: _Buffers | None = None,
+    name: str = "gather",
+) -> np.ndarray:
   """operator @ matrix in `dtype`, for a chunk of an averaging operator (a few entries a row).
 
   Rows are summed term by term, grouped by their number of entries: scipy's sparse @ dense is
@@ -76,7 +84,7 @@ def _gather(operator: sp.csr_matrix, matrix: np.ndarray, dtype,
   counts = np.diff(operator.indptr)
   weights = operator.data.astype(dtype)
   out = buffers.get(name, (operator.shape[0], matrix.shape[1]), dtype)
-  if np.all(counts == 1) and np.all(weights == 1):       # one-hot rows: overlap, kept tokens
+  if np.all(counts == 1) and np.all(weights == 1):  # one-hot rows: overlap, kept tokens
     gathered = buffers.get("rows", out.shape, matrix.dtype)
     np.take(matrix, operator.indices, axis=0, out=gathered)
     np.copyto(out, gathered)
@@ -92,9 +100,16 @@ def _gather(operator: sp.csr_matrix, matrix: np.ndarray, dtype,
   return out
 
 
-def fit_propagation_map(base: np.ndarray, instruct: np.ndarray, vocab_map: VocabularyMap,
-                        method: str, *, solver: str = "auto", chunk_rows: int = 8192,
-                        product_dtype=np.float64) -> np.ndarray:
+def fit_propagation_map(
+    base: np.ndarray,
+    instruct: np.ndarray,
+    vocab_map: VocabularyMap,
+    method: str,
+    *,
+    solver: str = "auto",
+    chunk_rows: int = 8192,
+    product_dtype=np.float64,
+) -> np.ndarray:
   """P [d, d] float64 minimising ‖S base P − S instruct‖ for the method's system operator S.
 
   `solver`: 'lstsq' factorises S base directly (exact for rank-deficient systems, needs the
@@ -122,7 +137,7 @@ def fit_propagation_map(base: np.ndarray, instruct: np.ndarray, vocab_map: Vocab
   for chunk in _chunks(operator, chunk_rows):
     a = _gather(chunk, base, product_dtype, buffers, "a")
     b = _gather(chunk, instruct, product_dtype, buffers, "b")
-    gram += np.matmul(a.T, a, out=product)      # numpy runs a.T @ a as a BLAS syrk
+    gram += np.matmul(a.T, a, out=product)  # numpy runs a.T @ a as a BLAS syrk
     cross += np.matmul(a.T, b, out=product)
   try:
     return scipy.linalg.cho_solve(scipy.linalg.cho_factor(gram), cross)
@@ -130,8 +145,9 @@ def fit_propagation_map(base: np.ndarray, instruct: np.ndarray, vocab_map: Vocab
     return scipy.linalg.lstsq(gram, cross)[0]
 
 
-def apply_propagation_map(donor: np.ndarray, transform: np.ndarray, *, chunk_rows: int = 8192,
-                          product_dtype=np.float64) -> np.ndarray:
+def apply_propagation_map(
+    donor: np.ndarray, transform: np.ndarray, *, chunk_rows: int = 8192, product_dtype=np.float64
+) -> np.ndarray:
   """donor @ transform, chunk by chunk, returned in donor's dtype."""
   donor = np.asarray(donor)
   out = np.empty(donor.shape, donor.dtype)
@@ -146,11 +162,19 @@ def apply_propagation_map(donor: np.ndarray, transform: np.ndarray, *, chunk_row
   return out
 
 
-def propagate_embedding_rows(base: np.ndarray, instruct: np.ndarray, donor: np.ndarray,
-                             vocab_map: VocabularyMap, *, method: str = "conversion",
-                             special_rows: Sequence[tuple[int, int]] = (),
-                             num_rows: int | None = None, keep_instruct_rows: bool = False,
-                             solver: str = "auto", product_dtype=np.float64) -> np.ndarray:
+def propagate_embedding_rows(
+    base: np.ndarray,
+    instruct: np.ndarray,
+    donor: np.ndarray,
+    vocab_map: VocabularyMap,
+    *,
+    method: str = "conversion",
+    special_rows: Sequence[tuple[int, int]] = (),
+    num_rows: int | None = None,
+    keep_instruct_rows: bool = False,
+    solver: str = "auto",
+    product_dtype=np.float64,
+) -> np.ndarray:
   """Instruct-model rows for the new vocabulary, one matrix in [vocab, embed] layout.
 
   `base`, `instruct`: old-vocabulary matrices (rows past the old tokenizer are ignored);
@@ -167,8 +191,9 @@ def propagate_embedding_rows(base: np.ndarray, instruct: np.ndarray, donor: np.n
   if method == "swap":
     rows = donor.copy()
   else:
-    transform = fit_propagation_map(base, instruct, vocab_map, method, solver=solver,
-                                    product_dtype=product_dtype)
+    transform = fit_propagation_map(
+        base, instruct, vocab_map, method, solver=solver, product_dtype=product_dtype
+    )
     rows = apply_propagation_map(donor, transform, product_dtype=product_dtype)
   total = max([num_rows or rows.shape[0], rows.shape[0]] + [n + 1 for n, _ in special_rows])
   if total > rows.shape[0]:
@@ -181,8 +206,9 @@ def propagate_embedding_rows(base: np.ndarray, instruct: np.ndarray, donor: np.n
   return rows.astype(instruct.dtype, copy=False)
 
 
-def propagate_embedding_params(base_params: Any, instruct_params: Any, donor_params: Any,
-                               vocab_map: VocabularyMap, **kwargs) -> dict:
+def propagate_embedding_params(
+    base_params: Any, instruct_params: Any, donor_params: Any, vocab_map: VocabularyMap, **kwargs
+) -> dict:
   """The instruct param tree with its embeddings propagated from the donor (LEP, arXiv:2412.21140).
 
   Trees are langshift Llama params; only `embed_tokens/embedding` and `lm_head/kernel` change
@@ -194,7 +220,8 @@ def propagate_embedding_params(base_params: Any, instruct_params: Any, donor_par
   base = param_tree.embedding_matrices(base_params)
   instruct = param_tree.embedding_matrices(instruct_params)
   donor = param_tree.embedding_matrices(donor_params)
-  new = {name: propagate_embedding_rows(base[name], instruct[name], donor[name], vocab_map,
-                                        **kwargs)
-         for name in instruct}
+  new = {
+      name: propagate_embedding_rows(base[name], instruct[name], donor[name], vocab_map, **kwargs)
+      for name in instruct
+  }
   return param_tree.replace_embedding_matrices(instruct_params, new)

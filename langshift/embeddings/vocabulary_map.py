@@ -12,7 +12,7 @@ token at all (those rows fall back to the global mean).
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,9 +22,9 @@ from langshift.tokenization import vocabulary as vocabulary_lib
 
 @dataclasses.dataclass(frozen=True)
 class VocabularyMap:
-  operator: sp.csr_matrix   # [new_size, old_size] float64; each row sums to 1 or is empty
-  kept: np.ndarray          # [new_size] bool: the row copies exactly one old row
-  fallback: np.ndarray      # [new_size] bool: empty row, initialised to the global mean
+  operator: sp.csr_matrix  # [new_size, old_size] float64; each row sums to 1 or is empty
+  kept: np.ndarray  # [new_size] bool: the row copies exactly one old row
+  fallback: np.ndarray  # [new_size] bool: empty row, initialised to the global mean
 
   @property
   def new_size(self) -> int:
@@ -40,9 +40,11 @@ class VocabularyMap:
     return new_ids, self.operator[new_ids].indices.astype(np.int64)
 
 
-def vocabulary_map_from_decompositions(decompositions: Sequence[Sequence[int] | None],
-                                       old_size: int, kept: Sequence[bool] | None = None,
-                                       ) -> VocabularyMap:
+def vocabulary_map_from_decompositions(
+    decompositions: Sequence[Sequence[int] | None],
+    old_size: int,
+    kept: Sequence[bool] | None = None,
+) -> VocabularyMap:
   """Row i averages the old rows `decompositions[i]` (repeats count); None or [] = fallback."""
   rows, cols, weights = [], [], []
   for i, ids in enumerate(decompositions):
@@ -50,8 +52,9 @@ def vocabulary_map_from_decompositions(decompositions: Sequence[Sequence[int] | 
       rows += [i] * len(ids)
       cols += list(ids)
       weights += [1.0 / len(ids)] * len(ids)
-  operator = sp.csr_matrix((np.asarray(weights, np.float64), (rows, cols)),
-                           shape=(len(decompositions), old_size))
+  operator = sp.csr_matrix(
+      (np.asarray(weights, np.float64), (rows, cols)), shape=(len(decompositions), old_size)
+  )
   operator.sum_duplicates()
   fallback = np.diff(operator.indptr) == 0
   if kept is None:
@@ -63,8 +66,9 @@ def identity_vocabulary_map(size: int) -> VocabularyMap:
   return vocabulary_map_from_decompositions([[i] for i in range(size)], size)
 
 
-def build_vocabulary_map(old_tokenizer, new_tokenizer, *,
-                         special_token_map: Mapping[str, str] | None = None) -> VocabularyMap:
+def build_vocabulary_map(
+    old_tokenizer, new_tokenizer, *, special_token_map: Mapping[str, str] | None = None
+) -> VocabularyMap:
   """Maps every id of `new_tokenizer` onto `old_tokenizer`'s ids (tokenizers.Tokenizer, a
   tokenizer.json dict or a path).
 

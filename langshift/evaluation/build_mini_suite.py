@@ -38,8 +38,13 @@ _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _PER_TASK = flags.DEFINE_integer("examples_per_task", 30, "Examples per task.")
 
 LANGS = {"ru": "ru-RU", "ar": "ar-MA", "zh-Hant": "zh-TW", "zh-Hans": "zh-CN"}
-LANG_NAMES = {"ru": "Russian", "ar": "Arabic", "zh-Hant": "Traditional Chinese",
-              "zh-Hans": "Simplified Chinese", "en": "English"}
+LANG_NAMES = {
+    "ru": "Russian",
+    "ar": "Arabic",
+    "zh-Hant": "Traditional Chinese",
+    "zh-Hans": "Simplified Chinese",
+    "en": "English",
+}
 # Task instructions in the task's own language: copy tasks are about reproducing that language.
 COPY_INSTRUCTION = {
     "ru": "Перепишите следующий текст дословно, ничего не меняя.\nТекст: {text}\nКопия:",
@@ -80,8 +85,9 @@ def aligned(root: str) -> dict[str, dict[tuple[str, int], str]]:
   result = {"en": {k: v for k, v in en.items() if detect_language(v) == "en"}}
   for lang, locale in LANGS.items():
     paras = read_paragraphs(root, locale)
-    result[lang] = {k: v for k, v in paras.items()
-                    if k in en and v != en[k] and detect_language(v) == lang}
+    result[lang] = {
+        k: v for k, v in paras.items() if k in en and v != en[k] and detect_language(v) == lang
+    }
   return result
 
 
@@ -92,8 +98,13 @@ def first_sentence(text: str) -> str:
 def mcq(question: str, options, gold: int, lang: str, rid: str) -> dict:
   lines = [question] + [f"{LETTERS[i]}. {o}" for i, o in enumerate(options)]
   lines.append("Answer with the letter of the correct option.\nAnswer:")
-  return {"id": rid, "prompt": "\n".join(lines), "choices": list(LETTERS[:len(options)]),
-          "outputs": LETTERS[gold], "lang": lang}
+  return {
+      "id": rid,
+      "prompt": "\n".join(lines),
+      "choices": list(LETTERS[: len(options)]),
+      "outputs": LETTERS[gold],
+      "lang": lang,
+  }
 
 
 def build(root: str, per_task: int, seed: int) -> dict[str, list[dict]]:
@@ -103,8 +114,11 @@ def build(root: str, per_task: int, seed: int) -> dict[str, list[dict]]:
   used: set = set()
 
   def take(lang, lo, hi, n, pred=lambda t: True):
-    keys = [k for k, t in sorted(paras[lang].items()) if lo <= len(t) <= hi and pred(t)
-            and (lang, k) not in used]
+    keys = [
+        k
+        for k, t in sorted(paras[lang].items())
+        if lo <= len(t) <= hi and pred(t) and (lang, k) not in used
+    ]
     picked = rng.sample(keys, min(n, len(keys)))
     used.update((lang, k) for k in picked)
     return picked
@@ -116,12 +130,25 @@ def build(root: str, per_task: int, seed: int) -> dict[str, list[dict]]:
       if 30 <= len(s) <= 160 and detect_language(s) == lang:
         sentences.append((k, s))
     tasks[f"copy_sentence_{lang}"] = [
-        {"id": f"{k[0]}#{k[1]}", "instruction": COPY_INSTRUCTION[lang], "inputs": {"text": s},
-         "outputs": s, "lang": lang} for k, s in rng.sample(sentences, per_task)]
+        {
+            "id": f"{k[0]}#{k[1]}",
+            "instruction": COPY_INSTRUCTION[lang],
+            "inputs": {"text": s},
+            "outputs": s,
+            "lang": lang,
+        }
+        for k, s in rng.sample(sentences, per_task)
+    ]
     tasks[f"copy_paragraph_{lang}"] = [
-        {"id": f"{k[0]}#{k[1]}", "instruction": COPY_INSTRUCTION[lang],
-         "inputs": {"text": paras[lang][k]}, "outputs": paras[lang][k], "lang": lang}
-        for k in take(lang, 120, 260, per_task)]
+        {
+            "id": f"{k[0]}#{k[1]}",
+            "instruction": COPY_INSTRUCTION[lang],
+            "inputs": {"text": paras[lang][k]},
+            "outputs": paras[lang][k],
+            "lang": lang,
+        }
+        for k in take(lang, 120, 260, per_task)
+    ]
 
     pool = [k for k in paras[lang] if k in paras["en"] and 80 <= len(paras[lang][k]) <= 300]
     rows = []
@@ -132,9 +159,16 @@ def build(root: str, per_task: int, seed: int) -> dict[str, list[dict]]:
       options = [paras[lang][d] for d in distractors]
       gold = rng.randrange(4)
       options.insert(gold, paras[lang][k])
-      rows.append(mcq(f"Which option is the {LANG_NAMES[lang]} translation of this English "
-                      f"text?\nEnglish: {paras['en'][k]}", options, gold, lang,
-                      f"{k[0]}#{k[1]}"))
+      rows.append(
+          mcq(
+              f"Which option is the {LANG_NAMES[lang]} translation of this English "
+              f"text?\nEnglish: {paras['en'][k]}",
+              options,
+              gold,
+              lang,
+              f"{k[0]}#{k[1]}",
+          )
+      )
     tasks[f"translation_{lang}"] = rows
 
     rows = []
@@ -148,8 +182,15 @@ def build(root: str, per_task: int, seed: int) -> dict[str, list[dict]]:
       distractors = rng.sample([h[2] for i, h in enumerate(halves) if i != j], 3)
       gold = rng.randrange(4)
       distractors.insert(gold, tail)
-      rows.append(mcq(f"Which option continues this {LANG_NAMES[lang]} text?\nText: {head}…",
-                      ["…" + d for d in distractors], gold, lang, f"{k[0]}#{k[1]}"))
+      rows.append(
+          mcq(
+              f"Which option continues this {LANG_NAMES[lang]} text?\nText: {head}…",
+              ["…" + d for d in distractors],
+              gold,
+              lang,
+              f"{k[0]}#{k[1]}",
+          )
+      )
     tasks[f"continuation_{lang}"] = rows
 
   langs_all = list(LANGS) + ["en"]
@@ -157,19 +198,33 @@ def build(root: str, per_task: int, seed: int) -> dict[str, list[dict]]:
   for i in range(per_task):
     lang = langs_all[i % len(langs_all)]
     k = take(lang, 40, 160, 1)[0]
-    rows.append(mcq("In which language is this text written?\nText: " + paras[lang][k],
-                    [LANG_NAMES[l] for l in langs_all], langs_all.index(lang), lang,
-                    f"{k[0]}#{k[1]}"))
+    rows.append(
+        mcq(
+            "In which language is this text written?\nText: " + paras[lang][k],
+            [LANG_NAMES[code] for code in langs_all],
+            langs_all.index(lang),
+            lang,
+            f"{k[0]}#{k[1]}",
+        )
+    )
   tasks["language_id"] = rows
 
   for lang in langs_all:
     tasks[f"lang_alignment_{lang}"] = [
-        {"id": f"{k[0]}#{k[1]}", "instruction": EXPLAIN_INSTRUCTION[lang],
-         "inputs": {"text": paras[lang][k]}, "lang": lang}
-        for k in take(lang, 60, 200, per_task // 2)]
+        {
+            "id": f"{k[0]}#{k[1]}",
+            "instruction": EXPLAIN_INSTRUCTION[lang],
+            "inputs": {"text": paras[lang][k]},
+            "lang": lang,
+        }
+        for k in take(lang, 60, 200, per_task // 2)
+    ]
 
-  tasks["ppl_handbook"] = [{"id": f"{lang}:{k[0]}#{k[1]}", "text": paras[lang][k], "lang": lang}
-                           for lang in langs_all for k in take(lang, 100, 300, per_task // 4)]
+  tasks["ppl_handbook"] = [
+      {"id": f"{lang}:{k[0]}#{k[1]}", "text": paras[lang][k], "lang": lang}
+      for lang in langs_all
+      for k in take(lang, 100, 300, per_task // 4)
+  ]
   return tasks
 
 
@@ -177,11 +232,21 @@ def suite_json(tasks: dict[str, list[dict]]) -> dict:
   specs = []
   for name in tasks:
     if name.startswith("copy_sentence"):
-      spec = {"type": "generation", "metric": "length_ratio", "max_new_tokens": 160,
-              "num_fewshot": 3, "stop": ["\n"]}
+      spec = {
+          "type": "generation",
+          "metric": "length_ratio",
+          "max_new_tokens": 160,
+          "num_fewshot": 3,
+          "stop": ["\n"],
+      }
     elif name.startswith("copy_paragraph"):
-      spec = {"type": "generation", "metric": "copy_rate", "max_new_tokens": 320,
-              "num_fewshot": 2, "stop": ["\n"]}
+      spec = {
+          "type": "generation",
+          "metric": "copy_rate",
+          "max_new_tokens": 320,
+          "num_fewshot": 2,
+          "stop": ["\n"],
+      }
     elif name.startswith("lang_alignment"):
       spec = {"type": "generation", "metric": "language_alignment", "max_new_tokens": 48}
     elif name.startswith("ppl"):

@@ -21,7 +21,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -45,21 +46,30 @@ def suite_eval(**fields) -> ml_collections.ConfigDict:
 def _perplexity_fields() -> dict[str, Any]:
   data = data_config_lib.default_data_config()
   data.shuffle = False  # held-out text is read once, in order
-  return dict(_COMMON_FIELDS, kind="perplexity", at_start=True,
-              max_batches=4,  # held-out batches of global_batch_size x seq_len (0: all)
-              data=data)
+  return dict(
+      _COMMON_FIELDS,
+      kind="perplexity",
+      at_start=True,
+      max_batches=4,  # held-out batches of global_batch_size x seq_len (0: all)
+      data=data,
+  )
 
 
 def _suite_fields() -> dict[str, Any]:
-  return dict(_COMMON_FIELDS, kind="suite",
-              suite="",  # a built-in suite name ("mini_darumeru") or a suite JSON path
-              max_examples=8,  # per task (0: every example)
-              chat=False,  # instruct protocol: zero-shot through the chat template
-              batch_size=8)
+  return dict(
+      _COMMON_FIELDS,
+      kind="suite",
+      suite="",  # a built-in suite name ("mini_darumeru") or a suite JSON path
+      max_examples=8,  # per task (0: every example)
+      chat=False,  # instruct protocol: zero-shot through the chat template
+      batch_size=8,
+  )
 
 
-_KINDS: dict[str, Callable[[], dict[str, Any]]] = {"perplexity": _perplexity_fields,
-                                                   "suite": _suite_fields}
+_KINDS: dict[str, Callable[[], dict[str, Any]]] = {
+    "perplexity": _perplexity_fields,
+    "suite": _suite_fields,
+}
 
 
 def _entry(defaults: dict[str, Any], fields: dict[str, Any], where: str):
@@ -110,22 +120,31 @@ class PerplexityEvaluator(Evaluator):
     super().__init__(name, entry)
     from langshift.data.pipeline import make_eval_batches  # pylint: disable=import-outside-toplevel
     from langshift.train.step import BATCH_KEYS, make_eval_step  # pylint: disable=import-outside-toplevel
+
     where = f"config.evals.{name}"
     if ctx.tokenizer is None:
-      raise ValueError(f"{where}: perplexity needs a tokenizer (set config.tokenizer or "
-                       "config.init_from_hf)")
+      raise ValueError(
+          f"{where}: perplexity needs a tokenizer (set config.tokenizer or " "config.init_from_hf)"
+      )
     try:
       self.batches = make_eval_batches(
-          entry.data, ctx.tokenizer, seq_len=ctx.seq_len, global_batch_size=ctx.global_batch_size,
-          process_index=jax.process_index(), process_count=jax.process_count(),
-          max_batches=entry.max_batches or None)
+          entry.data,
+          ctx.tokenizer,
+          seq_len=ctx.seq_len,
+          global_batch_size=ctx.global_batch_size,
+          process_index=jax.process_index(),
+          process_count=jax.process_count(),
+          max_batches=entry.max_batches or None,
+      )
     except (ValueError, FileNotFoundError) as e:
       raise type(e)(f"{where}.data: {e}") from e
     if not self.batches:
       raise ValueError(f"{where}.data: the held-out sources hold no text")
     self._keys, self._sharding = BATCH_KEYS, ctx.batch_sharding
-    self._step = jax.jit(make_eval_step(ctx.model, ctx.loss_chunk_size),
-                         in_shardings=(ctx.param_shardings, ctx.batch_sharding))
+    self._step = jax.jit(
+        make_eval_step(ctx.model, ctx.loss_chunk_size),
+        in_shardings=(ctx.param_shardings, ctx.batch_sharding),
+    )
     self.metric = f"{self.prefix}/perplexity"
 
   def __call__(self, params):
@@ -148,12 +167,15 @@ class SuiteEvaluator(Evaluator):
     super().__init__(name, entry)
     # pylint: disable=import-outside-toplevel
     from langshift.evaluation.tasks import load_suite, resolve_suite_path
+
     where = f"config.evals.{name}.suite"
     if not entry.suite:
       raise ValueError(f"{where} is empty: give a built-in suite name or a suite JSON path")
     if ctx.tokenizer is None:
-      raise ValueError(f"config.evals.{name}: a suite needs a tokenizer (set config.tokenizer or "
-                       "config.init_from_hf)")
+      raise ValueError(
+          f"config.evals.{name}: a suite needs a tokenizer (set config.tokenizer or "
+          "config.init_from_hf)"
+      )
     try:
       path = resolve_suite_path(entry.suite)
     except FileNotFoundError as e:
@@ -169,10 +191,19 @@ class SuiteEvaluator(Evaluator):
 
   def __call__(self, params):
     from langshift.evaluation.harness import run_eval_suite  # pylint: disable=import-outside-toplevel
+
     ctx = self._ctx
-    return run_eval_suite(self.suite, config=ctx.model_config, params=params,
-                          tokenizer=ctx.tokenizer, chat=self._chat, batch_size=self._batch_size,
-                          mesh=ctx.mesh, rules=ctx.rules, prefix=self.prefix)
+    return run_eval_suite(
+        self.suite,
+        config=ctx.model_config,
+        params=params,
+        tokenizer=ctx.tokenizer,
+        chat=self._chat,
+        batch_size=self._batch_size,
+        mesh=ctx.mesh,
+        rules=ctx.rules,
+        prefix=self.prefix,
+    )
 
   def headline(self, before, after):
     if self.metric not in after:
@@ -216,8 +247,10 @@ def build_evaluators(evals_config, ctx: EvalContext) -> list[Evaluator]:
       raise ValueError(f"{where}.prefix is empty")
     # Two evaluations of one kind in one namespace would write the same metric names.
     if (kind, entry.prefix) in namespaces:
-      raise ValueError(f"{where} and config.evals.{namespaces[kind, entry.prefix]} both write "
-                       f"{kind} metrics under {entry.prefix!r}: give one of them another prefix")
+      raise ValueError(
+          f"{where} and config.evals.{namespaces[kind, entry.prefix]} both write "
+          f"{kind} metrics under {entry.prefix!r}: give one of them another prefix"
+      )
     namespaces[kind, entry.prefix] = name
     evaluators.append(_BUILDERS[kind](name, entry, ctx))
   return evaluators

@@ -14,17 +14,26 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from absl import logging
 
 from langshift.evaluation import metrics as metrics_lib
-from langshift.evaluation.language_id import detect_language, language_alignment
-from langshift.evaluation.language_id import normalize_language_tag
+from langshift.evaluation.language_id import (
+    detect_language,
+    language_alignment,
+    normalize_language_tag,
+)
 from langshift.evaluation.prompts import build_prompts, chat_messages
-from langshift.evaluation.tasks import Example, Suite, TaskSpec, load_examples, load_suite
-from langshift.evaluation.tasks import resolve_suite_path
+from langshift.evaluation.tasks import (
+    Example,
+    Suite,
+    TaskSpec,
+    load_examples,
+    load_suite,
+    resolve_suite_path,
+)
 from langshift.generation.interface import GenerationOptions
 
 
@@ -61,12 +70,14 @@ def _task_prompts(spec, examples, render_chat, seed):
     pool, same = load_examples(all_shots, spec.fewshot_path), False
   else:
     pool, same = examples, True
-  return build_prompts(spec, examples, shots_pool=pool, same_pool=same, render_chat=render_chat,
-                       seed=seed)
+  return build_prompts(
+      spec, examples, shots_pool=pool, same_pool=same, render_chat=render_chat, seed=seed
+  )
 
 
-def run_choice_task(spec: TaskSpec, examples: Sequence[Example], scorer, *, chat: bool,
-                    seed: int = 0) -> dict[str, float]:
+def run_choice_task(
+    spec: TaskSpec, examples: Sequence[Example], scorer, *, chat: bool, seed: int = 0
+) -> dict[str, float]:
   render = scorer.render_chat if chat else None
   prompts = _task_prompts(spec, examples, render, seed)
   logprobs = scorer.next_token_logprobs(prompts, chat=chat)
@@ -79,10 +90,12 @@ def run_choice_task(spec: TaskSpec, examples: Sequence[Example], scorer, *, chat
   return {"accuracy": float(np.mean(correct))}
 
 
-def run_generation_task(spec: TaskSpec, examples: Sequence[Example], generator, *, chat: bool,
-                        seed: int = 0) -> dict[str, float]:
-  options = GenerationOptions(max_new_tokens=spec.max_new_tokens, seed=seed,
-                              stop=() if chat else spec.stop)
+def run_generation_task(
+    spec: TaskSpec, examples: Sequence[Example], generator, *, chat: bool, seed: int = 0
+) -> dict[str, float]:
+  options = GenerationOptions(
+      max_new_tokens=spec.max_new_tokens, seed=seed, stop=() if chat else spec.stop
+  )
   if chat:
     outputs = generator.chat([chat_messages(e) for e in examples], options)
   else:
@@ -116,13 +129,17 @@ def main_score_name(spec: TaskSpec) -> str | None:
   return None
 
 
-def run_task(spec: TaskSpec, *, scorer=None, generator=None, chat: bool = False,
-             seed: int = 0) -> dict[str, float] | None:
+def run_task(
+    spec: TaskSpec, *, scorer=None, generator=None, chat: bool = False, seed: int = 0
+) -> dict[str, float] | None:
   """Metrics of one task (unprefixed), or None when its backend is missing."""
   needs_scorer = spec.type in ("choice", "perplexity")
   if (needs_scorer and scorer is None) or (spec.type == "generation" and generator is None):
-    logging.info("skipping eval task %s: no %s backend", spec.name,
-                 "scoring" if needs_scorer else "generation")
+    logging.info(
+        "skipping eval task %s: no %s backend",
+        spec.name,
+        "scoring" if needs_scorer else "generation",
+    )
     return None
   examples = load_examples(spec)
   if spec.type == "choice":
@@ -132,10 +149,22 @@ def run_task(spec: TaskSpec, *, scorer=None, generator=None, chat: bool = False,
   return run_perplexity_task(spec, examples, scorer)
 
 
-def run_eval_suite(suite: Suite | str, *, scorer=None, generator=None, config=None, params=None,
-                   tokenizer=None, chat: bool = False, seed: int = 0,
-                   max_examples: int | None = None, batch_size: int = 8, mesh=None, rules=None,
-                   prefix: str = "eval") -> dict[str, float]:
+def run_eval_suite(
+    suite: Suite | str,
+    *,
+    scorer=None,
+    generator=None,
+    config=None,
+    params=None,
+    tokenizer=None,
+    chat: bool = False,
+    seed: int = 0,
+    max_examples: int | None = None,
+    batch_size: int = 8,
+    mesh=None,
+    rules=None,
+    prefix: str = "eval",
+) -> dict[str, float]:
   """Runs every task of a suite; returns {"eval/<task>/<metric>": value, "eval/micro_avg": mean}.
 
   Args:
@@ -149,15 +178,18 @@ def run_eval_suite(suite: Suite | str, *, scorer=None, generator=None, config=No
     overrides = {} if max_examples is None else {"max_examples": max_examples}
     suite = load_suite(resolve_suite_path(suite), **overrides)
   elif max_examples is not None:
-    suite = Suite(suite.name, tuple(dataclasses.replace(t, max_examples=max_examples)
-                                    for t in suite.tasks))
+    suite = Suite(
+        suite.name, tuple(dataclasses.replace(t, max_examples=max_examples) for t in suite.tasks)
+    )
   if params is not None and (scorer is None or generator is None):
     # pylint: disable=import-outside-toplevel
     from langshift.evaluation.scoring import LocalScorer
     from langshift.generation.local_backend import LocalGenerator
+
     scorer = scorer or LocalScorer(config, params, tokenizer, batch_size=batch_size)
-    generator = generator or LocalGenerator(config, params, tokenizer, batch_size=batch_size,
-                                            mesh=mesh, rules=rules)
+    generator = generator or LocalGenerator(
+        config, params, tokenizer, batch_size=batch_size, mesh=mesh, rules=rules
+    )
   results: dict[str, float] = {}
   main_scores = []
   for spec in suite.tasks:

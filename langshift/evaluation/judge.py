@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from langshift.generation.interface import GenerationOptions, TextGenerator
 
@@ -42,12 +42,17 @@ class PairwiseResult:
     return sum(s == value for s in self.scores) / len(self.scores) if self.scores else 0.0
 
   def metrics(self, prefix: str = "judge") -> dict[str, float]:
-    return {f"{prefix}/score": self.score, f"{prefix}/win_rate": self.rate(1.0),
-            f"{prefix}/tie_rate": self.rate(0.5), f"{prefix}/loss_rate": self.rate(0.0)}
+    return {
+        f"{prefix}/score": self.score,
+        f"{prefix}/win_rate": self.rate(1.0),
+        f"{prefix}/tie_rate": self.rate(0.5),
+        f"{prefix}/loss_rate": self.rate(0.0),
+    }
 
 
-def judge_pairs(judge: JudgeFn, questions: Sequence[str], responses_a: Sequence[str],
-                responses_b: Sequence[str]) -> PairwiseResult:
+def judge_pairs(
+    judge: JudgeFn, questions: Sequence[str], responses_a: Sequence[str], responses_b: Sequence[str]
+) -> PairwiseResult:
   """Runs the judge on both orders of every pair (one batched call) and scores model A."""
   if not len(questions) == len(responses_a) == len(responses_b):
     raise ValueError("questions and both response lists must have the same length")
@@ -88,10 +93,16 @@ def parse_verdict(text: str) -> str | None:
   return FIRST if found[-1] == "A" else SECOND
 
 
-def llm_judge(generator: TextGenerator, options: GenerationOptions = GenerationOptions(
-    max_new_tokens=512), prompt: str = JUDGE_PROMPT) -> JudgeFn:
+def llm_judge(
+    generator: TextGenerator,
+    options: GenerationOptions = GenerationOptions(max_new_tokens=512),
+    prompt: str = JUDGE_PROMPT,
+) -> JudgeFn:
   def judge(triples):
-    conversations = [[{"role": "user", "content": prompt.format(question=q, first=a, second=b)}]
-                     for q, a, b in triples]
+    conversations = [
+        [{"role": "user", "content": prompt.format(question=q, first=a, second=b)}]
+        for q, a, b in triples
+    ]
     return [parse_verdict(t) for t in generator.chat(conversations, options)]
+
   return judge

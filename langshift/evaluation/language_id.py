@@ -9,7 +9,7 @@ that exist in only one of the two scripts. Labels are ISO 639-1 codes, except Ch
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import hanzidentifier
 import py3langid
@@ -18,9 +18,16 @@ import pycld2
 UNKNOWN = "und"
 
 # Region and script tags users put on prompts, folded onto the detector's labels.
-_CHINESE_ALIASES = {"zh-tw": "zh-Hant", "zh-hk": "zh-Hant", "zh-mo": "zh-Hant",
-                    "zh-hant": "zh-Hant", "zh-cn": "zh-Hans", "zh-sg": "zh-Hans",
-                    "zh-hans": "zh-Hans", "zh": "zh-Hans"}
+_CHINESE_ALIASES = {
+    "zh-tw": "zh-Hant",
+    "zh-hk": "zh-Hant",
+    "zh-mo": "zh-Hant",
+    "zh-hant": "zh-Hant",
+    "zh-cn": "zh-Hans",
+    "zh-sg": "zh-Hans",
+    "zh-hans": "zh-Hans",
+    "zh": "zh-Hans",
+}
 
 
 def normalize_language_tag(tag: str) -> str:
@@ -42,10 +49,12 @@ def chinese_script(text: str) -> str | None:
   if kind == hanzidentifier.SIMPLIFIED:
     return "zh-Hans"
   if kind == hanzidentifier.MIXED:  # both scripts' characters: go with the majority
-    trad = sum(hanzidentifier.is_traditional(c) and not hanzidentifier.is_simplified(c)
-               for c in text)
-    simp = sum(hanzidentifier.is_simplified(c) and not hanzidentifier.is_traditional(c)
-               for c in text)
+    trad = sum(
+        hanzidentifier.is_traditional(c) and not hanzidentifier.is_simplified(c) for c in text
+    )
+    simp = sum(
+        hanzidentifier.is_simplified(c) and not hanzidentifier.is_traditional(c) for c in text
+    )
     return "zh-Hant" if trad > simp else "zh-Hans" if simp > trad else None
   return None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import re
 import unicodedata
-from typing import Sequence
+from collections.abc import Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -46,7 +46,7 @@ def token_f1(prediction: str, reference: str) -> float:
 
 
 def _ngrams(tokens: Sequence[str], n: int) -> collections.Counter:
-  return collections.Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+  return collections.Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
 
 def rouge_n_recall(prediction: str, reference: str, n: int = 1) -> float:

@@ -4,15 +4,16 @@ models (Darumeru's protocol: base 5-shot, instruct zero-shot)."""
 from __future__ import annotations
 
 import random
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from langshift.evaluation.tasks import Example, TaskSpec
 
 RenderChat = Callable[[Sequence[dict]], str]
 
 
-def select_shots(pool: Sequence[Example], k: int, index: int, seed: int,
-                 same_pool: bool) -> list[Example]:
+def select_shots(
+    pool: Sequence[Example], k: int, index: int, seed: int, same_pool: bool
+) -> list[Example]:
   """k demonstrations for example `index`, fixed by (seed, index); the example itself is never
   its own demonstration when the pool is the task's own records."""
   if k <= 0 or not pool:
@@ -36,12 +37,20 @@ def chat_messages(example: Example) -> list[dict]:
   return [{"role": "user", "content": example.prompt}]
 
 
-def build_prompts(spec: TaskSpec, examples: Sequence[Example], *, shots_pool: Sequence[Example],
-                  same_pool: bool, render_chat: RenderChat | None = None,
-                  seed: int = 0) -> list[str]:
+def build_prompts(
+    spec: TaskSpec,
+    examples: Sequence[Example],
+    *,
+    shots_pool: Sequence[Example],
+    same_pool: bool,
+    render_chat: RenderChat | None = None,
+    seed: int = 0,
+) -> list[str]:
   """Prompt texts for every example: chat-rendered zero-shot when `render_chat` is given, else
   `spec.num_fewshot`-shot."""
   if render_chat is not None:
     return [render_chat(chat_messages(e)) for e in examples]
-  return [fewshot_prompt(spec, e, select_shots(shots_pool, spec.num_fewshot, i, seed, same_pool))
-          for i, e in enumerate(examples)]
+  return [
+      fewshot_prompt(spec, e, select_shots(shots_pool, spec.num_fewshot, i, seed, same_pool))
+      for i, e in enumerate(examples)
+  ]

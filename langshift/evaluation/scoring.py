@@ -8,7 +8,7 @@ config, so a trainer that evaluates every N steps with fresh params compiles not
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -50,9 +50,18 @@ def _token_nll_fn(config: ModelConfig):
 class LocalScorer:
   """Scores prompts and texts with in-memory params."""
 
-  def __init__(self, config: ModelConfig, params, tokenizer, *, batch_size: int = 8,
-               length_bucket: int = 64, max_length: int | None = None, add_bos: bool = True,
-               render_chat=None):
+  def __init__(
+      self,
+      config: ModelConfig,
+      params,
+      tokenizer,
+      *,
+      batch_size: int = 8,
+      length_bucket: int = 64,
+      max_length: int | None = None,
+      add_bos: bool = True,
+      render_chat=None,
+  ):
     self.config, self.params, self.tokenizer = config, params, tokenizer
     self.batch_size, self.length_bucket = batch_size, length_bucket
     self.max_length = max_length or config.max_position_embeddings
@@ -78,11 +87,13 @@ class LocalScorer:
     fn = _next_token_logprobs_fn(self.config)
     rows = []
     for start in range(0, len(prompts), self.batch_size):
-      ids = [self._ids(p, self.add_bos and not chat)[-self.max_length:]
-             for p in prompts[start:start + self.batch_size]]
+      ids = [
+          self._ids(p, self.add_bos and not chat)[-self.max_length :]
+          for p in prompts[start : start + self.batch_size]
+      ]
       length = min(round_up(max(len(i) for i in ids), self.length_bucket), self.max_length)
       tokens, segs = left_pad(ids, length, self.batch_size, self.pad_id)
-      rows.append(to_host(fn(self.params, tokens, segs))[:len(ids)])
+      rows.append(to_host(fn(self.params, tokens, segs))[: len(ids)])
     return np.concatenate(rows, axis=0)
 
   def token_nll(self, texts: Sequence[str]) -> list[tuple[float, int]]:
@@ -91,13 +102,15 @@ class LocalScorer:
     fn = _token_nll_fn(self.config)
     out = []
     for start in range(0, len(texts), self.batch_size):
-      ids = [self._ids(t, self.add_bos)[:self.max_length]
-             for t in texts[start:start + self.batch_size]]
+      ids = [
+          self._ids(t, self.add_bos)[: self.max_length]
+          for t in texts[start : start + self.batch_size]
+      ]
       length = min(round_up(max(len(i) for i in ids), self.length_bucket), self.max_length)
       tokens = np.full((self.batch_size, length), self.pad_id, np.int32)
       segs = np.zeros((self.batch_size, length), np.int32)
       for i, row in enumerate(ids):  # right padding: the loss needs no position shift
-        tokens[i, :len(row)], segs[i, :len(row)] = row, 1
+        tokens[i, : len(row)], segs[i, : len(row)] = row, 1
       nll, count = to_host(fn(self.params, tokens, segs))
       out.extend((float(nll[i]), int(count[i])) for i in range(len(ids)))
     return out

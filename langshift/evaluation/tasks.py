@@ -82,9 +82,13 @@ def example_from_record(record: dict, spec: TaskSpec) -> Example:
     if target not in choices:
       raise ValueError(f"task {spec.name}: gold {target!r} is not among choices {choices}")
   meta = record.get("meta") or {}
-  return Example(prompt=prompt, target=str(target), choices=choices,
-                 language=record.get("lang", spec.language),
-                 id=record.get("id", meta.get("id")))
+  return Example(
+      prompt=prompt,
+      target=str(target),
+      choices=choices,
+      language=record.get("lang", spec.language),
+      id=record.get("id", meta.get("id")),
+  )
 
 
 def read_jsonl(path: str) -> list[dict]:
@@ -95,7 +99,7 @@ def read_jsonl(path: str) -> list[dict]:
 def load_examples(spec: TaskSpec, path: str | None = None) -> list[Example]:
   records = read_jsonl(path or spec.path)
   if spec.max_examples is not None:
-    records = records[:spec.max_examples]
+    records = records[: spec.max_examples]
   return [example_from_record(r, spec) for r in records]
 
 

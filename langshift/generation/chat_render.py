@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from langshift.tokenization.chat_templates import render_chat
 
 
 def _render(template: str, special_tokens_map: dict, messages: Sequence[dict]) -> str:
-  return render_chat(messages, template, special_tokens_map=special_tokens_map,
-                     add_generation_prompt=True)
+  return render_chat(
+      messages, template, special_tokens_map=special_tokens_map, add_generation_prompt=True
+  )
 
 
 def chat_renderer(tokenizer) -> Callable[[Sequence[dict]], str]:

@@ -13,7 +13,8 @@ whatever the rules shard in the parameters; without them it runs on one device.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import flax.struct
 import jax
@@ -55,10 +56,20 @@ def stop_token_ids_from_config(config: ModelConfig) -> tuple[int, ...]:
   return tuple(eos) if isinstance(eos, (tuple, list)) else (int(eos),)
 
 
-def generate(params, prompt_tokens: jax.Array, prompt_segment_ids: jax.Array, rng: jax.Array, *,
-             config: ModelConfig, max_new_tokens: int, sampling: SamplingParams = SamplingParams(),
-             stop_token_ids: Sequence[int] = (), processors: Sequence[LogitsProcessor] = (),
-             pad_id: int = 0, constrain=None) -> GenerationOutput:
+def generate(
+    params,
+    prompt_tokens: jax.Array,
+    prompt_segment_ids: jax.Array,
+    rng: jax.Array,
+    *,
+    config: ModelConfig,
+    max_new_tokens: int,
+    sampling: SamplingParams = SamplingParams(),
+    stop_token_ids: Sequence[int] = (),
+    processors: Sequence[LogitsProcessor] = (),
+    pad_id: int = 0,
+    constrain=None,
+) -> GenerationOutput:
   """Continues left-padded prompts; a pure function (jit it, or use `make_generate_fn`).
 
   Args:
@@ -77,14 +88,22 @@ def generate(params, prompt_tokens: jax.Array, prompt_segment_ids: jax.Array, rn
   cache = init_cache(config, batch, prompt_len + max_new_tokens)
   if constrain is not None:
     prompt_tokens = constrain(prompt_tokens, ("activation_batch", None))
-    cache = {**cache, "k": constrain(cache["k"], _CACHE_AXES),
-             "v": constrain(cache["v"], _CACHE_AXES)}
+    cache = {
+        **cache,
+        "k": constrain(cache["k"], _CACHE_AXES),
+        "v": constrain(cache["v"], _CACHE_AXES),
+    }
   positions = positions_from_segment_ids(prompt_segment_ids)
-  logits, cache = model.apply({"params": params}, prompt_tokens, positions, prompt_segment_ids,
-                              cache, method="decode")
+  logits, cache = model.apply(
+      {"params": params}, prompt_tokens, positions, prompt_segment_ids, cache, method="decode"
+  )
   next_position = jnp.sum(prompt_segment_ids > 0, axis=1).astype(jnp.int32)
-  seen = jnp.zeros((batch, vocab), jnp.int32).at[rows[:, None], prompt_tokens].add(
-      (prompt_segment_ids > 0).astype(jnp.int32)) > 0
+  seen = (
+      jnp.zeros((batch, vocab), jnp.int32)
+      .at[rows[:, None], prompt_tokens]
+      .add((prompt_segment_ids > 0).astype(jnp.int32))
+      > 0
+  )
   stop_ids = jnp.asarray(tuple(stop_token_ids) or (-1,), jnp.int32)
 
   def cond(s: DecodeState):
@@ -95,29 +114,50 @@ def generate(params, prompt_tokens: jax.Array, prompt_segment_ids: jax.Array, rn
     scores = apply_processors(processors, s.logits, DecodeContext(seen=s.seen, step=s.step))
     token = jnp.where(s.done, pad_id, sample_next_token(scores, key, sampling))
     # A finished row keeps feeding padding; its outputs are ignored from here on.
-    logits, cache = model.apply({"params": params}, token[:, None],
-                                (next_position + s.step)[:, None], jnp.ones((batch, 1), jnp.int32),
-                                s.cache, method="decode")
+    logits, cache = model.apply(
+        {"params": params},
+        token[:, None],
+        (next_position + s.step)[:, None],
+        jnp.ones((batch, 1), jnp.int32),
+        s.cache,
+        method="decode",
+    )
     return s.replace(
-        step=s.step + 1, logits=logits[:, -1].astype(jnp.float32), cache=cache,
-        out=s.out.at[:, s.step].set(token), done=s.done | jnp.isin(token, stop_ids),
+        step=s.step + 1,
+        logits=logits[:, -1].astype(jnp.float32),
+        cache=cache,
+        out=s.out.at[:, s.step].set(token),
+        done=s.done | jnp.isin(token, stop_ids),
         lengths=s.lengths + (~s.done).astype(jnp.int32),
-        seen=s.seen.at[rows, token].set(s.seen[rows, token] | ~s.done), rng=rng)
+        seen=s.seen.at[rows, token].set(s.seen[rows, token] | ~s.done),
+        rng=rng,
+    )
 
   init = DecodeState(
-      step=jnp.zeros((), jnp.int32), logits=logits[:, -1].astype(jnp.float32), cache=cache,
-      out=jnp.full((batch, max_new_tokens), pad_id, jnp.int32), done=jnp.zeros((batch,), bool),
-      lengths=jnp.zeros((batch,), jnp.int32), seen=seen, rng=rng)
+      step=jnp.zeros((), jnp.int32),
+      logits=logits[:, -1].astype(jnp.float32),
+      cache=cache,
+      out=jnp.full((batch, max_new_tokens), pad_id, jnp.int32),
+      done=jnp.zeros((batch,), bool),
+      lengths=jnp.zeros((batch,), jnp.int32),
+      seen=seen,
+      rng=rng,
+  )
   final = jax.lax.while_loop(cond, body, init)
   return GenerationOutput(tokens=final.out, lengths=final.lengths, stopped=final.done)
 
 
 @functools.lru_cache(maxsize=32)
-def make_generate_fn(config: ModelConfig, max_new_tokens: int,
-                     sampling: SamplingParams = SamplingParams(),
-                     stop_token_ids: tuple[int, ...] = (),
-                     processors: tuple[LogitsProcessor, ...] = (), pad_id: int = 0, mesh=None,
-                     rules: tuple | None = None):
+def make_generate_fn(
+    config: ModelConfig,
+    max_new_tokens: int,
+    sampling: SamplingParams = SamplingParams(),
+    stop_token_ids: tuple[int, ...] = (),
+    processors: tuple[LogitsProcessor, ...] = (),
+    pad_id: int = 0,
+    mesh=None,
+    rules: tuple | None = None,
+):
   """A jit-compiled `generate(params, prompt_tokens, prompt_segment_ids, rng)`.
 
   Cached on its (hashable) settings, so a trainer that evaluates every N steps compiles once per
@@ -130,7 +170,15 @@ def make_generate_fn(config: ModelConfig, max_new_tokens: int,
     # No rules: an empty table, so every logical axis is replicated.
     constrain = functools.partial(sharding_lib.logical_constraint, mesh=mesh, rules=rules or ())
 
-  return jax.jit(functools.partial(
-      generate, config=config, max_new_tokens=max_new_tokens, sampling=sampling,
-      stop_token_ids=tuple(stop_token_ids), processors=tuple(processors), pad_id=pad_id,
-      constrain=constrain))
+  return jax.jit(
+      functools.partial(
+          generate,
+          config=config,
+          max_new_tokens=max_new_tokens,
+          sampling=sampling,
+          stop_token_ids=tuple(stop_token_ids),
+          processors=tuple(processors),
+          pad_id=pad_id,
+          constrain=constrain,
+      )
+  )

@@ -8,7 +8,8 @@ interchangeable behind it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 Message = dict  # {"role": "user" | "assistant" | "system", "content": str}
 
@@ -32,8 +33,9 @@ class TextGenerator(Protocol):
   def complete(self, prompts: Sequence[str], options: GenerationOptions) -> list[str]:
     """Continues raw prompts (no chat template)."""
 
-  def chat(self, conversations: Sequence[Sequence[Message]],
-           options: GenerationOptions) -> list[str]:
+  def chat(
+      self, conversations: Sequence[Sequence[Message]], options: GenerationOptions
+  ) -> list[str]:
     """Answers each conversation as the assistant (the backend applies its chat template)."""
 
 

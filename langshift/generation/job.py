@@ -17,7 +17,7 @@ import glob
 import itertools
 import json
 import os
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from langshift import faults
 from langshift.generation.interface import GenerationOptions, TextGenerator
@@ -54,33 +54,40 @@ def _recover_in_progress(path: str) -> int:
     return 0
   with open(path, "rb") as f:
     data = f.read()
-  keep = data[:data.rfind(b"\n") + 1]
+  keep = data[: data.rfind(b"\n") + 1]
   if len(keep) != len(data):
     with open(path, "wb") as f:
       f.write(keep)
   return keep.count(b"\n")
 
 
-def _generate_batch(generator: TextGenerator, records: Sequence[dict], options: GenerationOptions,
-                    cfg: JobConfig) -> list[str]:
+def _generate_batch(
+    generator: TextGenerator, records: Sequence[dict], options: GenerationOptions, cfg: JobConfig
+) -> list[str]:
   chats = [i for i, r in enumerate(records) if cfg.messages_field in r]
   plain = [i for i, r in enumerate(records) if cfg.messages_field not in r]
   outputs: list[str] = [""] * len(records)
   if chats:
-    for i, text in zip(chats, generator.chat([records[i][cfg.messages_field] for i in chats],
-                                             options)):
+    for i, text in zip(
+        chats, generator.chat([records[i][cfg.messages_field] for i in chats], options)
+    ):
       outputs[i] = text
   if plain:
-    for i, text in zip(plain, generator.complete([records[i][cfg.prompt_field] for i in plain],
-                                                 options)):
+    for i, text in zip(
+        plain, generator.complete([records[i][cfg.prompt_field] for i in plain], options)
+    ):
       outputs[i] = text
   return outputs
 
 
-def run_generation_job(input_path: str, output_dir: str, generator: TextGenerator,
-                       options: GenerationOptions = GenerationOptions(),
-                       cfg: JobConfig = JobConfig(),
-                       on_batch_written: Callable[[int], None] | None = None) -> int:
+def run_generation_job(
+    input_path: str,
+    output_dir: str,
+    generator: TextGenerator,
+    options: GenerationOptions = GenerationOptions(),
+    cfg: JobConfig = JobConfig(),
+    on_batch_written: Callable[[int], None] | None = None,
+) -> int:
   """Generates for every input record not yet written; returns how many records this call wrote.
 
   `on_batch_written(records_written_so_far)` runs after each durable batch (progress logging;
@@ -99,13 +106,18 @@ def run_generation_job(input_path: str, output_dir: str, generator: TextGenerato
     records = [json.loads(line) for line in lines]
     with open(partial, "a", encoding="utf-8") as out:
       for start in range(done, len(records), cfg.batch_size):
-        batch = records[start:start + cfg.batch_size]
+        batch = records[start : start + cfg.batch_size]
         # Seeds follow the record position, so sampled shards do not repeat one another.
-        batch_options = dataclasses.replace(options, seed=options.seed + shard * cfg.shard_size
-                                            + start)
+        batch_options = dataclasses.replace(
+            options, seed=options.seed + shard * cfg.shard_size + start
+        )
         texts = _generate_batch(generator, batch, batch_options, cfg)
-        out.write("".join(json.dumps({**r, cfg.output_field: t}, ensure_ascii=False) + "\n"
-                          for r, t in zip(batch, texts)))
+        out.write(
+            "".join(
+                json.dumps({**r, cfg.output_field: t}, ensure_ascii=False) + "\n"
+                for r, t in zip(batch, texts)
+            )
+        )
         out.flush()
         os.fsync(out.fileno())
         written += len(batch)

@@ -8,7 +8,8 @@ sampling, in the order given.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,8 +25,9 @@ class DecodeContext(NamedTuple):
 LogitsProcessor = Callable[[jax.Array, DecodeContext], jax.Array]
 
 
-def apply_processors(processors: Sequence[LogitsProcessor], logits: jax.Array,
-                     context: DecodeContext) -> jax.Array:
+def apply_processors(
+    processors: Sequence[LogitsProcessor], logits: jax.Array, context: DecodeContext
+) -> jax.Array:
   logits = logits.astype(jnp.float32)
   for processor in processors:
     logits = processor(logits, context)
@@ -78,8 +80,9 @@ class RuleBasedAdapter:
     if self.use_diversity_rule:
       r = r + jnp.where(context.seen, self.diversity_penalty, 0.0)
     if self.use_eos_rule:
-      ramp = self.eos_max * jnp.minimum(context.step.astype(jnp.float32) / self.eos_ramp_length,
-                                        1.0)
+      ramp = self.eos_max * jnp.minimum(
+          context.step.astype(jnp.float32) / self.eos_ramp_length, 1.0
+      )
       eos = jnp.asarray(self.eos_token_ids, jnp.int32)
       # The EOS ramp replaces any other rule score on the end-of-turn tokens.
       r = r.at[:, eos].set(ramp)
@@ -97,16 +100,19 @@ HEWITT_NEGATIVE_STRINGS = ("<", "|", "I", "We", "What", "should")
 HEWITT_POSITIVE_STRINGS = ("-", "*", "#", "##", "\n", "!")
 
 
-def hewitt_token_biases(encode: Callable[[str], Sequence[int]], negative_bias: float = -4.0,
-                        positive_bias: float = 1.0) -> tuple[tuple[int, float], ...]:
+def hewitt_token_biases(
+    encode: Callable[[str], Sequence[int]], negative_bias: float = -4.0, positive_bias: float = 1.0
+) -> tuple[tuple[int, float], ...]:
   """Token-id biases for `RuleBasedAdapter` from a tokenizer's `encode` (no special tokens).
 
   Each string and its space-prefixed form (how BPE vocabularies spell a word after a space) gets
   the bias when it encodes to a single token; multi-token spellings are skipped.
   """
   biases: dict[int, float] = {}
-  for strings, bias in ((HEWITT_NEGATIVE_STRINGS, negative_bias),
-                        (HEWITT_POSITIVE_STRINGS, positive_bias)):
+  for strings, bias in (
+      (HEWITT_NEGATIVE_STRINGS, negative_bias),
+      (HEWITT_POSITIVE_STRINGS, positive_bias),
+  ):
     for s in strings:
       for surface in (s, " " + s):
         ids = list(encode(surface))

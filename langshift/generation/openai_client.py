@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Sequence
+from collections.abc import Sequence
 
 from langshift.generation.interface import GenerationOptions, Message, truncate_at_stop
 
@@ -30,9 +30,17 @@ class OpenAIGenerator:
   `base_url` includes the version prefix, e.g. "http://127.0.0.1:8000/v1".
   """
 
-  def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
-               timeout_s: float = 120.0, max_concurrency: int = 8, max_retries: int = 3,
-               backoff_s: float = 0.5):
+  def __init__(
+      self,
+      base_url: str,
+      model: str,
+      *,
+      api_key: str | None = None,
+      timeout_s: float = 120.0,
+      max_concurrency: int = 8,
+      max_retries: int = 3,
+      backoff_s: float = 0.5,
+  ):
     self.base_url = base_url.rstrip("/")
     self.model, self.api_key = model, api_key
     self.timeout_s, self.max_concurrency = timeout_s, max_concurrency
@@ -48,21 +56,29 @@ class OpenAIGenerator:
       i, prompt = i_prompt
       body = {"prompt": prompt, **self._sampling_fields(options, i)}
       return self._post("/completions", body)["choices"][0]["text"]
+
     return [truncate_at_stop(t, options.stop) for t in self._map(one, list(enumerate(prompts)))]
 
-  def chat(self, conversations: Sequence[Sequence[Message]],
-           options: GenerationOptions) -> list[str]:
+  def chat(
+      self, conversations: Sequence[Sequence[Message]], options: GenerationOptions
+  ) -> list[str]:
     def one(i_messages):
       i, messages = i_messages
       body = {"messages": list(messages), **self._sampling_fields(options, i)}
       return self._post("/chat/completions", body)["choices"][0]["message"]["content"] or ""
-    return [truncate_at_stop(t, options.stop)
-            for t in self._map(one, list(enumerate(conversations)))]
+
+    return [
+        truncate_at_stop(t, options.stop) for t in self._map(one, list(enumerate(conversations)))
+    ]
 
   def _sampling_fields(self, options: GenerationOptions, index: int) -> dict:
-    fields = {"model": self.model, "max_tokens": options.max_new_tokens,
-              "temperature": options.temperature, "top_p": options.top_p,
-              "seed": options.seed + index}
+    fields = {
+        "model": self.model,
+        "max_tokens": options.max_new_tokens,
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "seed": options.seed + index,
+    }
     if options.top_k > 0:
       fields["top_k"] = options.top_k  # a vLLM / llama.cpp extension of the API
     if options.stop:
@@ -81,8 +97,9 @@ class OpenAIGenerator:
       headers["Authorization"] = f"Bearer {self.api_key}"
     data = json.dumps(body).encode("utf-8")
     for attempt in range(self.max_retries + 1):
-      request = urllib.request.Request(self.base_url + route, data=data, headers=headers,
-                                       method="POST")
+      request = urllib.request.Request(
+          self.base_url + route, data=data, headers=headers, method="POST"
+      )
       try:
         with self._opener.open(request, timeout=self.timeout_s) as response:
           return json.loads(response.read().decode("utf-8"))
@@ -93,5 +110,5 @@ class OpenAIGenerator:
       except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
         if attempt == self.max_retries:
           raise OpenAIError(f"POST {route}: {e}") from e
-      time.sleep(self.backoff_s * 2 ** attempt)
+      time.sleep(self.backoff_s * 2**attempt)
     raise AssertionError("unreachable")

@@ -36,20 +36,32 @@ def main(argv):
   # pylint: disable=import-outside-toplevel
   if _OPENAI_URL.value:
     from langshift.generation.openai_client import OpenAIGenerator
+
     generator = OpenAIGenerator(_OPENAI_URL.value, _OPENAI_MODEL.value)
   elif _MODEL_DIR.value:
     from langshift.checkpoints.hf_import import load_hf_model
     from langshift.generation.local_backend import LocalGenerator
     from langshift.tokenization.tokenizer import load_tokenizer
+
     config, params = load_hf_model(_MODEL_DIR.value)
-    generator = LocalGenerator(config, params, load_tokenizer(_MODEL_DIR.value),
-                               batch_size=_BATCH.value)
+    generator = LocalGenerator(
+        config, params, load_tokenizer(_MODEL_DIR.value), batch_size=_BATCH.value
+    )
   else:
     raise app.UsageError("give --model_dir or --openai_base_url")
-  options = GenerationOptions(max_new_tokens=_MAX_NEW.value, temperature=_TEMPERATURE.value,
-                              top_k=_TOP_K.value, top_p=_TOP_P.value, seed=_SEED.value)
-  cfg = JobConfig(shard_size=_SHARD.value, batch_size=_BATCH.value,
-                  worker_index=_WORKER.value, num_workers=_WORKERS.value)
+  options = GenerationOptions(
+      max_new_tokens=_MAX_NEW.value,
+      temperature=_TEMPERATURE.value,
+      top_k=_TOP_K.value,
+      top_p=_TOP_P.value,
+      seed=_SEED.value,
+  )
+  cfg = JobConfig(
+      shard_size=_SHARD.value,
+      batch_size=_BATCH.value,
+      worker_index=_WORKER.value,
+      num_workers=_WORKERS.value,
+  )
   run_generation_job(_INPUT.value, _OUTPUT_DIR.value, generator, options, cfg)
 
 

@@ -59,8 +59,9 @@ def blocked_causal_attention(q, k, v, segment_ids, sliding_window=None, block=12
   for i in range(t // block):
     q0, q1 = i * block, (i + 1) * block
     k0 = 0 if sliding_window is None else max(0, (q0 - sliding_window + 1) // block * block)
-    logits = jnp.einsum("bkgqd,bksd->bkgqs", qh[:, :, :, q0:q1], kh[:, :, k0:q1],
-                        preferred_element_type=jnp.float32)
+    logits = jnp.einsum(
+        "bkgqd,bksd->bkgqs", qh[:, :, :, q0:q1], kh[:, :, k0:q1], preferred_element_type=jnp.float32
+    )
     mask = pos[q0:q1, None] >= pos[None, k0:q1]
     if sliding_window is not None:
       mask &= (pos[q0:q1, None] - pos[None, k0:q1]) < sliding_window
@@ -82,8 +83,9 @@ def cudnn_attention(q, k, v, segment_ids, sliding_window=None):
   if segment_ids is not None:
     mask = (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None]
   window = None if sliding_window is None else (sliding_window - 1, 0)
-  return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=True,
-                                      local_window_size=window, implementation="cudnn")
+  return jax.nn.dot_product_attention(
+      q, k, v, mask=mask, is_causal=True, local_window_size=window, implementation="cudnn"
+  )
 
 
 def splash_attention(q, k, v, segment_ids, sliding_window=None, interpret=False):
@@ -102,10 +104,18 @@ def splash_attention(q, k, v, segment_ids, sliding_window=None, interpret=False)
   block = min(512, t)
   kernel = splash.make_splash_mha_single_device(
       splash.MultiHeadMask([one] * h),
-      block_sizes=splash.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block,
-                                    block_q_dkv=block, block_kv_dkv=block,
-                                    block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block),
-      interpret=interpret)
+      block_sizes=splash.BlockSizes(
+          block_q=block,
+          block_kv=block,
+          block_kv_compute=block,
+          block_q_dkv=block,
+          block_kv_dkv=block,
+          block_kv_dkv_compute=block,
+          block_q_dq=block,
+          block_kv_dq=block,
+      ),
+      interpret=interpret,
+  )
   if segment_ids is None:
     segment_ids = jnp.ones((b, t), jnp.int32)
   # Splash takes [heads, length, head_dim] per example and does not scale the logits.
@@ -126,15 +136,28 @@ def _per_shard(fn, q, k, v, segment_ids):
   if mesh.empty or mesh.size == 1:
     return fn(q, k, v, segment_ids)
   from jax.sharding import PartitionSpec as P
+
   batch = tuple(a for a in ("data", "fsdp") if a in mesh.axis_names)
   heads = "tensor" if "tensor" in mesh.axis_names else None
   qkv = P(batch, None, heads, None)
-  return jax.shard_map(fn, mesh=mesh, in_specs=(qkv, qkv, qkv, P(batch, None)), out_specs=qkv,
-                       check_vma=False)(q, k, v, segment_ids)
+  return jax.shard_map(
+      fn, mesh=mesh, in_specs=(qkv, qkv, qkv, P(batch, None)), out_specs=qkv, check_vma=False
+  )(q, k, v, segment_ids)
 
 
-def dot_product_attention(q, k, v, *, q_segment_ids, kv_segment_ids, q_index, kv_index,
-                          sliding_window=None, impl="xla", decoding=False):
+def dot_product_attention(
+    q,
+    k,
+    v,
+    *,
+    q_segment_ids,
+    kv_segment_ids,
+    q_index,
+    kv_index,
+    sliding_window=None,
+    impl="xla",
+    decoding=False,
+):
   """Dispatches to an implementation; decoding (KV cache) always uses the XLA path."""
   # Splash tiles the sequence in blocks of 128 lanes: shorter or ragged rows (shape-only init
   # traces, short evals) take the XLA path, which computes the same function.
@@ -149,8 +172,9 @@ def dot_product_attention(q, k, v, *, q_segment_ids, kv_segment_ids, q_index, kv
     return cudnn_attention(q, k, v, q_segment_ids, sliding_window)
   if impl == "splash":
     interpret = jax.default_backend() != "tpu"
-    fn = lambda q, k, v, s: splash_attention(q, k, v, s, sliding_window,  # noqa: E731
-                                             interpret=interpret)
+
+    def fn(q, k, v, s):
+      return splash_attention(q, k, v, s, sliding_window, interpret=interpret)
+
     return _per_shard(fn, q, k, v, q_segment_ids)
   raise ValueError(f"attention_impl={impl!r} is not one of xla, cudnn, splash")
-

@@ -55,8 +55,10 @@ class ModelConfig:
 
   def __post_init__(self):
     if self.model_type not in SUPPORTED_MODEL_TYPES:
-      raise ValueError(f"model_type={self.model_type!r} is not supported; expected one of "
-                       f"{SUPPORTED_MODEL_TYPES}")
+      raise ValueError(
+          f"model_type={self.model_type!r} is not supported; expected one of "
+          f"{SUPPORTED_MODEL_TYPES}"
+      )
     if self.attention_impl not in ATTENTION_IMPLS:
       raise ValueError(f"attention_impl={self.attention_impl!r}; expected one of {ATTENTION_IMPLS}")
     if self.remat_policy not in REMAT_POLICIES:
@@ -64,8 +66,9 @@ class ModelConfig:
     if self.rope_type not in ROPE_TYPES:
       raise ValueError(f"rope_type={self.rope_type!r}; expected one of {ROPE_TYPES}")
     if self.num_heads % self.num_kv_heads:
-      raise ValueError(f"num_heads={self.num_heads} is not a multiple of "
-                       f"num_kv_heads={self.num_kv_heads}")
+      raise ValueError(
+          f"num_heads={self.num_heads} is not a multiple of " f"num_kv_heads={self.num_kv_heads}"
+      )
 
   @property
   def dim_per_head(self) -> int:
@@ -75,7 +78,7 @@ class ModelConfig:
   def rope_scaling_dict(self) -> dict[str, Any]:
     return dict(self.rope_scaling)
 
-  def replace(self, **kwargs) -> "ModelConfig":
+  def replace(self, **kwargs) -> ModelConfig:
     return dataclasses.replace(self, **kwargs)
 
   def num_params(self, include_embeddings: bool = True) -> int:

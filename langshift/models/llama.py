@@ -8,7 +8,8 @@ so that checkpoint conversion is a table, not a puzzle:
   layers/self_attn/{q,k,v}_proj/kernel  [layers, embed, heads|kv_heads, head_dim] (+ bias)
   layers/self_attn/o_proj/kernel    [layers, heads, head_dim, embed]
   layers/post_attention_layernorm/scale
-  layers/mlp/{gate,up}_proj/kernel  [layers, embed, mlp];  layers/mlp/down_proj/kernel [layers, mlp, embed]
+  layers/mlp/{gate,up}_proj/kernel  [layers, embed, mlp]
+  layers/mlp/down_proj/kernel       [layers, mlp, embed]
   norm/scale                        [embed]
   lm_head/kernel                    [embed, vocab]   (absent when embeddings are tied)
 
@@ -82,20 +83,26 @@ class Linear(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    in_shape = tuple(x.shape[x.ndim - self.in_axes:])
-    kernel = self.param("kernel", _init(self.names), in_shape + tuple(self.out_shape),
-                        self.param_dtype)
+    in_shape = tuple(x.shape[x.ndim - self.in_axes :])
+    kernel = self.param(
+        "kernel", _init(self.names), in_shape + tuple(self.out_shape), self.param_dtype
+    )
     # As one 2-D matmul over flattened tokens: the weight-gradient dot then contracts the token
     # axis of two row-major matrices, which XLA runs without transposing activations (the MLP
     # backward is ~20% faster on CPU than with [batch, length] kept apart).
-    lead = x.shape[:x.ndim - self.in_axes]
+    lead = x.shape[: x.ndim - self.in_axes]
     n_in, n_out = int(np.prod(in_shape)), int(np.prod(self.out_shape))
-    y = jnp.dot(x.astype(self.dtype).reshape(-1, n_in),
-                jnp.asarray(kernel, self.dtype).reshape(n_in, n_out))
+    y = jnp.dot(
+        x.astype(self.dtype).reshape(-1, n_in), jnp.asarray(kernel, self.dtype).reshape(n_in, n_out)
+    )
     y = y.reshape(lead + tuple(self.out_shape))
     if self.use_bias:
-      bias = self.param("bias", _init(self.names[self.in_axes:], nn.initializers.zeros),
-                        tuple(self.out_shape), self.param_dtype)
+      bias = self.param(
+          "bias",
+          _init(self.names[self.in_axes :], nn.initializers.zeros),
+          tuple(self.out_shape),
+          self.param_dtype,
+      )
       y = y + jnp.asarray(bias, self.dtype)
     return y
 
@@ -109,8 +116,9 @@ class RMSNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    scale = self.param("scale", _init(("norm",), nn.initializers.ones), (x.shape[-1],),
-                       self.param_dtype)
+    scale = self.param(
+        "scale", _init(("norm",), nn.initializers.ones), (x.shape[-1],), self.param_dtype
+    )
     x32 = x.astype(jnp.float32)
     y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
     return jnp.asarray(scale, self.dtype) * y.astype(self.dtype)
@@ -136,8 +144,14 @@ class Attention(_LayerPart):
     hd = cfg.dim_per_head
 
     def proj(name, heads, axis_name, bias):
-      return Linear((heads, hd), ("embed", axis_name, "head_dim"), use_bias=bias, dtype=dt,
-                    param_dtype=pdt, name=name)(x)
+      return Linear(
+          (heads, hd),
+          ("embed", axis_name, "head_dim"),
+          use_bias=bias,
+          dtype=dt,
+          param_dtype=pdt,
+          name=name,
+      )(x)
 
     q = proj("q_proj", cfg.num_heads, "heads", cfg.qkv_bias)
     k = proj("k_proj", cfg.num_kv_heads, "kv_heads", cfg.qkv_bias)
@@ -145,29 +159,49 @@ class Attention(_LayerPart):
     inv_freq = inverse_frequencies(cfg)
     q = apply_rope(q, inputs.positions, inv_freq)
     k = apply_rope(k, inputs.positions, inv_freq)
-    q = nn.with_logical_constraint(q, ("activation_batch", "activation_length", "activation_heads",
-                                       "activation_head_dim"))
-    k = nn.with_logical_constraint(k, ("activation_batch", "activation_length",
-                                       "activation_kv_heads", "activation_head_dim"))
+    q = nn.with_logical_constraint(
+        q, ("activation_batch", "activation_length", "activation_heads", "activation_head_dim")
+    )
+    k = nn.with_logical_constraint(
+        k, ("activation_batch", "activation_length", "activation_kv_heads", "activation_head_dim")
+    )
 
     new_cache = None
     if layer_cache is not None:
       # Write this step's keys/values at slots [cache_index, cache_index + T).
-      ck = jax.lax.dynamic_update_slice_in_dim(layer_cache["k"], k.astype(layer_cache["k"].dtype),
-                                               inputs.cache_index, axis=1)
-      cv = jax.lax.dynamic_update_slice_in_dim(layer_cache["v"], v.astype(layer_cache["v"].dtype),
-                                               inputs.cache_index, axis=1)
+      ck = jax.lax.dynamic_update_slice_in_dim(
+          layer_cache["k"], k.astype(layer_cache["k"].dtype), inputs.cache_index, axis=1
+      )
+      cv = jax.lax.dynamic_update_slice_in_dim(
+          layer_cache["v"], v.astype(layer_cache["v"].dtype), inputs.cache_index, axis=1
+      )
       new_cache = {"k": ck, "v": cv}
       k, v = ck.astype(dt), cv.astype(dt)
 
     out = attention_lib.dot_product_attention(
-        q, k, v, q_segment_ids=inputs.segment_ids, kv_segment_ids=inputs.kv_segment_ids,
-        q_index=inputs.q_index, kv_index=inputs.kv_index, sliding_window=cfg.sliding_window,
-        impl=cfg.attention_impl, decoding=layer_cache is not None)
-    out = nn.with_logical_constraint(out, ("activation_batch", "activation_length",
-                                           "activation_heads", "activation_head_dim"))
-    out = Linear((cfg.hidden_size,), ("heads", "head_dim", "embed"), in_axes=2,
-                 use_bias=cfg.o_bias, dtype=dt, param_dtype=pdt, name="o_proj")(out)
+        q,
+        k,
+        v,
+        q_segment_ids=inputs.segment_ids,
+        kv_segment_ids=inputs.kv_segment_ids,
+        q_index=inputs.q_index,
+        kv_index=inputs.kv_index,
+        sliding_window=cfg.sliding_window,
+        impl=cfg.attention_impl,
+        decoding=layer_cache is not None,
+    )
+    out = nn.with_logical_constraint(
+        out, ("activation_batch", "activation_length", "activation_heads", "activation_head_dim")
+    )
+    out = Linear(
+        (cfg.hidden_size,),
+        ("heads", "head_dim", "embed"),
+        in_axes=2,
+        use_bias=cfg.o_bias,
+        dtype=dt,
+        param_dtype=pdt,
+        name="o_proj",
+    )(out)
     return out, new_cache
 
 
@@ -179,13 +213,13 @@ class MLP(_LayerPart):
     cfg, (dt, pdt) = self.config, self.dtypes
 
     def dense(name, features, names):
-      return Linear((features,), names, use_bias=cfg.mlp_bias, dtype=dt, param_dtype=pdt,
-                    name=name)
+      return Linear((features,), names, use_bias=cfg.mlp_bias, dtype=dt, param_dtype=pdt, name=name)
 
     gate = dense("gate_proj", cfg.intermediate_size, ("embed", "mlp"))(x)
     up = dense("up_proj", cfg.intermediate_size, ("embed", "mlp"))(x)
-    h = nn.with_logical_constraint(nn.silu(gate) * up,
-                                   ("activation_batch", "activation_length", "activation_mlp"))
+    h = nn.with_logical_constraint(
+        nn.silu(gate) * up, ("activation_batch", "activation_length", "activation_mlp")
+    )
     return dense("down_proj", cfg.hidden_size, ("mlp", "embed"))(h)
 
 
@@ -213,16 +247,26 @@ class LlamaDecoder(nn.Module):
   def setup(self):
     cfg = self.config
     dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
-    self.embed_tokens = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=dt, param_dtype=pdt,
-                                 embedding_init=_init(("vocab", "embed")))
+    self.embed_tokens = nn.Embed(
+        cfg.vocab_size,
+        cfg.hidden_size,
+        dtype=dt,
+        param_dtype=pdt,
+        embedding_init=_init(("vocab", "embed")),
+    )
     layer_cls = DecoderLayer
     policy = REMAT_POLICIES[cfg.remat_policy]
     if cfg.remat_policy != "none":
       layer_cls = nn.remat(layer_cls, policy=policy, prevent_cse=not cfg.scan_layers)
     if cfg.scan_layers:
-      scanned = nn.scan(layer_cls, variable_axes={"params": 0}, split_rngs={"params": True},
-                        in_axes=(0, nn.broadcast), length=cfg.num_layers,
-                        metadata_params={nn.PARTITION_NAME: "layers"})
+      scanned = nn.scan(
+          layer_cls,
+          variable_axes={"params": 0},
+          split_rngs={"params": True},
+          in_axes=(0, nn.broadcast),
+          length=cfg.num_layers,
+          metadata_params={nn.PARTITION_NAME: "layers"},
+      )
       self.layers = scanned(cfg)
     else:
       self.layers = [layer_cls(cfg) for _ in range(cfg.num_layers)]
@@ -238,7 +282,7 @@ class LlamaDecoder(nn.Module):
     else:
       new_layers = []
       for i, layer in enumerate(self.layers):
-        layer_cache = None if kv_cache is None else jax.tree.map(lambda c: c[i], kv_cache)
+        layer_cache = None if kv_cache is None else jax.tree.map(lambda c, i=i: c[i], kv_cache)
         x, c = layer(x, layer_cache, inputs)
         new_layers.append(c)
       new_kv = None if kv_cache is None else jax.tree.map(lambda *c: jnp.stack(c), *new_layers)
@@ -251,7 +295,8 @@ class LlamaDecoder(nn.Module):
     else:
       logits = self.lm_head(hidden)
     return nn.with_logical_constraint(
-        logits, ("activation_batch", "activation_length", "activation_vocab"))
+        logits, ("activation_batch", "activation_length", "activation_vocab")
+    )
 
   def __call__(self, tokens, positions=None, segment_ids=None, return_hidden=False):
     """Training/scoring forward pass over packed rows.
@@ -269,8 +314,13 @@ class LlamaDecoder(nn.Module):
     if positions is None:
       positions = positions_from_segment_ids(segment_ids)
     index = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
-    inputs = AttentionInputs(positions=positions, segment_ids=segment_ids,
-                             kv_segment_ids=segment_ids, q_index=index, kv_index=index)
+    inputs = AttentionInputs(
+        positions=positions,
+        segment_ids=segment_ids,
+        kv_segment_ids=segment_ids,
+        q_index=index,
+        kv_index=index,
+    )
     hidden, _ = self._backbone(tokens, inputs)
     return hidden if return_hidden else self.logits_from_hidden(hidden)
 
@@ -283,16 +333,26 @@ class LlamaDecoder(nn.Module):
     t = tokens.shape[1]
     start = cache["index"]
     kv_segment_ids = jax.lax.dynamic_update_slice_in_dim(
-        cache["segment_ids"], segment_ids.astype(jnp.int32), start, axis=1)
+        cache["segment_ids"], segment_ids.astype(jnp.int32), start, axis=1
+    )
     q_index = jnp.broadcast_to(start + jnp.arange(t, dtype=jnp.int32), tokens.shape)
     s = cache["segment_ids"].shape[1]
     kv_index = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (tokens.shape[0], s))
-    inputs = AttentionInputs(positions=positions, segment_ids=segment_ids,
-                             kv_segment_ids=kv_segment_ids, q_index=q_index, kv_index=kv_index,
-                             cache_index=start)
+    inputs = AttentionInputs(
+        positions=positions,
+        segment_ids=segment_ids,
+        kv_segment_ids=kv_segment_ids,
+        q_index=q_index,
+        kv_index=kv_index,
+        cache_index=start,
+    )
     hidden, new_kv = self._backbone(tokens, inputs, {"k": cache["k"], "v": cache["v"]})
-    new_cache = {"k": new_kv["k"], "v": new_kv["v"], "segment_ids": kv_segment_ids,
-                 "index": start + t}
+    new_cache = {
+        "k": new_kv["k"],
+        "v": new_kv["v"],
+        "segment_ids": kv_segment_ids,
+        "index": start + t,
+    }
     return self.logits_from_hidden(hidden), new_cache
 
 
@@ -314,8 +374,9 @@ def positions_from_segment_ids(segment_ids: Array) -> Array:
   """Per-segment positions 0, 1, ... that restart wherever the segment id changes."""
   b, t = segment_ids.shape
   idx = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
-  starts = jnp.concatenate([jnp.ones((b, 1), bool), segment_ids[:, 1:] != segment_ids[:, :-1]],
-                           axis=1)
+  starts = jnp.concatenate(
+      [jnp.ones((b, 1), bool), segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1
+  )
   segment_start = jax.lax.cummax(jnp.where(starts, idx, 0), axis=1)
   return idx - segment_start
 
@@ -324,6 +385,9 @@ def init_cache(config: ModelConfig, batch_size: int, max_length: int, dtype=None
   """An empty KV cache: k/v [layers, B, S, kv_heads, head_dim], all slots segment 0 (empty)."""
   dtype = jnp.dtype(dtype or config.dtype)
   shape = (config.num_layers, batch_size, max_length, config.num_kv_heads, config.dim_per_head)
-  return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype),
-          "segment_ids": jnp.zeros((batch_size, max_length), jnp.int32),
-          "index": jnp.zeros((), jnp.int32)}
+  return {
+      "k": jnp.zeros(shape, dtype),
+      "v": jnp.zeros(shape, dtype),
+      "segment_ids": jnp.zeros((batch_size, max_length), jnp.int32),
+      "index": jnp.zeros((), jnp.int32),
+  }

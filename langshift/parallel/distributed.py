@@ -12,8 +12,12 @@ import os
 import jax
 from absl import logging
 
-_CLUSTER_ENV = ("JAX_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES", "SLURM_NTASKS",
-                "OMPI_COMM_WORLD_SIZE")
+_CLUSTER_ENV = (
+    "JAX_COORDINATOR_ADDRESS",
+    "TPU_WORKER_HOSTNAMES",
+    "SLURM_NTASKS",
+    "OMPI_COMM_WORLD_SIZE",
+)
 
 
 def maybe_initialize_distributed() -> bool:
@@ -25,8 +29,9 @@ def maybe_initialize_distributed() -> bool:
   if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
     # CPU processes need a collectives backend to form one mesh; TPU/GPU ignore this.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(num_processes=_env_int("JAX_NUM_PROCESSES"),
-                             process_id=_env_int("JAX_PROCESS_ID"))
+  jax.distributed.initialize(
+      num_processes=_env_int("JAX_NUM_PROCESSES"), process_id=_env_int("JAX_PROCESS_ID")
+  )
   logging.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
   return True
 

@@ -28,8 +28,9 @@ def to_host(tree: Any) -> Any:
   return jax.tree.map(one, tree)
 
 
-def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding,
-              keys=None) -> dict[str, jax.Array]:
+def to_global(
+    batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding, keys=None
+) -> dict[str, jax.Array]:
   """This process's rows of a batch -> global arrays in `sharding` (every host calls it with its
   own share, as the input pipeline produces them). `keys` selects the fields to send."""
   keys = batch.keys() if keys is None else keys

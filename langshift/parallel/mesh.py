@@ -7,7 +7,7 @@ multi-node GPU). One size per axis may be -1: it takes whatever devices remain.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -30,13 +30,18 @@ def fill_axis_sizes(sizes: Mapping[str, int], total: int, what: str) -> tuple[in
       raise ValueError(f"mesh.{what}: {total} devices do not divide by {known}")
     values[values.index(-1)] = total // known
   if math.prod(values) != total:
-    raise ValueError(f"mesh.{what}: axis sizes {dict(zip(MESH_AXES, values))} need "
-                     f"{math.prod(values)} devices, have {total}")
+    raise ValueError(
+        f"mesh.{what}: axis sizes {dict(zip(MESH_AXES, values))} need "
+        f"{math.prod(values)} devices, have {total}"
+    )
   return tuple(values)
 
 
-def create_mesh(ici: Mapping[str, int], dcn: Mapping[str, int] | None = None,
-                devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+def create_mesh(
+    ici: Mapping[str, int],
+    dcn: Mapping[str, int] | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> jax.sharding.Mesh:
   devices = list(devices if devices is not None else jax.devices())
   dcn = dict(dcn or {})
   num_slices = math.prod(fill_axis_sizes(dcn, _slice_count(devices), "dcn")) if dcn else 1

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 # Parameters: FSDP shards the embed dimension, tensor parallelism heads / mlp / vocab.
 # Activations: batch over data x fsdp, heads and mlp over tensor.
@@ -53,15 +55,17 @@ def logical_shardings(boxed_tree, mesh: jax.sharding.Mesh, rules):
   return nn.logical_to_mesh_sharding(logical, mesh, rules_from_config(rules))
 
 
-def logical_constraint(x: jax.Array, names: Sequence[str | None], mesh: jax.sharding.Mesh,
-                       rules) -> jax.Array:
+def logical_constraint(
+    x: jax.Array, names: Sequence[str | None], mesh: jax.sharding.Mesh, rules
+) -> jax.Array:
   """`x` constrained to the sharding its logical axis `names` get under `rules` on `mesh`.
 
   For code that runs outside `nn.logical_axis_rules` (flax's `nn.with_logical_constraint` reads
   the rules and mesh from that context instead).
   """
   return jax.lax.with_sharding_constraint(
-      x, logical_shardings(nn.LogicallyPartitioned(x, tuple(names)), mesh, rules))
+      x, logical_shardings(nn.LogicallyPartitioned(x, tuple(names)), mesh, rules)
+  )
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:

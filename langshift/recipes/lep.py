@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ml_collections
 import numpy as np
 
+from langshift import config_lib
 from langshift.checkpoints.hf_export import export_hf_model
 from langshift.checkpoints.hf_import import load_hf_model
-from langshift import config_lib
 from langshift.data import config as data_config_lib
 from langshift.data.config import resolve_sources
 from langshift.embeddings.initialization import INIT_METHODS, resize_embedding_params
@@ -44,12 +45,14 @@ from langshift.recipes.stages import StageInterrupted, StageRunner
 from langshift.tokenization.adaptation import VARIANTS, build_tokenizer
 from langshift.tokenization.extension import next_free_id
 from langshift.tokenization.instruct_tokens import write_instruct_tokenizer
-from langshift.tokenization.tokenizer_files import (read_tokenizer_config, read_tokenizer_json,
-                                                    write_tokenizer_dir)
+from langshift.tokenization.tokenizer_files import (
+    read_tokenizer_config,
+    read_tokenizer_json,
+    write_tokenizer_dir,
+)
 from langshift.tokenization.vocabulary import vocabulary
 
-STAGE_DIRS = dict(tokenizer="tokenizer_new", init="base_init", cpt="cpt",
-                  propagate="lep_instruct")
+STAGE_DIRS = dict(tokenizer="tokenizer_new", init="base_init", cpt="cpt", propagate="lep_instruct")
 # Generation settings of the instruct model that name token ids (remapped to the new vocabulary).
 GENERATION_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
@@ -61,45 +64,65 @@ def lep_paths(workdir: str) -> dict[str, str]:
 def lep_config() -> ml_collections.ConfigDict:
   """The recipe's own config section, `config.lep` (the engine's base schema has none)."""
   placeholder = ml_collections.config_dict.placeholder
-  return ml_collections.ConfigDict(dict(
-      base="",  # local HF directory of the base model (it is continually pre-trained)
-      instruct="",  # local HF directory of its instruct model (it receives the embeddings)
-      tokenizer_variant="extended",  # bpe | unigram | extended | optimized
-      # SentencePiece model trained on `data`'s source files: the whole new vocabulary for
-      # bpe/unigram, the pool of candidate pieces for extended/optimized (LEP: 32k Mistral,
-      # 128k Llama-3). A soft limit: a corpus too small to reach it gives fewer pieces.
-      new_vocab_size=32000,
-      max_new_tokens=placeholder(int),  # None: every new piece
-      shrink_to=placeholder(int),  # optimized: old vocab cut to this
-      tokenizer_max_texts=1_000_000,  # lines of the data sources the tokenizer is trained on
-      init="mean",  # new rows: mean of old sub-token rows (LEP) | random (matched mean/std)
-      propagation="conversion",  # swap | overlap | conversion
-      # Dtype of the chunked least-squares products; they are summed and solved in float64
-      # either way. float32 is ~4x faster on CPU; it moves the fitted map by ~1e-6 relative,
-      # and ~3 in 10,000 bf16 entries of the result round the other way (docs/benchmarks.md).
-      propagation_products="float32"))  # float32 | float64
+  return ml_collections.ConfigDict(
+      dict(
+          base="",  # local HF directory of the base model (it is continually pre-trained)
+          instruct="",  # local HF directory of its instruct model (it receives the embeddings)
+          tokenizer_variant="extended",  # bpe | unigram | extended | optimized
+          # SentencePiece model trained on `data`'s source files: the whole new vocabulary for
+          # bpe/unigram, the pool of candidate pieces for extended/optimized (LEP: 32k Mistral,
+          # 128k Llama-3). A soft limit: a corpus too small to reach it gives fewer pieces.
+          new_vocab_size=32000,
+          max_new_tokens=placeholder(int),  # None: every new piece
+          shrink_to=placeholder(int),  # optimized: old vocab cut to this
+          tokenizer_max_texts=1_000_000,  # lines of the data sources the tokenizer is trained on
+          init="mean",  # new rows: mean of old sub-token rows (LEP) | random (matched mean/std)
+          propagation="conversion",  # swap | overlap | conversion
+          # Dtype of the chunked least-squares products; they are summed and solved in float64
+          # either way. float32 is ~4x faster on CPU; it moves the fitted map by ~1e-6 relative,
+          # and ~3 in 10,000 bf16 entries of the result round the other way (docs/benchmarks.md).
+          propagation_products="float32",
+      )
+  )  # float32 | float64
 
 
 # Settings the CPT stage needs and the experiment file must state (the recipe checks them rather
 # than overriding them): embeddings only (LEP), and a float32 export of the donor, which
 # the next stage reads back for a float64 least-squares fit with no bf16 rounding in between.
-REQUIRED_SETTINGS = {"train.trainable": "embeddings", "checkpoint.export_hf_at_end": True,
-                     "checkpoint.export_dtype": "float32",
-                     # The recipe points CPT at its own stage outputs (base_init, tokenizer_new).
-                     "init_from_hf": "", "tokenizer": ""}
+REQUIRED_SETTINGS = {
+    "train.trainable": "embeddings",
+    "checkpoint.export_hf_at_end": True,
+    "checkpoint.export_dtype": "float32",
+    # The recipe points CPT at its own stage outputs (base_init, tokenizer_new).
+    "init_from_hf": "",
+    "tokenizer": "",
+}
 
 # Every config value each stage reads (its fingerprint in the stage marker). The tokenizer stage
 # also reads, per source, the fields below (`lep_inputs.corpus_texts`).
 STAGE_KEYS = {
-    "tokenizer": ("lep.base", "lep.tokenizer_variant", "lep.new_vocab_size",
-                  "lep.max_new_tokens", "lep.shrink_to", "lep.tokenizer_max_texts",
-                  "data.on_bad_record"),
+    "tokenizer": (
+        "lep.base",
+        "lep.tokenizer_variant",
+        "lep.new_vocab_size",
+        "lep.max_new_tokens",
+        "lep.shrink_to",
+        "lep.tokenizer_max_texts",
+        "data.on_bad_record",
+    ),
     "init": ("lep.base", "lep.init", "seed"),
     "cpt": ("seed", "model", "data", "train", "optimizer"),
     "propagate": ("lep.base", "lep.instruct", "lep.propagation", "lep.propagation_products"),
 }
-TOKENIZER_SOURCE_FIELDS = ("path", "format", "text_field", "text_unit", "tfds_name", "split",
-                           "data_dir")
+TOKENIZER_SOURCE_FIELDS = (
+    "path",
+    "format",
+    "text_field",
+    "text_unit",
+    "tfds_name",
+    "split",
+    "data_dir",
+)
 
 
 def stage_inputs(config, stage: str) -> dict[str, Any]:
@@ -111,8 +134,9 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
   return inputs
 
 
-def run_lep(config: ml_collections.ConfigDict, workdir: str, *,
-            log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_lep(
+    config: ml_collections.ConfigDict, workdir: str, *, log: Callable[[str], None] = print
+) -> dict[str, Any]:
   """Runs (or continues) every stage; returns {'status', 'stages': {name: summary}, 'export'}.
 
   status is 'preempted' when CPT stopped early (SIGTERM): rerun the same command to go on.
@@ -123,26 +147,44 @@ def run_lep(config: ml_collections.ConfigDict, workdir: str, *,
   runner = StageRunner(workdir, log=log)
   stages: dict[str, Any] = {}
   stages["tokenizer"] = runner.run(
-      "tokenizer", paths["tokenizer"], lambda: build_target_tokenizer(config, paths["tokenizer"]),
-      inputs=stage_inputs(config, "tokenizer"))
+      "tokenizer",
+      paths["tokenizer"],
+      lambda: build_target_tokenizer(config, paths["tokenizer"]),
+      inputs=stage_inputs(config, "tokenizer"),
+  )
   stages["init"] = runner.run(
-      "init", paths["init"],
-      lambda: initialise_base(lep.base, paths["tokenizer"], paths["init"], method=lep.init,
-                              seed=config.seed),
-      inputs=stage_inputs(config, "init"))
+      "init",
+      paths["init"],
+      lambda: initialise_base(
+          lep.base, paths["tokenizer"], paths["init"], method=lep.init, seed=config.seed
+      ),
+      inputs=stage_inputs(config, "init"),
+  )
   try:
     stages["cpt"] = runner.run(
-        "cpt", paths["cpt"], lambda: continual_pretraining(config, paths),
-        inputs=stage_inputs(config, "cpt"), clear_partial=False, collective=True)
+        "cpt",
+        paths["cpt"],
+        lambda: continual_pretraining(config, paths),
+        inputs=stage_inputs(config, "cpt"),
+        clear_partial=False,
+        collective=True,
+    )
   except StageInterrupted as e:
     runner.log("langshift: LEP stopped during CPT; rerun the same command to continue")
     stages["cpt"] = e.summary
     return {"status": "preempted", "stages": stages, "export": None}
   stages["propagate"] = runner.run(
-      "propagate", paths["propagate"],
-      lambda: propagate_into_instruct(lep.base, lep.instruct, paths, method=lep.propagation,
-                                      product_dtype=lep.propagation_products),
-      inputs=stage_inputs(config, "propagate"))
+      "propagate",
+      paths["propagate"],
+      lambda: propagate_into_instruct(
+          lep.base,
+          lep.instruct,
+          paths,
+          method=lep.propagation,
+          product_dtype=lep.propagation_products,
+      ),
+      inputs=stage_inputs(config, "propagate"),
+  )
   runner.log(f"langshift: LEP done; instruct model with the new vocabulary: {paths['propagate']}")
   return {"status": "done", "stages": stages, "export": paths["propagate"]}
 
@@ -150,19 +192,23 @@ def run_lep(config: ml_collections.ConfigDict, workdir: str, *,
 def check_lep_config(config) -> None:
   """One-line errors, before any stage runs, for bad or contradictory settings."""
   if "lep" not in config:
-    raise ValueError("config.recipe='lep' needs a config.lep section: "
-                     "config.lep = langshift.recipes.lep.lep_config()")
+    raise ValueError(
+        "config.recipe='lep' needs a config.lep section: "
+        "config.lep = langshift.recipes.lep.lep_config()"
+    )
   lep = config.lep
   data_config_lib.check_fields(dict(lep), lep_config(), "config.lep")
   for key in ("base", "instruct"):
     if not lep[key] or not os.path.isdir(lep[key]):
-      raise ValueError(f"config.lep.{key}={lep[key]!r}: give a local Hugging Face model "
-                       "directory")
-  for key, value, choices in (("tokenizer_variant", lep.tokenizer_variant, VARIANTS),
-                              ("init", lep.init, INIT_METHODS),
-                              ("propagation", lep.propagation, PROPAGATION_METHODS),
-                              ("propagation_products", lep.propagation_products,
-                               ("float32", "float64"))):
+      raise ValueError(
+          f"config.lep.{key}={lep[key]!r}: give a local Hugging Face model " "directory"
+      )
+  for key, value, choices in (
+      ("tokenizer_variant", lep.tokenizer_variant, VARIANTS),
+      ("init", lep.init, INIT_METHODS),
+      ("propagation", lep.propagation, PROPAGATION_METHODS),
+      ("propagation_products", lep.propagation_products, ("float32", "float64")),
+  ):
     if value not in choices:
       raise ValueError(f"config.lep.{key}={value!r}; expected one of {choices}")
   if lep.tokenizer_variant == "optimized" and not lep.shrink_to:
@@ -170,8 +216,10 @@ def check_lep_config(config) -> None:
   flat = config_lib.flatten(config)
   for key, required in REQUIRED_SETTINGS.items():
     if flat[key] != required:
-      raise ValueError(f"config.{key}={flat[key]!r} contradicts the LEP recipe, which needs "
-                       f"{required!r} (see REQUIRED_SETTINGS in langshift/recipes/lep.py)")
+      raise ValueError(
+          f"config.{key}={flat[key]!r} contradicts the LEP recipe, which needs "
+          f"{required!r} (see REQUIRED_SETTINGS in langshift/recipes/lep.py)"
+      )
 
 
 def build_target_tokenizer(config, out_dir: str) -> dict[str, Any]:
@@ -182,20 +230,32 @@ def build_target_tokenizer(config, out_dir: str) -> dict[str, Any]:
   base_source = lep_inputs.tokenizer_source(lep.base)
   # hard_vocab_limit=False: a corpus too small for new_vocab_size yields fewer pieces, not an
   # error (the limit is what LEP's tokenizers were trained with on big corpora).
-  spec = build_tokenizer(lep.tokenizer_variant, texts, vocab_size=lep.new_vocab_size,
-                         base=base_source, max_new_tokens=lep.max_new_tokens,
-                         shrink_to=lep.shrink_to, hard_vocab_limit=False)
+  spec = build_tokenizer(
+      lep.tokenizer_variant,
+      texts,
+      vocab_size=lep.new_vocab_size,
+      base=base_source,
+      max_new_tokens=lep.max_new_tokens,
+      shrink_to=lep.shrink_to,
+      hard_vocab_limit=False,
+  )
   if lep.tokenizer_variant in ("bpe", "unigram"):
     names, extra = dict(lep_inputs.SENTENCEPIECE_SPECIALS), {}
   else:
     names = lep_inputs.special_token_strings(lep.base)
     base_config = read_tokenizer_config(lep.base)
-    extra = dict(chat_template=base_config.get("chat_template"),
-                 model_max_length=base_config.get("model_max_length"))
+    extra = dict(
+        chat_template=base_config.get("chat_template"),
+        model_max_length=base_config.get("model_max_length"),
+    )
   present = lep_inputs.special_token_ids(spec, names)
   write_tokenizer_dir(out_dir, spec, **{k: names[k] for k in present}, **extra)
-  return dict(variant=lep.tokenizer_variant, texts=len(texts),
-              old_size=vocabulary(base_source).size, new_size=next_free_id(spec))
+  return dict(
+      variant=lep.tokenizer_variant,
+      texts=len(texts),
+      old_size=vocabulary(base_source).size,
+      new_size=next_free_id(spec),
+  )
 
 
 def lep_vocabulary_map(base_dir: str, tokenizer_dir: str):
@@ -203,24 +263,37 @@ def lep_vocabulary_map(base_dir: str, tokenizer_dir: str):
   new_names = lep_inputs.special_token_strings(tokenizer_dir)
   old_names = lep_inputs.special_token_strings(base_dir)
   special_map = {new_names[k]: old_names[k] for k in new_names if k in old_names}
-  return build_vocabulary_map(lep_inputs.tokenizer_source(base_dir),
-                              read_tokenizer_json(tokenizer_dir), special_token_map=special_map)
+  return build_vocabulary_map(
+      lep_inputs.tokenizer_source(base_dir),
+      read_tokenizer_json(tokenizer_dir),
+      special_token_map=special_map,
+  )
 
 
-def initialise_base(base_dir: str, tokenizer_dir: str, out_dir: str, *, method: str,
-                    seed: int) -> dict[str, Any]:
+def initialise_base(
+    base_dir: str, tokenizer_dir: str, out_dir: str, *, method: str, seed: int
+) -> dict[str, Any]:
   """Stage (b): base_init = the base with new-vocabulary embeddings, in the base's dtype."""
   dtype = lep_inputs.checkpoint_dtype(base_dir)
   cfg, params = load_hf_model(base_dir, param_dtype=dtype, on_host=True)
   vocab_map = lep_vocabulary_map(base_dir, tokenizer_dir)
   params = resize_embedding_params(params, vocab_map, method=method, seed=seed)
-  ids = lep_inputs.special_token_ids(read_tokenizer_json(tokenizer_dir),
-                                     lep_inputs.special_token_strings(tokenizer_dir))
-  cfg = cfg.replace(vocab_size=vocab_map.new_size, bos_token_id=ids.get("bos_token"),
-                    eos_token_id=ids.get("eos_token"), pad_token_id=ids.get("pad_token"))
+  ids = lep_inputs.special_token_ids(
+      read_tokenizer_json(tokenizer_dir), lep_inputs.special_token_strings(tokenizer_dir)
+  )
+  cfg = cfg.replace(
+      vocab_size=vocab_map.new_size,
+      bos_token_id=ids.get("bos_token"),
+      eos_token_id=ids.get("eos_token"),
+      pad_token_id=ids.get("pad_token"),
+  )
   export_hf_model(params, cfg, out_dir, tokenizer_dir=tokenizer_dir, dtype=dtype)
-  return dict(vocab_size=vocab_map.new_size, kept=int(vocab_map.kept.sum()),
-              fallback=int((vocab_map.fallback & ~vocab_map.kept).sum()), dtype=dtype)
+  return dict(
+      vocab_size=vocab_map.new_size,
+      kept=int(vocab_map.kept.sum()),
+      fallback=int((vocab_map.fallback & ~vocab_map.kept).sum()),
+      dtype=dtype,
+  )
 
 
 def continual_pretraining(config, paths: dict[str, str]) -> dict[str, Any]:
@@ -232,28 +305,38 @@ def continual_pretraining(config, paths: dict[str, str]) -> dict[str, Any]:
   cpt.init_from_hf = paths["init"]
   cpt.tokenizer = paths["tokenizer"]
   from langshift.train.trainer import train_and_evaluate  # the engine; heavy import
+
   summary = train_and_evaluate(cpt, paths["cpt"])
   if summary.get("stop_reason") == "preempted":
     raise StageInterrupted("cpt", summary)
   return summary
 
 
-def propagate_into_instruct(base_dir: str, instruct_dir: str, paths: dict[str, str], *,
-                            method: str, product_dtype: str = "float32") -> dict[str, Any]:
+def propagate_into_instruct(
+    base_dir: str,
+    instruct_dir: str,
+    paths: dict[str, str],
+    *,
+    method: str,
+    product_dtype: str = "float32",
+) -> dict[str, Any]:
   """Stages (d, e): instruct embeddings from the donor (cpt/hf), exported with the instruct
   model's chat tokens, template and special ids; every other weight is the instruct model's."""
   out_dir = paths["propagate"]
   donor_dir = os.path.join(paths["cpt"], "hf")
   dtype = lep_inputs.checkpoint_dtype(instruct_dir)
-  instruct_cfg, instruct_params = load_hf_model(instruct_dir, param_dtype=dtype,
-                                                 on_host=True)
+  instruct_cfg, instruct_params = load_hf_model(instruct_dir, param_dtype=dtype, on_host=True)
   vocab_map = lep_vocabulary_map(base_dir, paths["tokenizer"])
-  tokens = write_instruct_tokenizer(out_dir, read_tokenizer_json(paths["tokenizer"]),
-                                    instruct_dir)
+  tokens = write_instruct_tokenizer(out_dir, read_tokenizer_json(paths["tokenizer"]), instruct_dir)
   params = propagate_embedding_params(
-      lep_inputs.hf_embedding_params(base_dir), instruct_params,
-      lep_inputs.hf_embedding_params(donor_dir), vocab_map, method=method,
-      special_rows=tokens.special_rows, product_dtype=np.dtype(product_dtype))
+      lep_inputs.hf_embedding_params(base_dir),
+      instruct_params,
+      lep_inputs.hf_embedding_params(donor_dir),
+      vocab_map,
+      method=method,
+      special_rows=tokens.special_rows,
+      product_dtype=np.dtype(product_dtype),
+  )
   vocab_size = embedding_matrices(params)["embed"].shape[0]
   to_new = {instruct_id: new_id for new_id, instruct_id in tokens.special_rows}
   eos = _remap_ids(instruct_cfg.eos_token_id, to_new)
@@ -262,16 +345,29 @@ def propagate_into_instruct(base_dir: str, instruct_dir: str, paths: dict[str, s
     eos = (tokens.special_ids["eos_token"], *eos)
   cfg = instruct_cfg.replace(
       vocab_size=vocab_size,
-      bos_token_id=tokens.special_ids.get("bos_token",
-                                          _remap_ids(instruct_cfg.bos_token_id, to_new)),
+      bos_token_id=tokens.special_ids.get(
+          "bos_token", _remap_ids(instruct_cfg.bos_token_id, to_new)
+      ),
       eos_token_id=(eos[0] if len(eos) == 1 else tuple(eos)) if eos else None,
-      pad_token_id=tokens.special_ids.get("pad_token",
-                                          _remap_ids(instruct_cfg.pad_token_id, to_new)))
-  export_hf_model(params, cfg, out_dir, tokenizer_dir=out_dir, dtype=dtype,
-                  generation_config=_generation_config(instruct_dir, to_new))
-  return dict(method=method, vocab_size=vocab_size, dtype=dtype,
-              appended_special_tokens=vocab_size - vocab_map.new_size,
-              special_ids=tokens.special_ids)
+      pad_token_id=tokens.special_ids.get(
+          "pad_token", _remap_ids(instruct_cfg.pad_token_id, to_new)
+      ),
+  )
+  export_hf_model(
+      params,
+      cfg,
+      out_dir,
+      tokenizer_dir=out_dir,
+      dtype=dtype,
+      generation_config=_generation_config(instruct_dir, to_new),
+  )
+  return dict(
+      method=method,
+      vocab_size=vocab_size,
+      dtype=dtype,
+      appended_special_tokens=vocab_size - vocab_map.new_size,
+      special_ids=tokens.special_ids,
+  )
 
 
 def _remap_ids(value, to_new: dict[int, int]):

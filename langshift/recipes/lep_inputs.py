@@ -6,7 +6,8 @@ Kept apart from the stage logic in `lep.py`; each function reads one kind of inp
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -15,8 +16,11 @@ from langshift.checkpoints.param_mapping import tensor_mappings
 from langshift.checkpoints.safetensors_io import SafetensorsCheckpoint
 from langshift.data import config as data_config_lib
 from langshift.data import sources as sources_lib
-from langshift.tokenization.tokenizer_files import (SPECIAL_TOKEN_KEYS, model_token_ids,
-                                                    read_tokenizer_json)
+from langshift.tokenization.tokenizer_files import (
+    SPECIAL_TOKEN_KEYS,
+    model_token_ids,
+    read_tokenizer_json,
+)
 from langshift.tokenization.tokenizer_metadata import read_tokenizer_metadata
 from langshift.tokenization.vocabulary import tokenizer_kind
 
@@ -56,8 +60,9 @@ def tokenizer_source(model_dir: str) -> str:
   json_path = os.path.join(model_dir, "tokenizer.json")
   model_path = os.path.join(model_dir, "tokenizer.model")
   if os.path.exists(json_path) and (
-      not os.path.exists(model_path) or tokenizer_kind(read_tokenizer_json(json_path))
-      == "byte_level"):
+      not os.path.exists(model_path)
+      or tokenizer_kind(read_tokenizer_json(json_path)) == "byte_level"
+  ):
     return model_dir
   if os.path.exists(model_path):
     return model_path
@@ -88,8 +93,9 @@ def hf_embedding_params(model_dir: str) -> dict[str, Any]:
   """The embedding leaves of an HF checkpoint as a langshift param tree (lm_head/kernel is
   [embed, vocab]). Propagation needs nothing else from the base and the donor, so their
   transformer blocks are never read."""
-  cfg = hf_config.model_config_from_hf(hf_config.read_hf_config(model_dir),
-                                       source=os.path.join(model_dir, "config.json"))
+  cfg = hf_config.model_config_from_hf(
+      hf_config.read_hf_config(model_dir), source=os.path.join(model_dir, "config.json")
+  )
   ckpt = SafetensorsCheckpoint(model_dir)
   tree: dict[str, Any] = {}
   for m in tensor_mappings(cfg):

@@ -20,7 +20,8 @@ import json
 import os
 import shutil
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 from jax.experimental import multihost_utils
@@ -46,9 +47,16 @@ class StageRunner:
   def failure(self, name: str) -> str:
     return os.path.join(self.marker_dir, f"{name}.failed")
 
-  def run(self, name: str, output: str, body: Callable[[], dict[str, Any]], *,
-          inputs: dict[str, Any], clear_partial: bool = True,
-          collective: bool = False) -> dict[str, Any]:
+  def run(
+      self,
+      name: str,
+      output: str,
+      body: Callable[[], dict[str, Any]],
+      *,
+      inputs: dict[str, Any],
+      clear_partial: bool = True,
+      collective: bool = False,
+  ) -> dict[str, Any]:
     """`body()`'s summary, or the recorded one (with skipped=True) if the stage finished before.
 
     `clear_partial=False` keeps what a killed attempt left in `output` (a trainer resumes it).
@@ -75,12 +83,15 @@ class StageRunner:
       return summary
     multihost_utils.sync_global_devices(f"langshift stage {name}")
     if os.path.exists(self.failure(name)):
-      raise RuntimeError(f"stage {name} failed on process 0; its traceback is in "
-                         f"{self.failure(name)}")
+      raise RuntimeError(
+          f"stage {name} failed on process 0; its traceback is in " f"{self.failure(name)}"
+      )
     if not os.path.exists(self.marker(name)):
-      raise RuntimeError(f"stage {name} finished on process 0 but {self.marker(name)} is not "
-                         f"visible on process {jax.process_index()}: the workdir must be a "
-                         "filesystem every host shares")
+      raise RuntimeError(
+          f"stage {name} finished on process 0 but {self.marker(name)} is not "
+          f"visible on process {jax.process_index()}: the workdir must be a "
+          "filesystem every host shares"
+      )
     with open(self.marker(name)) as f:
       return {**json.load(f)["summary"], "ran_on_process": 0}
 
@@ -93,9 +104,11 @@ class StageRunner:
       with open(self.marker(name)) as f:
         done = json.load(f)
       if done["inputs"] != inputs:
-        raise ValueError(f"stage {name} in {self.marker_dir} was run with another config: "
-                         f"{describe_changes(done['inputs'], inputs)}; use a new workdir, or "
-                         f"remove {output} and {self.marker(name)} to run the stage again")
+        raise ValueError(
+            f"stage {name} in {self.marker_dir} was run with another config: "
+            f"{describe_changes(done['inputs'], inputs)}; use a new workdir, or "
+            f"remove {output} and {self.marker(name)} to run the stage again"
+        )
       self.log(f"langshift: stage {name}: done before, skipped ({output})")
       return {**done["summary"], "skipped": True}
     if clear_partial and os.path.exists(output) and lead:
@@ -108,8 +121,12 @@ class StageRunner:
       os.makedirs(self.marker_dir, exist_ok=True)
       tmp = self.marker(name) + ".tmp"
       with open(tmp, "w") as f:
-        json.dump({"fingerprint": fingerprint(inputs), "inputs": inputs, "summary": summary}, f,
-                  indent=2, default=_plain)
+        json.dump(
+            {"fingerprint": fingerprint(inputs), "inputs": inputs, "summary": summary},
+            f,
+            indent=2,
+            default=_plain,
+        )
       os.replace(tmp, self.marker(name))  # a marker is whole or absent
     return {**summary, "skipped": False}
 
@@ -124,8 +141,9 @@ def fingerprint(inputs: dict[str, Any]) -> str:
 def describe_changes(recorded: dict[str, Any], current: dict[str, Any], most: int = 6) -> str:
   """`optimizer.learning_rate: 0.01 -> 0.02, train.seq_len: 32 -> 64` (on one line)."""
   missing = object()
-  keys = sorted(k for k in set(recorded) | set(current)
-                if recorded.get(k, missing) != current.get(k, missing))
+  keys = sorted(
+      k for k in set(recorded) | set(current) if recorded.get(k, missing) != current.get(k, missing)
+  )
   shown = [f"{k}: {_show(recorded, k)} -> {_show(current, k)}" for k in keys[:most]]
   if len(keys) > most:
     shown.append(f"and {len(keys) - most} more")

@@ -17,39 +17,49 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from langshift.tokenization import extension, sentencepiece_export, shrinking
 from langshift.tokenization.sentencepiece_training import train_sentencepiece
-from langshift.tokenization.tokenizer_files import (SPECIAL_TOKEN_KEYS, read_tokenizer_config,
-                                                    read_tokenizer_json, special_token_content,
-                                                    write_tokenizer_dir)
+from langshift.tokenization.tokenizer_files import (
+    SPECIAL_TOKEN_KEYS,
+    read_tokenizer_config,
+    read_tokenizer_json,
+    special_token_content,
+    write_tokenizer_dir,
+)
 from langshift.tokenization.vocabulary import tokenizer_kind
 
 VARIANTS = ("bpe", "unigram", "extended", "optimized")
 
 
-def build_tokenizer(variant: str, texts: Iterable[str], *, vocab_size: int,
-                    base: str | None = None, max_new_tokens: int | None = None,
-                    shrink_to: int | None = None, **train_options) -> dict:
+def build_tokenizer(
+    variant: str,
+    texts: Iterable[str],
+    *,
+    vocab_size: int,
+    base: str | None = None,
+    max_new_tokens: int | None = None,
+    shrink_to: int | None = None,
+    **train_options,
+) -> dict:
   """tokenizer.json of the variant. `vocab_size` is the SentencePiece model trained on `texts`
   (the whole vocabulary for bpe/unigram, the pool of candidate pieces otherwise)."""
   if variant in ("bpe", "unigram"):
-    model = train_sentencepiece(texts, model_type=variant, vocab_size=vocab_size,
-                                **train_options)
+    model = train_sentencepiece(texts, model_type=variant, vocab_size=vocab_size, **train_options)
     return sentencepiece_export.sentencepiece_to_tokenizer_json(model)
   if variant not in VARIANTS:
     raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
   if base is None:
     raise ValueError(f"variant {variant!r} needs a base tokenizer")
   pieces = extension.sentencepiece_pieces(
-      train_sentencepiece(texts, model_type="bpe", vocab_size=vocab_size, **train_options))
+      train_sentencepiece(texts, model_type="bpe", vocab_size=vocab_size, **train_options)
+  )
   if base.endswith(".model"):
     if variant == "optimized":
       raise ValueError("the optimized variant shrinks a byte-level BPE (Llama-3) only")
     with open(base, "rb") as f:
-      extended = extension.extend_sentencepiece_bpe(f.read(), pieces,
-                                                    max_new_tokens=max_new_tokens)
+      extended = extension.extend_sentencepiece_bpe(f.read(), pieces, max_new_tokens=max_new_tokens)
     return sentencepiece_export.sentencepiece_to_tokenizer_json(extended)
   spec = read_tokenizer_json(base)
   if tokenizer_kind(spec) != "byte_level":
@@ -72,17 +82,26 @@ def _read_lines(paths: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--variant", choices=VARIANTS, required=True)
-  parser.add_argument("--corpus", action="append", required=True,
-                      help="text file, one document or paragraph per line (repeatable)")
+  parser.add_argument(
+      "--corpus",
+      action="append",
+      required=True,
+      help="text file, one document or paragraph per line (repeatable)",
+  )
   parser.add_argument("--vocab_size", type=int, required=True)
   parser.add_argument("--base")
   parser.add_argument("--max_new_tokens", type=int)
   parser.add_argument("--shrink_to", type=int)
   parser.add_argument("--out", required=True)
   args = parser.parse_args(argv)
-  spec = build_tokenizer(args.variant, _read_lines(args.corpus), vocab_size=args.vocab_size,
-                         base=args.base, max_new_tokens=args.max_new_tokens,
-                         shrink_to=args.shrink_to)
+  spec = build_tokenizer(
+      args.variant,
+      _read_lines(args.corpus),
+      vocab_size=args.vocab_size,
+      base=args.base,
+      max_new_tokens=args.max_new_tokens,
+      shrink_to=args.shrink_to,
+  )
   config = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
   if args.base and os.path.isdir(args.base):
     base_config = read_tokenizer_config(args.base)

@@ -12,8 +12,11 @@ import functools
 
 @functools.cache
 def byte_to_unicode() -> dict[int, str]:
-  printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-               + list(range(ord("®"), ord("ÿ") + 1)))
+  printable = (
+      list(range(ord("!"), ord("~") + 1))
+      + list(range(ord("¡"), ord("¬") + 1))
+      + list(range(ord("®"), ord("ÿ") + 1))
+  )
   table = {b: chr(b) for b in printable}
   shift = 0
   for b in range(256):

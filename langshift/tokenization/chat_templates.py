@@ -37,19 +37,22 @@ BUILTIN_TEMPLATES: dict[str, str] = {
         "{% endfor %}"
         "{% if add_generation_prompt %}"
         "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
-        "{% endif %}"),
+        "{% endif %}"
+    ),
     # <s>[INST] {user} [/INST]{assistant}</s>; no system role (Mistral instruct v0.1/v0.2).
     "mistral": (
         "{{ bos_token }}"
         "{% for message in messages %}"
         "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-        "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+        "{{ raise_exception('Conversation roles must alternate "
+        "user/assistant/user/assistant/...') }}"
         "{% endif %}"
         "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
         "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
         "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}"
         "{% endif %}"
-        "{% endfor %}"),
+        "{% endfor %}"
+    ),
     # <s>GPT4 Correct User: {user}<|end_of_turn|>GPT4 Correct Assistant: {assistant}<|end_of_turn|>
     "openchat": (
         "{{ bos_token }}"
@@ -57,9 +60,11 @@ BUILTIN_TEMPLATES: dict[str, str] = {
         "{% if message['role'] not in ['user', 'assistant'] %}"
         "{{ raise_exception('Only user and assistant roles are supported!') }}"
         "{% endif %}"
-        "{{ 'GPT4 Correct ' + message['role'] | title + ': ' + message['content'] + '<|end_of_turn|>' }}"
+        "{{ 'GPT4 Correct ' + message['role'] | title + ': ' + message['content'] "
+        "+ '<|end_of_turn|>' }}"
         "{% endfor %}"
-        "{% if add_generation_prompt %}{{ 'GPT4 Correct Assistant:' }}{% endif %}"),
+        "{% if add_generation_prompt %}{{ 'GPT4 Correct Assistant:' }}{% endif %}"
+    ),
     # <s><|user|>\n{instruction}\n<|assistant|>\n{response}</s>\n
     "tulu": (
         "{{ bos_token }}"
@@ -70,13 +75,15 @@ BUILTIN_TEMPLATES: dict[str, str] = {
         "{{ '<|assistant|>\\n' + message['content'] + eos_token + '\\n' }}"
         "{% endif %}"
         "{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"),
+        "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
+    ),
     # <|im_start|>{role}\n{content}<|im_end|>\n (Qwen2, SmolLM2)
     "chatml": (
         "{% for message in messages %}"
         "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
         "{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"),
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    ),
 }
 
 
@@ -90,14 +97,17 @@ def resolve_chat_template(name: str | None, tokenizer_template: str | None) -> s
     if tokenizer_template is None:
       raise ChatTemplateError(
           "the tokenizer has no chat_template; set data.chat_template to one of "
-          f"{sorted(BUILTIN_TEMPLATES)} or to a jinja string")
+          f"{sorted(BUILTIN_TEMPLATES)} or to a jinja string"
+      )
     return tokenizer_template
   if name in BUILTIN_TEMPLATES:
     return BUILTIN_TEMPLATES[name]
   if "{%" in name or "{{" in name:
     return name
-  raise ChatTemplateError(f"unknown chat template {name!r}: expected 'tokenizer', one of "
-                          f"{sorted(BUILTIN_TEMPLATES)}, or a jinja template string")
+  raise ChatTemplateError(
+      f"unknown chat template {name!r}: expected 'tokenizer', one of "
+      f"{sorted(BUILTIN_TEMPLATES)}, or a jinja template string"
+  )
 
 
 @functools.lru_cache(maxsize=32)
@@ -110,13 +120,15 @@ def compile_chat_template(source: str):
   class GenerationBlock(jinja2.ext.Extension):
     """Accepts `{% generation %}...{% endgeneration %}` (transformers' assistant tracker), renders
     its body unchanged; spans come from prefix rendering either way."""
+
     tags = {"generation"}
 
     def parse(self, parser):
       lineno = next(parser.stream).lineno
       body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
       return jinja2.nodes.CallBlock(self.call_method("_render_body"), [], [], body).set_lineno(
-          lineno)
+          lineno
+      )
 
     def _render_body(self, caller):
       return caller()
@@ -126,23 +138,30 @@ def compile_chat_template(source: str):
 
   def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
     # transformers' tojson: no HTML escaping, non-ASCII kept.
-    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                      sort_keys=sort_keys)
+    return json.dumps(
+        x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
   def strftime_now(fmt):
     return datetime.datetime.now().strftime(fmt)
 
-  env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                      extensions=[GenerationBlock, jinja2.ext.loopcontrols])
+  env = ImmutableSandboxedEnvironment(
+      trim_blocks=True, lstrip_blocks=True, extensions=[GenerationBlock, jinja2.ext.loopcontrols]
+  )
   env.filters["tojson"] = tojson
   env.globals["raise_exception"] = raise_exception
   env.globals["strftime_now"] = strftime_now
   return env.from_string(source)
 
 
-def render_chat(messages: Sequence[Message], template: str, *,
-                special_tokens_map: Mapping[str, str] | None = None,
-                add_generation_prompt: bool = False, **template_kwargs) -> str:
+def render_chat(
+    messages: Sequence[Message],
+    template: str,
+    *,
+    special_tokens_map: Mapping[str, str] | None = None,
+    add_generation_prompt: bool = False,
+    **template_kwargs,
+) -> str:
   """The string `apply_chat_template(messages, tokenize=False, ...)` returns."""
   import jinja2  # pylint: disable=import-outside-toplevel
   # As transformers does: None-valued keys are dropped, special tokens are template variables.
@@ -150,42 +169,54 @@ def render_chat(messages: Sequence[Message], template: str, *,
   variables = {**(special_tokens_map or {}), **template_kwargs}
   try:
     return compile_chat_template(template).render(
-        messages=messages, tools=variables.pop("tools", None),
+        messages=messages,
+        tools=variables.pop("tools", None),
         documents=variables.pop("documents", None),
-        add_generation_prompt=add_generation_prompt, **variables)
+        add_generation_prompt=add_generation_prompt,
+        **variables,
+    )
   except jinja2.exceptions.TemplateError as e:
     raise ChatTemplateError(f"chat template failed on {_summary(messages)}: {e}") from e
 
 
-def render_with_assistant_spans(messages: Sequence[Message], template: str, *,
-                                special_tokens_map: Mapping[str, str] | None = None,
-                                **template_kwargs) -> tuple[str, list[Span]]:
+def render_with_assistant_spans(
+    messages: Sequence[Message],
+    template: str,
+    *,
+    special_tokens_map: Mapping[str, str] | None = None,
+    **template_kwargs,
+) -> tuple[str, list[Span]]:
   """Renders a conversation and returns `[start, end)` character spans of each assistant turn.
 
   Raises `ChatTemplateError` when a span cannot be located (see module docstring).
   """
-  render = functools.partial(render_chat, template=template,
-                             special_tokens_map=special_tokens_map, **template_kwargs)
+  render = functools.partial(
+      render_chat, template=template, special_tokens_map=special_tokens_map, **template_kwargs
+  )
   text = render(messages)
   spans = []
   for i, message in enumerate(messages):
     if message.get("role") != "assistant":
       continue
     if i == 0:
-      raise ChatTemplateError(f"cannot locate the assistant span of {_summary(messages)}: a "
-                              "conversation must not start with an assistant turn")
+      raise ChatTemplateError(
+          f"cannot locate the assistant span of {_summary(messages)}: a "
+          "conversation must not start with an assistant turn"
+      )
     prompt = render(messages[:i], add_generation_prompt=True)
-    turn = render(messages[:i + 1])
+    turn = render(messages[: i + 1])
     if not (turn.startswith(prompt) and text.startswith(turn)):
       raise ChatTemplateError(
           f"cannot locate the assistant span of turn {i} in {_summary(messages)}: the template "
           "does not render a conversation prefix (plus generation prompt) as a prefix of the whole "
-          "conversation, so the assistant tokens cannot be told from the prompt")
+          "conversation, so the assistant tokens cannot be told from the prompt"
+      )
     content = message.get("content")
-    if isinstance(content, str) and content.strip() not in turn[len(prompt):]:
+    if isinstance(content, str) and content.strip() not in turn[len(prompt) :]:
       raise ChatTemplateError(
           f"cannot locate the assistant span of turn {i} in {_summary(messages)}: its content does "
-          "not appear after the generation prompt")
+          "not appear after the generation prompt"
+      )
     spans.append((len(prompt), len(turn)))
   return text, spans
 

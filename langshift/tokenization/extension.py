@@ -10,7 +10,7 @@ segmentation by merges that fire first; text that no new merge touches tokenizes
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 from sentencepiece import sentencepiece_model_pb2 as sp_model
 
@@ -45,9 +45,13 @@ def next_free_id(tokenizer_json: dict) -> int:
   return max(ids) + 1
 
 
-def extend_byte_level_bpe(tokenizer_json: dict, pieces: Sequence[str], *,
-                          max_new_tokens: int | None = None,
-                          new_merges_first: bool = True) -> dict:
+def extend_byte_level_bpe(
+    tokenizer_json: dict,
+    pieces: Sequence[str],
+    *,
+    max_new_tokens: int | None = None,
+    new_merges_first: bool = True,
+) -> dict:
   """Adds SentencePiece-spelled `pieces` (`▁` = space) to a byte-level BPE tokenizer.json.
 
   A piece becomes the byte-unicode spelling of its UTF-8 bytes (`▁при` -> `ĠÐ¿ÑĢÐ¸`). Pieces the
@@ -64,14 +68,17 @@ def extend_byte_level_bpe(tokenizer_json: dict, pieces: Sequence[str], *,
   specials = {t["content"] for t in spec.get("added_tokens", [])}
   tokenizer = to_tokenizer(tokenizer_json)
   next_id = next_free_id(spec)
-  added: list[tuple[str, list[int]]] = []   # (token, cuts it is built by), in order of rank
+  added: list[tuple[str, list[int]]] = []  # (token, cuts it is built by), in order of rank
   budget = float("inf") if max_new_tokens is None else max_new_tokens
 
   def plan(token: str, char_cuts: list[int], planned: dict) -> None:
     """Adds to `planned` the tokens (with their merges) that building `token` needs."""
-    known = lambda t: t in vocab or t in planned
+
+    def known(t):
+      return t in vocab or t in planned
+
     cuts = [c for c in char_cuts if known(token[:c]) and known(token[c:])]
-    if not cuts:   # no two known halves: grow the longest known prefix by the rest
+    if not cuts:  # no two known halves: grow the longest known prefix by the rest
       cut = max(c for c in range(1, len(token)) if known(token[:c]))
       if not known(token[cut:]):
         plan(token[cut:], list(range(1, len(token) - cut)), planned)
@@ -118,7 +125,7 @@ def _known_cuts(token: str, vocab: dict[str, int]) -> list[int]:
   """Character-boundary splits of a byte-level token into two tokens of `vocab`."""
   try:
     text = byte_level.byte_level_to_bytes(token).decode("utf-8")
-  except UnicodeDecodeError:   # an intermediate inside a character: built by its own cut
+  except UnicodeDecodeError:  # an intermediate inside a character: built by its own cut
     return []
   return [c for c in _char_cuts(text) if token[:c] in vocab and token[c:] in vocab]
 
@@ -134,9 +141,13 @@ def _char_cuts(text: str) -> list[int]:
   return offsets
 
 
-def extend_sentencepiece_bpe(model: bytes | sp_model.ModelProto, pieces: Sequence[str], *,
-                             max_new_tokens: int | None = None,
-                             new_merges_first: bool = True) -> bytes:
+def extend_sentencepiece_bpe(
+    model: bytes | sp_model.ModelProto,
+    pieces: Sequence[str],
+    *,
+    max_new_tokens: int | None = None,
+    new_merges_first: bool = True,
+) -> bytes:
   """Appends `pieces` to a SentencePiece BPE model (Mistral) as normal pieces.
 
   SentencePiece BPE merges by piece score, so "new merges first" means scores above every old
@@ -148,16 +159,18 @@ def extend_sentencepiece_bpe(model: bytes | sp_model.ModelProto, pieces: Sequenc
   if proto.trainer_spec.model_type != sp_model.TrainerSpec.BPE:
     raise ValueError("extend_sentencepiece_bpe needs a BPE SentencePiece model")
   known = {p.piece for p in proto.pieces}
-  mergeable = {p.piece for p in proto.pieces
-               if p.type in (NORMAL, sentencepiece_export.USER_DEFINED)}
+  mergeable = {
+      p.piece for p in proto.pieces if p.type in (NORMAL, sentencepiece_export.USER_DEFINED)
+  }
   chosen: list[str] = []
   for piece in pieces:
     if max_new_tokens is not None and len(chosen) >= max_new_tokens:
       break
     if piece in known:
       continue
-    if len(piece) > 1 and not any(piece[:c] in mergeable and piece[c:] in mergeable
-                                  for c in range(1, len(piece))):
+    if len(piece) > 1 and not any(
+        piece[:c] in mergeable and piece[c:] in mergeable for c in range(1, len(piece))
+    ):
       continue
     chosen.append(piece)
     known.add(piece)

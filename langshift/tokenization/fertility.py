@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from langshift.tokenization.tokenizer_files import to_tokenizer
 
@@ -24,24 +24,34 @@ def fertility(tokenizer, texts: Sequence[str]) -> dict[str, float]:
   tokens = sum(len(e.ids) for e in encodings)
   chars = sum(len(t) for t in texts)
   words = sum(len(t.split()) for t in texts)
-  return {"chars": chars, "words": words, "tokens": tokens,
-          "chars_per_token": chars / max(tokens, 1), "tokens_per_word": tokens / max(words, 1)}
+  return {
+      "chars": chars,
+      "words": words,
+      "tokens": tokens,
+      "chars_per_token": chars / max(tokens, 1),
+      "tokens_per_word": tokens / max(words, 1),
+  }
 
 
 def fertility_report(tokenizers: dict, texts: dict[str, Sequence[str]]) -> dict:
   """{language: {tokenizer name: fertility}}."""
   loaded = {name: to_tokenizer(t) for name, t in tokenizers.items()}
-  return {lang: {name: fertility(tok, docs) for name, tok in loaded.items()}
-          for lang, docs in texts.items()}
+  return {
+      lang: {name: fertility(tok, docs) for name, tok in loaded.items()}
+      for lang, docs in texts.items()
+  }
 
 
 def format_report(report: dict) -> str:
-  lines = [f"{'language':<10}{'tokenizer':<24}{'tokens':>10}{'chars/token':>13}"
-           f"{'tokens/word':>13}"]
+  lines = [
+      f"{'language':<10}{'tokenizer':<24}{'tokens':>10}{'chars/token':>13}" f"{'tokens/word':>13}"
+  ]
   for lang, by_tokenizer in report.items():
     for name, f in by_tokenizer.items():
-      lines.append(f"{lang:<10}{name:<24}{f['tokens']:>10}{f['chars_per_token']:>13.3f}"
-                   f"{f['tokens_per_word']:>13.3f}")
+      lines.append(
+          f"{lang:<10}{name:<24}{f['tokens']:>10}{f['chars_per_token']:>13.3f}"
+          f"{f['tokens_per_word']:>13.3f}"
+      )
   return "\n".join(lines)
 
 

@@ -13,20 +13,26 @@ import copy
 import dataclasses
 
 from langshift.tokenization.extension import next_free_id
-from langshift.tokenization.tokenizer_files import (SPECIAL_TOKEN_KEYS, model_token_ids,
-                                                    read_tokenizer_json, write_tokenizer_dir)
+from langshift.tokenization.tokenizer_files import (
+    SPECIAL_TOKEN_KEYS,
+    model_token_ids,
+    read_tokenizer_json,
+    write_tokenizer_dir,
+)
 from langshift.tokenization.tokenizer_metadata import read_tokenizer_metadata
 
 
 @dataclasses.dataclass(frozen=True)
 class InstructTokens:
   tokenizer_json: dict
-  special_rows: list[tuple[int, int]]   # (new id, instruct id): embedding rows to copy
-  special_ids: dict[str, int]           # bos_token/eos_token/... -> new id, for the model config
+  special_rows: list[tuple[int, int]]  # (new id, instruct id): embedding rows to copy
+  special_ids: dict[str, int]  # bos_token/eos_token/... -> new id, for the model config
 
 
-def add_instruct_special_tokens(tokenizer_json: dict, instruct_tokenizer_json: dict,
-                                ) -> tuple[dict, list[tuple[int, int]]]:
+def add_instruct_special_tokens(
+    tokenizer_json: dict,
+    instruct_tokenizer_json: dict,
+) -> tuple[dict, list[tuple[int, int]]]:
   """Every special added token of the instruct tokenizer, found or appended in the new one."""
   spec = copy.deepcopy(tokenizer_json)
   by_content = model_token_ids(spec)
@@ -48,8 +54,11 @@ def add_instruct_special_tokens(tokenizer_json: dict, instruct_tokenizer_json: d
   return spec, rows
 
 
-def write_instruct_tokenizer(directory: str, tokenizer_json: dict, instruct_dir: str,
-                             ) -> InstructTokens:
+def write_instruct_tokenizer(
+    directory: str,
+    tokenizer_json: dict,
+    instruct_dir: str,
+) -> InstructTokens:
   """Writes the adapted tokenizer with the instruct model's special tokens, chat template and
   bos/eos/unk/pad strings to `directory`; returns the rows to copy and the special ids."""
   instruct_json = read_tokenizer_json(instruct_dir)
@@ -57,9 +66,17 @@ def write_instruct_tokenizer(directory: str, tokenizer_json: dict, instruct_dir:
   spec, rows = add_instruct_special_tokens(tokenizer_json, instruct_json)
   by_content = model_token_ids(spec)
   by_content.update({t["content"]: t["id"] for t in spec.get("added_tokens", [])})
-  names = {k: v for k, v in metadata.special_tokens_map.items()
-           if k in SPECIAL_TOKEN_KEYS and v in by_content}
+  names = {
+      k: v
+      for k, v in metadata.special_tokens_map.items()
+      if k in SPECIAL_TOKEN_KEYS and v in by_content
+  }
   # Every named template (tool_use too), so the new directory renders what the instruct one does.
-  write_tokenizer_dir(directory, spec, chat_template=metadata.chat_template_field,
-                      model_max_length=metadata.config.get("model_max_length"), **names)
+  write_tokenizer_dir(
+      directory,
+      spec,
+      chat_template=metadata.chat_template_field,
+      model_max_length=metadata.config.get("model_max_length"),
+      **names,
+  )
   return InstructTokens(spec, rows, {k: by_content[v] for k, v in names.items()})

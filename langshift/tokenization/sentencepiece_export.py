@@ -39,22 +39,29 @@ def bpe_merges(pieces: list[tuple[str, float]], mergeable: set[str]) -> list[tup
   return merges
 
 
-def sentencepiece_to_tokenizer(model: bytes | sp_model.ModelProto, *, add_bos: bool = True,
-                               add_eos: bool = False) -> Tokenizer:
+def sentencepiece_to_tokenizer(
+    model: bytes | sp_model.ModelProto, *, add_bos: bool = True, add_eos: bool = False
+) -> Tokenizer:
   proto = load_model_proto(model)
   norm = proto.normalizer_spec
   if norm.precompiled_charsmap or norm.remove_extra_whitespaces:
-    raise ValueError("only identity-normalised SentencePiece models are exported (train with "
-                     "normalization_rule_name='identity', remove_extra_whitespaces=False)")
+    raise ValueError(
+        "only identity-normalised SentencePiece models are exported (train with "
+        "normalization_rule_name='identity', remove_extra_whitespaces=False)"
+    )
   trainer = proto.trainer_spec
   pieces = [(p.piece, p.score) for p in proto.pieces]
   unk_id = next(i for i, p in enumerate(proto.pieces) if p.type == UNKNOWN)
   if trainer.model_type == sp_model.TrainerSpec.BPE:
     vocab = {piece: i for i, (piece, _) in enumerate(pieces)}
     mergeable = {p.piece for p in proto.pieces if p.type in (NORMAL, USER_DEFINED)}
-    model_ = models.BPE(vocab=vocab, merges=bpe_merges(pieces, mergeable),
-                        unk_token=pieces[unk_id][0], fuse_unk=True,
-                        byte_fallback=trainer.byte_fallback)
+    model_ = models.BPE(
+        vocab=vocab,
+        merges=bpe_merges(pieces, mergeable),
+        unk_token=pieces[unk_id][0],
+        fuse_unk=True,
+        byte_fallback=trainer.byte_fallback,
+    )
   elif trainer.model_type == sp_model.TrainerSpec.UNIGRAM:
     model_ = models.Unigram(pieces, unk_id=unk_id, byte_fallback=trainer.byte_fallback)
   else:
@@ -67,10 +74,15 @@ def sentencepiece_to_tokenizer(model: bytes | sp_model.ModelProto, *, add_bos: b
   tokenizer.normalizer = normalizers.Sequence(steps)
   tail = [decoders.Strip(" ", 1, 0)] if norm.add_dummy_prefix else []
   tokenizer.decoder = decoders.Sequence(
-      [decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()] + tail)
-  tokenizer.add_special_tokens([
-      AddedToken(p.piece, special=True, normalized=False)
-      for p in proto.pieces if p.type in (UNKNOWN, CONTROL)])
+      [decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()] + tail
+  )
+  tokenizer.add_special_tokens(
+      [
+          AddedToken(p.piece, special=True, normalized=False)
+          for p in proto.pieces
+          if p.type in (UNKNOWN, CONTROL)
+      ]
+  )
   processor = _bos_eos_processor(proto, add_bos, add_eos)
   if processor is not None:
     tokenizer.post_processor = processor
@@ -92,8 +104,9 @@ def _bos_eos_processor(proto, add_bos: bool, add_eos: bool):
     eos = proto.pieces[trainer.eos_id].piece
     specials.append((eos, trainer.eos_id))
     single = single + [eos]
-    pair = pair[:pair.index("$B")] + [eos] + pair[pair.index("$B"):] + [eos]
+    pair = pair[: pair.index("$B")] + [eos] + pair[pair.index("$B") :] + [eos]
   if not specials:
     return None
-  return processors.TemplateProcessing(single=" ".join(single), pair=" ".join(pair),
-                                       special_tokens=specials)
+  return processors.TemplateProcessing(
+      single=" ".join(single), pair=" ".join(pair), special_tokens=specials
+  )

@@ -9,16 +9,23 @@ the model round-trips every byte and the Hugging Face export reproduces its ids 
 from __future__ import annotations
 
 import io
-from typing import Iterable
+from collections.abc import Iterable
 
 import sentencepiece as spm
 
 MODEL_TYPES = ("bpe", "unigram")
 
 
-def train_sentencepiece(texts: Iterable[str], *, model_type: str, vocab_size: int,
-                        character_coverage: float = 0.9995, num_threads: int = 2,
-                        max_sentence_length: int = 16384, **options) -> bytes:
+def train_sentencepiece(
+    texts: Iterable[str],
+    *,
+    model_type: str,
+    vocab_size: int,
+    character_coverage: float = 0.9995,
+    num_threads: int = 2,
+    max_sentence_length: int = 16384,
+    **options,
+) -> bytes:
   """Trains on `texts` (one sample per item, e.g. a paragraph) and returns the serialized model.
 
   `vocab_size` counts everything: <unk>/<s>/</s>, the 256 byte pieces and the learned pieces.
@@ -38,7 +45,10 @@ def train_sentencepiece(texts: Iterable[str], *, model_type: str, vocab_size: in
       remove_extra_whitespaces=False,
       add_dummy_prefix=True,
       allow_whitespace_only_pieces=True,
-      unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+      unk_id=0,
+      bos_id=1,
+      eos_id=2,
+      pad_id=-1,
       character_coverage=character_coverage,
       num_threads=num_threads,
       max_sentence_length=max_sentence_length,
@@ -46,6 +56,7 @@ def train_sentencepiece(texts: Iterable[str], *, model_type: str, vocab_size: in
   )
   settings.update(options)
   writer = io.BytesIO()
-  spm.SentencePieceTrainer.train(sentence_iterator=(t for t in texts if t), model_writer=writer,
-                                 **settings)
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=(t for t in texts if t), model_writer=writer, **settings
+  )
   return writer.getvalue()

@@ -36,7 +36,7 @@ def shrink_byte_level_bpe(tokenizer_json: dict, vocab_size: int) -> dict:
   order = sorted(kept, key=vocab.__getitem__)
   new_vocab = {token: i for i, token in enumerate(order)}
   added = sorted(spec.get("added_tokens", []), key=lambda t: t["id"])
-  new_id = {old: i for i, old in enumerate((vocab[t] for t in order))}
+  new_id = {old: i for i, old in enumerate(vocab[t] for t in order)}
   appended = 0
   for token in added:
     token_id = new_vocab.get(token["content"])

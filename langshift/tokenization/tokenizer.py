@@ -110,10 +110,11 @@ class Tokenizer(abc.ABC):
 
 
 class HFTokenizer(Tokenizer):
-  """A Hugging Face fast tokenizer directory (`tokenizer.json` + optional `tokenizer_config.json`)."""
+  """A Hugging Face fast tokenizer directory: `tokenizer.json`, optional `tokenizer_config.json`."""
 
   def __init__(self, path: str):
     import tokenizers  # pylint: disable=import-outside-toplevel
+
     self.path = path
     self._tok = tokenizers.Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
     self.metadata = read_tokenizer_metadata(path)
@@ -129,7 +130,9 @@ class HFTokenizer(Tokenizer):
     return [e.ids for e in encode(list(texts), add_special_tokens=add_special_tokens)]
 
   def encode_batch_with_offsets(self, texts):
-    return [(e.ids, e.offsets) for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+    return [
+        (e.ids, e.offsets) for e in self._tok.encode_batch(list(texts), add_special_tokens=False)
+    ]
 
   def decode(self, ids, skip_special_tokens=False):
     return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
@@ -162,6 +165,7 @@ class SentencePieceTokenizer(Tokenizer):
   def __init__(self, path: str, num_threads: int | None = None):
     import sentencepiece  # pylint: disable=import-outside-toplevel
     from sentencepiece import sentencepiece_model_pb2  # pylint: disable=import-outside-toplevel
+
     self.path = path
     with open(path, "rb") as f:
       proto = f.read()
@@ -173,8 +177,12 @@ class SentencePieceTokenizer(Tokenizer):
     self._num_threads = num_threads or os.cpu_count() or 1
     self.metadata = read_tokenizer_metadata(os.path.dirname(path))
     self.special_tokens_map = {}
-    for name, piece_id in (("bos_token", self._sp.bos_id()), ("eos_token", self._sp.eos_id()),
-                           ("unk_token", self._sp.unk_id()), ("pad_token", self._sp.pad_id())):
+    for name, piece_id in (
+        ("bos_token", self._sp.bos_id()),
+        ("eos_token", self._sp.eos_id()),
+        ("unk_token", self._sp.unk_id()),
+        ("pad_token", self._sp.pad_id()),
+    ):
       if piece_id >= 0:
         self.special_tokens_map[name] = self._sp.id_to_piece(piece_id)
     # The model's own control pieces, unless the sibling config names others (transformers'
@@ -244,8 +252,11 @@ class SentencePieceTokenizer(Tokenizer):
 
   @property
   def special_tokens(self):
-    return [self._sp.id_to_piece(i) for i in range(self.vocab_size)
-            if self._sp.is_control(i) or self._sp.is_unknown(i)]
+    return [
+        self._sp.id_to_piece(i)
+        for i in range(self.vocab_size)
+        if self._sp.is_control(i) or self._sp.is_unknown(i)
+    ]
 
 
 def load_tokenizer(path: str) -> Tokenizer:

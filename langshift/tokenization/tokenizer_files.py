@@ -13,8 +13,11 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from langshift.tokenization import sentencepiece_export, tokenizer_metadata
-from langshift.tokenization.tokenizer_metadata import (SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG,
-                                                       read_tokenizer_metadata)
+from langshift.tokenization.tokenizer_metadata import (
+    SPECIAL_TOKENS_MAP,
+    TOKENIZER_CONFIG,
+    read_tokenizer_metadata,
+)
 
 TOKENIZER_JSON = "tokenizer.json"
 SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token")
@@ -67,12 +70,18 @@ def read_tokenizer_config(directory: str) -> dict:
 special_token_content = tokenizer_metadata.special_token_content
 
 
-def write_tokenizer_dir(directory: str, tokenizer_json: dict, *, bos_token: str | None = None,
-                        eos_token: str | None = None, unk_token: str | None = None,
-                        pad_token: str | None = None,
-                        chat_template: str | list[dict[str, str]] | None = None,
-                        model_max_length: int | None = None, add_bos_token: bool | None = None,
-                        ) -> None:
+def write_tokenizer_dir(
+    directory: str,
+    tokenizer_json: dict,
+    *,
+    bos_token: str | None = None,
+    eos_token: str | None = None,
+    unk_token: str | None = None,
+    pad_token: str | None = None,
+    chat_template: str | list[dict[str, str]] | None = None,
+    model_max_length: int | None = None,
+    add_bos_token: bool | None = None,
+) -> None:
   """Writes a directory `transformers.AutoTokenizer.from_pretrained` loads as a fast tokenizer.
 
   `chat_template`: a string, or a list of `{"name": ..., "template": ...}` (kept as given).
@@ -80,8 +89,11 @@ def write_tokenizer_dir(directory: str, tokenizer_json: dict, *, bos_token: str 
   os.makedirs(directory, exist_ok=True)
   with open(os.path.join(directory, TOKENIZER_JSON), "w", encoding="utf-8") as f:
     json.dump(tokenizer_json, f, ensure_ascii=False, indent=2)
-  specials = {k: v for k, v in zip(SPECIAL_TOKEN_KEYS, (bos_token, eos_token, unk_token,
-                                                        pad_token)) if v is not None}
+  specials = {
+      k: v
+      for k, v in zip(SPECIAL_TOKEN_KEYS, (bos_token, eos_token, unk_token, pad_token))
+      if v is not None
+  }
   config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", **specials}
   if chat_template is not None:
     config["chat_template"] = chat_template

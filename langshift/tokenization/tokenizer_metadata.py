@@ -48,8 +48,15 @@ DEFAULT_TEMPLATE = "default"
 
 # Named special tokens, in the order transformers lists them (`SPECIAL_TOKENS_ATTRIBUTES`). They
 # are also the variables a jinja chat template sees (`bos_token`, `eos_token`, ...).
-NAMED_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
-                        "cls_token", "mask_token")
+NAMED_SPECIAL_TOKENS = (
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,14 +102,19 @@ def read_tokenizer_metadata(directory: str) -> TokenizerMetadata:
       named[name] = content
   extra = merged.get("extra_special_tokens") or []
   extra = list(extra.values()) if isinstance(extra, dict) else list(extra)
-  extra += [v for k, v in merged.items()
-            if k.endswith("_token") and k not in NAMED_SPECIAL_TOKENS and _is_token(v)]
+  extra += [
+      v
+      for k, v in merged.items()
+      if k.endswith("_token") and k not in NAMED_SPECIAL_TOKENS and _is_token(v)
+  ]
   extra_strings = (special_token_content(t) for t in extra)
   return TokenizerMetadata(
-      config=config, special_tokens_map=named,
+      config=config,
+      special_tokens_map=named,
       extra_special_tokens=tuple(dict.fromkeys(t for t in extra_strings if t is not None)),
       chat_templates=_chat_templates(directory, config.get("chat_template")),
-      generation_eos_ids=_generation_eos_ids(directory))
+      generation_eos_ids=_generation_eos_ids(directory),
+  )
 
 
 def _special_token_entries(directory: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -26,11 +26,11 @@ KINDS = ("byte_level", "metaspace", "plain")
 @dataclasses.dataclass(frozen=True)
 class Vocabulary:
   tokenizer: Tokenizer
-  kind: str                       # one of KINDS: how model tokens spell their bytes
-  tokens: list[str | None]        # content by id; None where no token has that id
-  surfaces: list[bytes | None]    # decoded bytes by id; None for special tokens and gaps
-  special: np.ndarray             # [size] bool: added tokens flagged special
-  model_vocab: dict[str, int]     # the model's own tokens (not added tokens)
+  kind: str  # one of KINDS: how model tokens spell their bytes
+  tokens: list[str | None]  # content by id; None where no token has that id
+  surfaces: list[bytes | None]  # decoded bytes by id; None for special tokens and gaps
+  special: np.ndarray  # [size] bool: added tokens flagged special
+  model_vocab: dict[str, int]  # the model's own tokens (not added tokens)
   unk_id: int | None
 
   @property
@@ -51,12 +51,15 @@ def _component_types(node) -> list[str]:
 
 
 def tokenizer_kind(tokenizer_json: dict) -> str:
-  types = set(_component_types([tokenizer_json.get("pre_tokenizer"),
-                                tokenizer_json.get("decoder")]))
+  types = set(
+      _component_types([tokenizer_json.get("pre_tokenizer"), tokenizer_json.get("decoder")])
+  )
   if "ByteLevel" in types:
     return "byte_level"
-  spelled = json.dumps([tokenizer_json.get(k) for k in ("normalizer", "pre_tokenizer",
-                                                         "decoder")], ensure_ascii=False)
+  spelled = json.dumps(
+      [tokenizer_json.get(k) for k in ("normalizer", "pre_tokenizer", "decoder")],
+      ensure_ascii=False,
+  )
   if "Metaspace" in types or SPACE in spelled:
     return "metaspace"
   return "plain"
@@ -94,8 +97,11 @@ def vocabulary(tokenizer: Tokenizer | dict | str) -> Vocabulary:
     # Added tokens are matched in raw text, so their surface is their content as written.
     surfaces[i] = None if added_token.special else added_token.content.encode("utf-8")
   unk = spec.get("model", {}).get("unk_token")
-  unk_id = spec["model"].get("unk_id") if spec["model"]["type"] == "Unigram" else (
-      model_vocab.get(unk) if unk is not None else None)
+  unk_id = (
+      spec["model"].get("unk_id")
+      if spec["model"]["type"] == "Unigram"
+      else (model_vocab.get(unk) if unk is not None else None)
+  )
   return Vocabulary(tokenizer, kind, tokens, surfaces, special, model_vocab, unk_id)
 
 
@@ -119,21 +125,22 @@ def _model_ids(tok: Tokenizer, text: str) -> list[int]:
 def _decompose_byte_level(tok: Tokenizer, surface: bytes) -> list[int]:
   try:
     text = surface.decode("utf-8")
-  except UnicodeDecodeError:   # a partial character: only the BPE itself can spell it
+  except UnicodeDecodeError:  # a partial character: only the BPE itself can spell it
     return _model_ids(tok, byte_level.bytes_to_byte_level(surface))
   if tok.normalizer is not None:
     text = tok.normalizer.normalize_str(text)
   if tok.pre_tokenizer is None:
     return _model_ids(tok, byte_level.bytes_to_byte_level(text.encode("utf-8")))
-  return [i for piece, _ in tok.pre_tokenizer.pre_tokenize_str(text)
-          for i in _model_ids(tok, piece)]
+  return [
+      i for piece, _ in tok.pre_tokenizer.pre_tokenize_str(text) for i in _model_ids(tok, piece)
+  ]
 
 
 def _decompose_metaspace(tok: Tokenizer, surface: bytes) -> list[int]:
   ids: list[int] = []
   run: list[str] = []
   for char in surface.decode("utf-8", "surrogateescape"):
-    if "\udc80" <= char <= "\udcff":   # an undecodable byte: the byte-fallback piece, if any
+    if "\udc80" <= char <= "\udcff":  # an undecodable byte: the byte-fallback piece, if any
       ids += _model_ids(tok, "".join(run).replace(" ", SPACE))
       run = []
       byte_id = tok.token_to_id(f"<0x{ord(char) - 0xDC00:02X}>")

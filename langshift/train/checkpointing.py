@@ -17,7 +17,7 @@ import orbax.checkpoint as ocp
 
 
 def _state_file(process_index: int, process_count: int) -> str:
-  return f"process_{process_index}-of-{process_count}.json"   # grain's layout
+  return f"process_{process_index}-of-{process_count}.json"  # grain's layout
 
 
 class IteratorStateHandler(ocp.JsonCheckpointHandler):
@@ -29,8 +29,7 @@ class IteratorStateHandler(ocp.JsonCheckpointHandler):
   # machinery; tests/train/test_trainer.py checks the per-process file, so an orbax change that
   # bypasses this hook fails there rather than silently writing one host's state.
   async def _save_fn(self, x, directory):
-    (directory / _state_file(jax.process_index(), jax.process_count())).write_text(
-        json.dumps(x))
+    (directory / _state_file(jax.process_index(), jax.process_count())).write_text(json.dumps(x))
 
   def restore(self, directory, item=None, args=None):
     del item, args
@@ -38,12 +37,14 @@ class IteratorStateHandler(ocp.JsonCheckpointHandler):
     path = directory / _state_file(index, count)
     if path.exists():
       return json.loads(path.read_text())
-    legacy = directory / "metadata"   # single-process checkpoints written before per-process files
+    legacy = directory / "metadata"  # single-process checkpoints written before per-process files
     if count == 1 and legacy.exists():
       return json.loads(legacy.read_text())
     found = sorted(p.name for p in directory.glob("process_*.json"))
-    raise ValueError(f"{directory}: no input-iterator state for process {index} of {count} "
-                     f"(found {found}); resume with as many processes as wrote the checkpoint")
+    raise ValueError(
+        f"{directory}: no input-iterator state for process {index} of {count} "
+        f"(found {found}); resume with as many processes as wrote the checkpoint"
+    )
 
 
 @ocp.args.register_with_handler(IteratorStateHandler, for_save=True)
@@ -60,10 +61,14 @@ class IteratorStateRestore(ocp.args.CheckpointArgs):
 
 def make_manager(workdir: str, every_steps: int, keep: int, async_save: bool):
   options = ocp.CheckpointManagerOptions(
-      save_interval_steps=max(every_steps, 1), max_to_keep=keep,
-      enable_async_checkpointing=async_save, create=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                               options=options)
+      save_interval_steps=max(every_steps, 1),
+      max_to_keep=keep,
+      enable_async_checkpointing=async_save,
+      create=True,
+  )
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), "checkpoints"), options=options
+  )
 
 
 def _encode_iterator_state(state: Any) -> Any:
@@ -82,13 +87,18 @@ def save(manager, step: int, state, iterator_state, config_json: str, force: boo
   args = ocp.args.Composite(
       state=ocp.args.StandardSave(state),
       data=IteratorStateSave(_encode_iterator_state(iterator_state)),
-      config=ocp.args.JsonSave(json.loads(config_json)))
+      config=ocp.args.JsonSave(json.loads(config_json)),
+  )
   return manager.save(step, args=args, force=force)
 
 
 def restore(manager, abstract_state, step: int | None = None):
   """(state, iterator_state) from the latest (or given) step; arrays land in their shardings."""
   step = manager.latest_step() if step is None else step
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state), data=IteratorStateRestore()))
+  restored = manager.restore(
+      step,
+      args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), data=IteratorStateRestore()
+      ),
+  )
   return restored["state"], _decode_iterator_state(restored["data"])

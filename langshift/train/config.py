@@ -40,15 +40,27 @@ def base_config() -> ml_collections.ConfigDict:
   # The numerics keys (dtype, param_dtype, scan_layers, remat_policy, attention_impl) apply to
   # both.
   placeholder = ml_collections.config_dict.placeholder
-  c.model = ml_collections.ConfigDict(dict(
-      vocab_size=placeholder(int), hidden_size=placeholder(int),
-      intermediate_size=placeholder(int), num_layers=placeholder(int),
-      num_heads=placeholder(int), num_kv_heads=placeholder(int), head_dim=placeholder(int),
-      rms_norm_eps=placeholder(float), max_position_embeddings=placeholder(int),
-      tie_word_embeddings=placeholder(bool), rope_theta=placeholder(float),
-      model_type=placeholder(str),
-      dtype="float32", param_dtype="float32", scan_layers=True, remat_policy="none",
-      attention_impl="xla"))
+  c.model = ml_collections.ConfigDict(
+      dict(
+          vocab_size=placeholder(int),
+          hidden_size=placeholder(int),
+          intermediate_size=placeholder(int),
+          num_layers=placeholder(int),
+          num_heads=placeholder(int),
+          num_kv_heads=placeholder(int),
+          head_dim=placeholder(int),
+          rms_norm_eps=placeholder(float),
+          max_position_embeddings=placeholder(int),
+          tie_word_embeddings=placeholder(bool),
+          rope_theta=placeholder(float),
+          model_type=placeholder(str),
+          dtype="float32",
+          param_dtype="float32",
+          scan_layers=True,
+          remat_policy="none",
+          attention_impl="xla",
+      )
+  )
 
   # --- Parallelism ----------------------------------------------------------------------------
   # Mesh axes data / fsdp / tensor. `ici`: within a slice; `dcn`: across slices (multi-slice).
@@ -61,32 +73,53 @@ def base_config() -> ml_collections.ConfigDict:
   c.logical_rules = [list(r) for r in DEFAULT_LOGICAL_RULES]
 
   # --- Optimizer ------------------------------------------------------------------------------
-  c.optimizer = ml_collections.ConfigDict(dict(
-      learning_rate=1e-4, schedule="cosine",  # cosine | wsd | constant
-      warmup_steps=100, total_steps=ml_collections.config_dict.placeholder(int),  # None: train.steps
-      final_lr_fraction=0.1, wsd_decay_fraction=0.2,
-      b1=0.9, b2=0.95, eps=1e-5, weight_decay=0.1, grad_clip_norm=1.0,
-      # No weight decay on norms and biases (regexes over parameter paths).
-      no_decay_patterns=(r"scale$", r"bias$"),
-      mu_dtype=""))  # "" keeps the param dtype for Adam's first moment; "bfloat16" halves it.
+  c.optimizer = ml_collections.ConfigDict(
+      dict(
+          learning_rate=1e-4,
+          schedule="cosine",  # cosine | wsd | constant
+          warmup_steps=100,
+          total_steps=ml_collections.config_dict.placeholder(int),  # None: train.steps
+          final_lr_fraction=0.1,
+          wsd_decay_fraction=0.2,
+          b1=0.9,
+          b2=0.95,
+          eps=1e-5,
+          weight_decay=0.1,
+          grad_clip_norm=1.0,
+          # No weight decay on norms and biases (regexes over parameter paths).
+          no_decay_patterns=(r"scale$", r"bias$"),
+          mu_dtype="",
+      )
+  )  # "" keeps the param dtype for Adam's first moment; "bfloat16" halves it.
 
   # --- Training -------------------------------------------------------------------------------
-  c.train = ml_collections.ConfigDict(dict(
-      steps=1000,
-      global_batch_size=8,  # rows per optimizer step (all microbatches, all hosts)
-      seq_len=512,
-      microbatches=1,  # gradient accumulation: global_batch_size / microbatches rows at a time
-      # Trainable parameters: a preset ("all", "embeddings") or a list of regexes over parameter
-      # paths such as "layers/self_attn/.*". Frozen parameters hold no optimizer state.
-      trainable="all",
-      z_loss=0.0,
-      loss_chunk_size=0,  # >0: cross-entropy over this many positions at a time (big vocabularies)
-      log_every=10))
+  c.train = ml_collections.ConfigDict(
+      dict(
+          steps=1000,
+          global_batch_size=8,  # rows per optimizer step (all microbatches, all hosts)
+          seq_len=512,
+          microbatches=1,  # gradient accumulation: global_batch_size / microbatches rows at a time
+          # Trainable parameters: a preset ("all", "embeddings") or a list of regexes over parameter
+          # paths such as "layers/self_attn/.*". Frozen parameters hold no optimizer state.
+          trainable="all",
+          z_loss=0.0,
+          # >0: cross-entropy over this many positions at a time (big vocabularies).
+          loss_chunk_size=0,
+          log_every=10,
+      )
+  )
 
   # --- Checkpoints and exports ----------------------------------------------------------------
-  c.checkpoint = ml_collections.ConfigDict(dict(
-      every_steps=500, keep=3, async_save=True,
-      export_hf_at_end=True, export_hf_every=0, export_dtype="bfloat16"))
+  c.checkpoint = ml_collections.ConfigDict(
+      dict(
+          every_steps=500,
+          keep=3,
+          async_save=True,
+          export_hf_at_end=True,
+          export_hf_every=0,
+          export_dtype="bfloat16",
+      )
+  )
 
   # --- Performance accounting -----------------------------------------------------------------
   # Peak FLOP/s per device for MFU; 0 looks the device kind up in langshift/train/flops.py (and
@@ -106,7 +139,18 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-ARCHITECTURE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-                     "num_kv_heads", "head_dim", "rms_norm_eps", "max_position_embeddings",
-                     "tie_word_embeddings", "rope_theta", "model_type")
+ARCHITECTURE_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_layers",
+    "num_heads",
+    "num_kv_heads",
+    "head_dim",
+    "rms_norm_eps",
+    "max_position_embeddings",
+    "tie_word_embeddings",
+    "rope_theta",
+    "model_type",
+)
 NUMERICS_KEYS = ("dtype", "param_dtype", "scan_layers", "remat_policy", "attention_impl")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 
@@ -22,6 +22,7 @@ class MetricsWriter:
     self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
     try:
       from tensorboardX import SummaryWriter
+
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
     except ImportError:  # TensorBoard is a convenience; the JSONL file is the record.
       self._tb = None

@@ -8,7 +8,7 @@ embeddings alone, which is what lets it fit on one accelerator.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -32,16 +32,20 @@ def path_mask(params, patterns: Sequence[str]):
   compiled = [re.compile(p) for p in patterns]
   # Boxed (logically partitioned) params count as leaves, so paths end at the param name.
   return jax.tree_util.tree_map_with_path(
-      lambda path, _: any(c.search(param_path(path)) for c in compiled), params,
-      is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
+      lambda path, _: any(c.search(param_path(path)) for c in compiled),
+      params,
+      is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata),
+  )
 
 
 def trainable_mask(params, trainable: str | Sequence[str]):
   """`trainable` is a preset name or a list of regexes; an empty selection is an error."""
   if isinstance(trainable, str):
     if trainable not in TRAINABLE_PRESETS:
-      raise ValueError(f"train.trainable={trainable!r}: not a preset "
-                       f"({', '.join(TRAINABLE_PRESETS)}); give a list of regexes instead")
+      raise ValueError(
+          f"train.trainable={trainable!r}: not a preset "
+          f"({', '.join(TRAINABLE_PRESETS)}); give a list of regexes instead"
+      )
     patterns = TRAINABLE_PRESETS[trainable]
   else:
     patterns = tuple(trainable)
@@ -61,12 +65,15 @@ def learning_rate_schedule(opt) -> optax.Schedule:
   if opt.schedule == "constant":
     after = optax.constant_schedule(peak)
   elif opt.schedule == "cosine":
-    after = optax.cosine_decay_schedule(peak, max(total - warmup, 1), alpha=end / peak if peak else 0)
+    after = optax.cosine_decay_schedule(
+        peak, max(total - warmup, 1), alpha=end / peak if peak else 0
+    )
   else:  # WSD: hold the peak, then decay linearly over the last `wsd_decay_fraction` of steps.
     decay = max(int(round(total * opt.wsd_decay_fraction)), 1)
     stable = max(total - warmup - decay, 0)
     after = optax.join_schedules(
-        [optax.constant_schedule(peak), optax.linear_schedule(peak, end, decay)], [stable])
+        [optax.constant_schedule(peak), optax.linear_schedule(peak, end, decay)], [stable]
+    )
   return optax.join_schedules([warm, after], [warmup]) if warmup > 0 else after
 
 
@@ -78,8 +85,16 @@ def make_optimizer(opt, params, trainable) -> tuple[optax.GradientTransformation
   decay_mask = lambda tree: jax.tree.map(lambda m: not m, path_mask(tree, no_decay))  # noqa: E731
   adamw = optax.chain(
       optax.clip_by_global_norm(opt.grad_clip_norm) if opt.grad_clip_norm else optax.identity(),
-      optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay,
-                  mask=decay_mask, mu_dtype=opt.mu_dtype or None))
+      optax.adamw(
+          schedule,
+          b1=opt.b1,
+          b2=opt.b2,
+          eps=opt.eps,
+          weight_decay=opt.weight_decay,
+          mask=decay_mask,
+          mu_dtype=opt.mu_dtype or None,
+      ),
+  )
   labels = jax.tree.map(lambda m: "train" if m else "freeze", trainable_mask(params, trainable))
   tx = optax.multi_transform({"train": adamw, "freeze": optax.set_to_zero()}, labels)
   return tx, schedule

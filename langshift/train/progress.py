@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 
@@ -33,11 +33,14 @@ class Throughput:
     """Rates since the previous report (then a new window starts)."""
     dt = time.perf_counter() - self._t0
     tokens_per_s = self._tokens / dt if dt > 0 else 0.0
-    out = {"train/tokens_seen": self.tokens_seen,
-           "perf/step_time_s": dt / max(self._steps, 1),
-           "perf/tokens_per_s": tokens_per_s,
-           "perf/mfu": tokens_per_s * self.flops_per_token / self.peak_flops
-                       if self.peak_flops else 0.0}
+    out = {
+        "train/tokens_seen": self.tokens_seen,
+        "perf/step_time_s": dt / max(self._steps, 1),
+        "perf/tokens_per_s": tokens_per_s,
+        "perf/mfu": tokens_per_s * self.flops_per_token / self.peak_flops
+        if self.peak_flops
+        else 0.0,
+    }
     self._reset()
     return out
 
@@ -58,6 +61,7 @@ class ProgressBar:
     filled = int(self.width * step / max(self.total_steps, 1))
     bar = "#" * filled + "." * (self.width - filled)
     shown = " ".join(f"{k.split('/')[-1]}={metrics[k]:.4g}" for k in self.SHOWN if k in metrics)
-    self.console.write(f"\r[{bar}] {step}/{self.total_steps} {shown} "
-                       f"({time.time() - self._t0:.0f}s)")
+    self.console.write(
+        f"\r[{bar}] {step}/{self.total_steps} {shown} " f"({time.time() - self._t0:.0f}s)"
+    )
     self.console.flush()

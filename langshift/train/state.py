@@ -34,28 +34,40 @@ class TrainState:
 def _fresh_state(params, rng, tx):
   # On boxed params optax maps over the boxes' values, so Adam's moments inherit the params'
   # logical names.
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    rng=rng)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng
+  )
 
 
 def _model_config(model_or_config: LlamaDecoder | ModelConfig) -> ModelConfig:
   return model_or_config.config if isinstance(model_or_config, LlamaDecoder) else model_or_config
 
 
-def state_shardings(model_or_config: LlamaDecoder | ModelConfig,
-                    tx: optax.GradientTransformation, mesh, rules):
+def state_shardings(
+    model_or_config: LlamaDecoder | ModelConfig, tx: optax.GradientTransformation, mesh, rules
+):
   """(abstract unboxed state, NamedSharding tree) without allocating anything."""
-  boxed = jax.eval_shape(functools.partial(_fresh_state, tx=tx),
-                         abstract_params(_model_config(model_or_config)), jax.random.PRNGKey(0))
+  boxed = jax.eval_shape(
+      functools.partial(_fresh_state, tx=tx),
+      abstract_params(_model_config(model_or_config)),
+      jax.random.PRNGKey(0),
+  )
   return nn.unbox(boxed), sharding_lib.logical_shardings(boxed, mesh, rules)
 
 
-def init_train_state(model_or_config: LlamaDecoder | ModelConfig,
-                     tx: optax.GradientTransformation, mesh, rules, rng, shardings):
+def init_train_state(
+    model_or_config: LlamaDecoder | ModelConfig,
+    tx: optax.GradientTransformation,
+    mesh,
+    rules,
+    rng,
+    shardings,
+):
   """Random init, created sharded."""
   config = _model_config(model_or_config)
-  init = jax.jit(lambda r: nn.unbox(_fresh_state(init_params(config, r), r, tx)),
-                 out_shardings=shardings)
+  init = jax.jit(
+      lambda r: nn.unbox(_fresh_state(init_params(config, r), r, tx)), out_shardings=shardings
+  )
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding_lib.rules_from_config(rules)):
     return init(rng)
 

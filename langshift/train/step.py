@@ -25,8 +25,9 @@ def split_trainable(params, mask):
 
 
 def merge_trainable(trainable, frozen):
-  return jax.tree.map(lambda t, f: f if t is None else t, trainable, frozen,
-                      is_leaf=lambda x: x is None)
+  return jax.tree.map(
+      lambda t, f: f if t is None else t, trainable, frozen, is_leaf=lambda x: x is None
+  )
 
 
 def loss_sums(model, params, batch, *, z_loss=0.0, loss_chunk_size=0):
@@ -34,23 +35,36 @@ def loss_sums(model, params, batch, *, z_loss=0.0, loss_chunk_size=0):
   kwargs = dict(positions=batch["positions"], segment_ids=batch["segment_ids"])
   if loss_chunk_size:
     hidden = model.apply({"params": params}, batch["inputs"], return_hidden=True, **kwargs)
-    project = lambda h: model.apply({"params": params}, h,  # noqa: E731
-                                    method=model.logits_from_hidden)
-    return chunked_cross_entropy(hidden, project, batch["targets"], batch["loss_weights"],
-                                 loss_chunk_size, z_loss)
+
+    def project(h):
+      return model.apply({"params": params}, h, method=model.logits_from_hidden)
+
+    return chunked_cross_entropy(
+        hidden, project, batch["targets"], batch["loss_weights"], loss_chunk_size, z_loss
+    )
   logits = model.apply({"params": params}, batch["inputs"], **kwargs)
   return weighted_cross_entropy(logits, batch["targets"], batch["loss_weights"], z_loss)
 
 
-def make_train_step(model, tx: optax.GradientTransformation, schedule, trainable_mask, *,
-                    microbatches: int = 1, z_loss: float = 0.0, loss_chunk_size: int = 0):
+def make_train_step(
+    model,
+    tx: optax.GradientTransformation,
+    schedule,
+    trainable_mask,
+    *,
+    microbatches: int = 1,
+    z_loss: float = 0.0,
+    loss_chunk_size: int = 0,
+):
   """Returns train_step(state, batch) -> (state, metrics); jit it with shardings and donation."""
 
   def grads_of(trainable, frozen, batch):
     def f(t):
-      s, w = loss_sums(model, merge_trainable(t, frozen), batch, z_loss=z_loss,
-                       loss_chunk_size=loss_chunk_size)
+      s, w = loss_sums(
+          model, merge_trainable(t, frozen), batch, z_loss=z_loss, loss_chunk_size=loss_chunk_size
+      )
       return s, w
+
     (s, w), g = jax.value_and_grad(f, has_aux=True)(trainable)
     return s, w, g
 
@@ -60,7 +74,8 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, trainable
       loss_sum, weight_sum, grad_sum = grads_of(trainable, frozen, batch)
     else:
       micro = jax.tree.map(
-          lambda x: x.reshape((microbatches, x.shape[0] // microbatches) + x.shape[1:]), batch)
+          lambda x: x.reshape((microbatches, x.shape[0] // microbatches) + x.shape[1:]), batch
+      )
       zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), trainable)
 
       def body(carry, mb):
@@ -69,7 +84,8 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, trainable
         return (cs + s, cw + w, jax.tree.map(lambda a, b: a + b.astype(jnp.float32), cg, g)), None
 
       (loss_sum, weight_sum, grad_sum), _ = jax.lax.scan(
-          body, (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zeros), micro)
+          body, (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zeros), micro
+      )
     denom = jnp.maximum(weight_sum, 1.0)
     grads = jax.tree.map(lambda g, p: (g / denom).astype(p.dtype), grad_sum, trainable)
     full_grads = merge_trainable(grads, jax.tree.map(jnp.zeros_like, frozen))
@@ -79,12 +95,18 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, trainable
     grad_norm = optax.tree.norm(grads)
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)  # noqa: E731
-    new_state = state.replace(step=state.step + ok.astype(state.step.dtype),
-                              params=keep(new_params, state.params),
-                              opt_state=keep(new_opt_state, state.opt_state))
-    metrics = {"train/loss": loss, "train/grad_norm": grad_norm,
-               "train/lr": schedule(state.step), "train/tokens": weight_sum,
-               "train/nonfinite": jnp.logical_not(ok)}
+    new_state = state.replace(
+        step=state.step + ok.astype(state.step.dtype),
+        params=keep(new_params, state.params),
+        opt_state=keep(new_opt_state, state.opt_state),
+    )
+    metrics = {
+        "train/loss": loss,
+        "train/grad_norm": grad_norm,
+        "train/lr": schedule(state.step),
+        "train/tokens": weight_sum,
+        "train/nonfinite": jnp.logical_not(ok),
+    }
     return new_state, metrics
 
   return train_step
@@ -93,4 +115,5 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, trainable
 def make_eval_step(model, loss_chunk_size: int = 0):
   def eval_step(params, batch):
     return loss_sums(model, params, batch, loss_chunk_size=loss_chunk_size)
+
   return eval_step

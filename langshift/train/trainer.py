@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -29,7 +30,9 @@ from langshift.models.llama import LlamaDecoder, abstract_params
 from langshift.parallel import sharding as sharding_lib
 from langshift.parallel.host_transfer import to_global
 from langshift.parallel.mesh import create_mesh
-from langshift.train import checkpointing, flops, optimizer, state as state_lib, step as step_lib
+from langshift.train import checkpointing, flops, optimizer
+from langshift.train import state as state_lib
+from langshift.train import step as step_lib
 from langshift.train.config import ARCHITECTURE_KEYS, NUMERICS_KEYS
 from langshift.train.metrics import MetricsWriter
 from langshift.train.preemption import Preemption
@@ -57,11 +60,15 @@ def resolve_model_config(config) -> ModelConfig:
   if config.init_from_hf:
     if given:
       key = sorted(given)[0]
-      raise ValueError(f"config.model.{key}={given[key]!r} is set together with init_from_hf: "
-                       f"the architecture comes from {config.init_from_hf}/config.json; unset it")
+      raise ValueError(
+          f"config.model.{key}={given[key]!r} is set together with init_from_hf: "
+          f"the architecture comes from {config.init_from_hf}/config.json; unset it"
+      )
     return hf_config.model_config_from_hf(
         hf_config.read_hf_config(config.init_from_hf),
-        source=os.path.join(config.init_from_hf, "config.json"), **numerics)
+        source=os.path.join(config.init_from_hf, "config.json"),
+        **numerics,
+    )
   return model_config_from_dict({**given, **numerics})
 
 
@@ -88,9 +95,13 @@ class Run:
   peak_flops: float
 
 
-def setup(config: ml_collections.ConfigDict, workdir: str, *,
-          train_iter: Iterator[dict[str, np.ndarray]] | None = None,
-          evaluators: list[Evaluator] | None = None) -> Run:
+def setup(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    train_iter: Iterator[dict[str, np.ndarray]] | None = None,
+    evaluators: list[Evaluator] | None = None,
+) -> Run:
   """Resolves the run. Nothing in `workdir` is written before every input has been checked.
 
   `train_iter` replaces the configured data and `evaluators` the `config.evals` table (tests,
@@ -98,9 +109,11 @@ def setup(config: ml_collections.ConfigDict, workdir: str, *,
   """
   tc = config.train
   if tc.global_batch_size % tc.microbatches:
-    raise ValueError(f"train.global_batch_size={tc.global_batch_size} is not divisible by "
-                     f"train.microbatches={tc.microbatches}")
-  devices = jax.devices()[:config.mesh.num_devices or None]
+    raise ValueError(
+        f"train.global_batch_size={tc.global_batch_size} is not divisible by "
+        f"train.microbatches={tc.microbatches}"
+    )
+  devices = jax.devices()[: config.mesh.num_devices or None]
   mesh = create_mesh(config.mesh.ici.to_dict(), config.mesh.dcn.to_dict(), devices)
   rules = sharding_lib.rules_from_config(config.logical_rules)
   model_cfg = resolve_model_config(config)
@@ -119,56 +132,100 @@ def setup(config: ml_collections.ConfigDict, workdir: str, *,
 
   if train_iter is None:
     from langshift.data.pipeline import make_train_iterator  # pylint: disable=import-outside-toplevel
-    train_iter = make_train_iterator(
-        config.data, tokenizer, seq_len=tc.seq_len, global_batch_size=tc.global_batch_size,
-        seed=config.seed, process_index=jax.process_index(), process_count=jax.process_count())
-  if evaluators is None:
-    evaluators = build_evaluators(config.evals, EvalContext(
-        model=model, model_config=model_cfg, tokenizer=tokenizer, mesh=mesh, rules=rules,
-        param_shardings=shardings.params, batch_sharding=batch_sharding, seq_len=tc.seq_len,
-        global_batch_size=tc.global_batch_size, loss_chunk_size=tc.loss_chunk_size))
 
-  manager = checkpointing.make_manager(workdir, config.checkpoint.every_steps,
-                                       config.checkpoint.keep, config.checkpoint.async_save)
-  state, init_source = _initial_state(config, manager, abstract_state, shardings, model, tx,
-                                      model_cfg, mesh, rules, train_iter)
+    train_iter = make_train_iterator(
+        config.data,
+        tokenizer,
+        seq_len=tc.seq_len,
+        global_batch_size=tc.global_batch_size,
+        seed=config.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+  if evaluators is None:
+    evaluators = build_evaluators(
+        config.evals,
+        EvalContext(
+            model=model,
+            model_config=model_cfg,
+            tokenizer=tokenizer,
+            mesh=mesh,
+            rules=rules,
+            param_shardings=shardings.params,
+            batch_sharding=batch_sharding,
+            seq_len=tc.seq_len,
+            global_batch_size=tc.global_batch_size,
+            loss_chunk_size=tc.loss_chunk_size,
+        ),
+    )
+
+  manager = checkpointing.make_manager(
+      workdir, config.checkpoint.every_steps, config.checkpoint.keep, config.checkpoint.async_save
+  )
+  state, init_source = _initial_state(
+      config, manager, abstract_state, shardings, model, tx, model_cfg, mesh, rules, train_iter
+  )
   _write_run_files(config, workdir, tokenizer_dir)
 
   train_step = jax.jit(
-      step_lib.make_train_step(model, tx, schedule,
-                               optimizer.trainable_mask(shapes, tc.trainable),
-                               microbatches=tc.microbatches, z_loss=tc.z_loss,
-                               loss_chunk_size=tc.loss_chunk_size),
-      in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
-      donate_argnums=(0,))
+      step_lib.make_train_step(
+          model,
+          tx,
+          schedule,
+          optimizer.trainable_mask(shapes, tc.trainable),
+          microbatches=tc.microbatches,
+          z_loss=tc.z_loss,
+          loss_chunk_size=tc.loss_chunk_size,
+      ),
+      in_shardings=(shardings, batch_sharding),
+      out_shardings=(shardings, None),
+      donate_argnums=(0,),
+  )
   peak = flops.device_peak_flops(config.perf.peak_flops_per_device) * jax.device_count()
-  return Run(config=config, workdir=workdir, mesh=mesh, rules=rules, model_config=model_cfg,
-             tokenizer=tokenizer, tokenizer_dir=tokenizer_dir, state=state,
-             init_source=init_source, train_iter=train_iter, train_step=train_step,
-             batch_sharding=batch_sharding, evaluators=evaluators, manager=manager,
-             writer=MetricsWriter(workdir),
-             flops_per_token=flops.train_flops_per_token(model_cfg, tc.seq_len),
-             peak_flops=peak)
+  return Run(
+      config=config,
+      workdir=workdir,
+      mesh=mesh,
+      rules=rules,
+      model_config=model_cfg,
+      tokenizer=tokenizer,
+      tokenizer_dir=tokenizer_dir,
+      state=state,
+      init_source=init_source,
+      train_iter=train_iter,
+      train_step=train_step,
+      batch_sharding=batch_sharding,
+      evaluators=evaluators,
+      manager=manager,
+      writer=MetricsWriter(workdir),
+      flops_per_token=flops.train_flops_per_token(model_cfg, tc.seq_len),
+      peak_flops=peak,
+  )
 
 
 def _load_tokenizer(path: str, model_cfg: ModelConfig):
   if not path:
     return None
   from langshift.tokenization.tokenizer import load_tokenizer  # pylint: disable=import-outside-toplevel
+
   tokenizer = load_tokenizer(path)
   if tokenizer.vocab_size > model_cfg.vocab_size:
-    raise ValueError(f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} tokens but the model "
-                     f"vocab_size is {model_cfg.vocab_size}")
+    raise ValueError(
+        f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} tokens but the model "
+        f"vocab_size is {model_cfg.vocab_size}"
+    )
   return tokenizer
 
 
-def _initial_state(config, manager, abstract_state, shardings, model, tx, model_cfg, mesh, rules,
-                   train_iter):
+def _initial_state(
+    config, manager, abstract_state, shardings, model, tx, model_cfg, mesh, rules, train_iter
+):
   """(state, source) by the documented precedence: checkpoint > init_from_hf > random."""
   if manager.latest_step() is not None:
     logging.info("Resuming from %s (step %d)", manager.directory, manager.latest_step())
-    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract_state, shardings)
+    target = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings
+    )
     state, iterator_state = checkpointing.restore(manager, target)
     if iterator_state is not None and hasattr(train_iter, "set_state"):
       train_iter.set_state(iterator_state)
@@ -192,9 +249,13 @@ def _write_run_files(config, workdir: str, tokenizer_dir: str) -> None:
     copy_tokenizer_files(tokenizer_dir, os.path.join(workdir, "tokenizer"))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       train_iter: Iterator[dict[str, np.ndarray]] | None = None,
-                       evaluators: list[Evaluator] | None = None) -> dict[str, Any]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    train_iter: Iterator[dict[str, np.ndarray]] | None = None,
+    evaluators: list[Evaluator] | None = None,
+) -> dict[str, Any]:
   """Runs (or resumes) training; returns a summary (final step, evaluations, export path)."""
   return train_loop(setup(config, workdir, train_iter=train_iter, evaluators=evaluators))
 
@@ -227,7 +288,8 @@ def train_loop(run: Run) -> dict[str, Any]:
     if bool(m["train/nonfinite"]):
       raise NonFiniteLossError(
           f"non-finite loss ({float(m['train/loss'])}) or gradient at step {step_done}; the update"
-          " was skipped and the last good state is saved")
+          " was skipped and the last good state is saved"
+      )
     meter.add_step(tokens)
     if every(step_done, tc.log_every, total):
       out = {k: float(v) for k, v in m.items() if k != "train/nonfinite"}
@@ -246,8 +308,9 @@ def train_loop(run: Run) -> dict[str, Any]:
       for step in range(start + 1, total + 1):
         batch = next(run.train_iter)
         tokens = float(np.sum(batch["segment_ids"] > 0)) * jax.process_count()
-        state, metrics = run.train_step(state, to_global(batch, run.batch_sharding,
-                                                         step_lib.BATCH_KEYS))
+        state, metrics = run.train_step(
+            state, to_global(batch, run.batch_sharding, step_lib.BATCH_KEYS)
+        )
         if pending is not None:
           log(*pending)
         pending = (step, metrics, tokens)
@@ -278,8 +341,13 @@ def train_loop(run: Run) -> dict[str, Any]:
     if run.manager.latest_step() != step:
       save(step, force=True)
     run.manager.wait_until_finished()
-    summary: dict[str, Any] = {"init": run.init_source, "start_step": start, "step": step,
-                               "stop_reason": stop_reason, "tokens_seen": meter.tokens_seen}
+    summary: dict[str, Any] = {
+        "init": run.init_source,
+        "start_step": start,
+        "step": step,
+        "stop_reason": stop_reason,
+        "tokens_seen": meter.tokens_seen,
+    }
     summary.update({f"{k}_before": v for k, v in before.items()})
     if stop_reason == "preempted":
       writer.message(f"langshift: preempted at step {step}; checkpoint saved")
@@ -298,8 +366,10 @@ def train_loop(run: Run) -> dict[str, Any]:
 
 def _start_line(run: Run, start: int, total: int, before: dict[str, float]) -> str:
   params = state_lib.count_params(run.state.params) / 1e6
-  line = (f"langshift: {run.model_config.model_type} {params:.1f}M params from {run.init_source};"
-          f" mesh {dict(run.mesh.shape)}; steps {start}->{total}")
+  line = (
+      f"langshift: {run.model_config.model_type} {params:.1f}M params from {run.init_source};"
+      f" mesh {dict(run.mesh.shape)}; steps {start}->{total}"
+  )
   for e in run.evaluators:
     if e.metric in before:
       line += f"; {e.metric} {before[e.metric]:.3f}"
@@ -319,6 +389,11 @@ def _done_line(run: Run, summary, before, after) -> str:
 
 def _export(run: Run, params, name: str) -> str:
   out = os.path.join(run.workdir, name)
-  export_hf_model(params, run.model_config, out, tokenizer_dir=run.tokenizer_dir or None,
-                  dtype=run.config.checkpoint.export_dtype)
+  export_hf_model(
+      params,
+      run.model_config,
+      out,
+      tokenizer_dir=run.tokenizer_dir or None,
+      dtype=run.config.checkpoint.export_dtype,
+  )
   return out

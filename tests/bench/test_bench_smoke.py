@@ -8,8 +8,9 @@ from langshift.models.config import ModelConfig
 
 
 def test_train_step_benchmark_runs_the_engine_step():
-  cfg = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2,
-                    num_heads=4, num_kv_heads=2)
+  cfg = ModelConfig(
+      vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2
+  )
   run, state, host = build_step(cfg, batch=2, seq=256)  # 256: the blocked attention path
   assert host["inputs"].shape == (2, 256)
   state, times = time_langshift(run, state, steps=2, warmup=1)

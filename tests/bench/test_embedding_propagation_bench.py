@@ -6,8 +6,15 @@ from langshift.bench import embedding_propagation
 
 
 def test_benchmark_reports_the_phases_and_the_gemm_bound(capsys):
-  embedding_propagation.main(["--old_vocab=600", "--new_tokens=200", "--dim=64",
-                              "--product_dtype=float32", "--chunk_rows=128"])
+  embedding_propagation.main(
+      [
+          "--old_vocab=600",
+          "--new_tokens=200",
+          "--dim=64",
+          "--product_dtype=float32",
+          "--chunk_rows=128",
+      ]
+  )
   out = capsys.readouterr().out
   assert "600 -> 800 tokens, d=64" in out
   assert re.search(r"fit P \(800 rows.*: +\d+\.\d+ s", out)

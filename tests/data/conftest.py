@@ -1,7 +1,6 @@
 """Session fixtures of the data tests (helpers live in `data_fixtures`)."""
 
 import pytest
-
 from data_fixtures import write_bpe_tokenizer, write_sentencepiece_model
 
 
@@ -13,6 +12,7 @@ def bpe_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def bpe_tokenizer(bpe_dir):
   from langshift.tokenization.tokenizer import load_tokenizer
+
   return load_tokenizer(bpe_dir)
 
 

@@ -15,9 +15,19 @@ CORPUS = [
     "Numbers 12345 and symbols: <tag> | pipes, * stars - dashes # hashes!",
 ] * 20
 
-SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
-                  "<|end_header_id|>", "<|eot_id|>", "<|im_start|>", "<|im_end|>", "<s>", "</s>",
-                  "<|end_of_turn|>", "<pad>"]
+SPECIAL_TOKENS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<s>",
+    "</s>",
+    "<|end_of_turn|>",
+    "<pad>",
+]
 
 # A Llama-3-style template written for these tests (trim filter, loop, generation prompt).
 LLAMA3_STYLE_TEMPLATE = (
@@ -27,28 +37,40 @@ LLAMA3_STYLE_TEMPLATE = (
     "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
     "{{ content }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
-    "{% endif %}")
+    "{% endif %}"
+)
 
 
-def write_bpe_tokenizer(directory, chat_template=LLAMA3_STYLE_TEMPLATE, bos="<|begin_of_text|>",
-                        eos="<|eot_id|>"):
+def write_bpe_tokenizer(
+    directory, chat_template=LLAMA3_STYLE_TEMPLATE, bos="<|begin_of_text|>", eos="<|eot_id|>"
+):
   """A byte-level BPE tokenizer (Llama-3 style) with a BOS-adding post-processor."""
   from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
   tok = Tokenizer(models.BPE())
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
   tok.decoder = decoders.ByteLevel()
-  trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIAL_TOKENS,
-                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                show_progress=False)
+  trainer = trainers.BpeTrainer(
+      vocab_size=400,
+      special_tokens=SPECIAL_TOKENS,
+      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+      show_progress=False,
+  )
   tok.train_from_iterator(CORPUS, trainer)
   bos_id = tok.token_to_id(bos)
   tok.post_processor = processors.TemplateProcessing(
-      single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)])
+      single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
+  )
   os.makedirs(directory, exist_ok=True)
   tok.save(os.path.join(directory, "tokenizer.json"))
-  config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": bos, "eos_token": eos,
-            "pad_token": "<pad>", "clean_up_tokenization_spaces": False,
-            "model_max_length": 4096}
+  config = {
+      "tokenizer_class": "PreTrainedTokenizerFast",
+      "bos_token": bos,
+      "eos_token": eos,
+      "pad_token": "<pad>",
+      "clean_up_tokenization_spaces": False,
+      "model_max_length": 4096,
+  }
   if chat_template is not None:
     config["chat_template"] = chat_template
   with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
@@ -58,12 +80,21 @@ def write_bpe_tokenizer(directory, chat_template=LLAMA3_STYLE_TEMPLATE, bos="<|b
 
 def write_sentencepiece_model(path):
   import sentencepiece as spm
+
   model = io.BytesIO()
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(CORPUS), model_writer=model, vocab_size=600, model_type="bpe",
-      byte_fallback=True, split_digits=True, character_coverage=1.0, minloglevel=2,
-      remove_extra_whitespaces=False, normalization_rule_name="identity",
-      user_defined_symbols=["[INST]", "[/INST]"])
+      sentence_iterator=iter(CORPUS),
+      model_writer=model,
+      vocab_size=600,
+      model_type="bpe",
+      byte_fallback=True,
+      split_digits=True,
+      character_coverage=1.0,
+      minloglevel=2,
+      remove_extra_whitespaces=False,
+      normalization_rule_name="identity",
+      user_defined_symbols=["[INST]", "[/INST]"],
+  )
   with open(path, "wb") as f:
     f.write(model.getvalue())
   return str(path)

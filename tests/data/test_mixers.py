@@ -41,8 +41,10 @@ def test_weighted_mixture_is_pure_and_seeded():
 
 
 def test_mixture_map_dataset_draws_from_repeated_sources():
-  sources = [grain.MapDataset.source([("a", i) for i in range(5)]).shuffle(seed=1).repeat(),
-             grain.MapDataset.source([("b", i) for i in range(3)]).repeat()]
+  sources = [
+      grain.MapDataset.source([("a", i) for i in range(5)]).shuffle(seed=1).repeat(),
+      grain.MapDataset.source([("b", i) for i in range(3)]).repeat(),
+  ]
   ds = mixtures.MixtureMapDataset(sources, mixtures.WeightedMixture([0.5, 0.5], seed=0, block=8))
   items = [ds[i] for i in range(40)]
   assert collections.Counter(k for k, *_ in items) == {0: 20, 1: 20}
@@ -56,7 +58,7 @@ def test_pinch_one_percent_of_4640():
   mix = pinch.pinch_mixture(4640, 1, langs, seed=0)
   counts = pinch.language_counts(mix)
   assert len(mix) == 4640 and counts["en"] == 4640 - 46
-  assert sorted(counts[l] for l in langs) == [4] * 9 + [5] * 2  # 46 spread evenly
+  assert sorted(counts[lang] for lang in langs) == [4] * 9 + [5] * 2  # 46 spread evenly
   ids = [i for _, i in mix]
   assert len(set(ids)) == 4640  # disjoint: every instruction once
   assert mix == pinch.pinch_mixture(4640, 1, langs, seed=0)
@@ -71,7 +73,7 @@ def test_pinch_parallel_assignment_copies_the_same_instructions():
   by_lang = collections.defaultdict(list)
   for lang, i in mix:
     by_lang[lang].append(i)
-  assert {l: len(v) for l, v in by_lang.items()} == {"en": 70, "ar": 10, "ru": 10, "sw": 10}
+  assert {lang: len(v) for lang, v in by_lang.items()} == {"en": 70, "ar": 10, "ru": 10, "sw": 10}
   assert set(by_lang["ar"]) == set(by_lang["ru"]) == set(by_lang["sw"])  # parallel copies
   assert set(by_lang["ar"]) <= set(by_lang["en"])  # translations of instructions English has
   assert len(set(by_lang["en"])) == 70

@@ -8,7 +8,7 @@ from langshift.tokenization import chat_templates as ct
 
 def test_midpoint_split_at_word_boundary(bpe_tokenizer):
   text = "The quick brown fox jumps over the lazy dog and keeps running far away today"
-  (ids, offsets), = bpe_tokenizer.encode_batch_with_offsets([text])
+  ((ids, offsets),) = bpe_tokenizer.encode_batch_with_offsets([text])
   first, second = non_instructional.midpoint_split(text, offsets)
   assert f"{first} {second}" == text
   assert text.split() == first.split() + second.split()  # no word is cut
@@ -34,7 +34,7 @@ def test_split_documents_and_pair_builder(bpe_tokenizer):
   record = non_instructional.build_pair(halves[0]["prompt"], "a teacher continuation")
   assert record["messages"][0] == {"role": "user", "content": halves[0]["prompt"]}
   text, spans = formatting.format_chat(record["messages"], ct.BUILTIN_TEMPLATES["chatml"], {})
-  ex, = examples.formatted_examples([(text, spans)], bpe_tokenizer)
+  (ex,) = examples.formatted_examples([(text, spans)], bpe_tokenizer)
   assert bpe_tokenizer.decode(ex["tokens"][ex["mask"]]) == "a teacher continuation<|im_end|>\n"
 
 
@@ -47,5 +47,6 @@ def test_select_by_perplexity():
 
 def test_load_scores(tmp_path):
   (tmp_path / "s.txt").write_text("1.5\n2\nnan\n")
-  assert np.array_equal(selection.load_scores(str(tmp_path / "s.txt")), [1.5, 2, np.nan],
-                        equal_nan=True)
+  assert np.array_equal(
+      selection.load_scores(str(tmp_path / "s.txt")), [1.5, 2, np.nan], equal_nan=True
+  )

@@ -16,9 +16,13 @@ def synthetic_examples(n=30, seed=0, max_len=40):
   for i in range(n):
     length = int(rng.integers(1, max_len))
     bounds = np.unique(np.concatenate([[0], rng.integers(1, max(length, 2), 3)]))
-    out.append({"tokens": (1000 * (i + 1) + np.arange(length)).astype(np.int32),
-                "mask": rng.random(length) < 0.6,
-                "boundaries": bounds[bounds < length].astype(np.int32)})
+    out.append(
+        {
+            "tokens": (1000 * (i + 1) + np.arange(length)).astype(np.int32),
+            "mask": rng.random(length) < 0.6,
+            "boundaries": bounds[bounds < length].astype(np.int32),
+        }
+    )
   return out
 
 
@@ -31,7 +35,7 @@ def check_rows(rows, exs, seq_len):
     seg, inp = row["segment_ids"], row["inputs"]
     used = seg > 0
     if not used.all():  # padding only at the end
-      assert not used[np.argmin(used):].any()
+      assert not used[np.argmin(used) :].any()
     assert (row["loss_weights"][~used] == 0).all() and (inp[~used] == 0).all()
     for s in np.unique(seg[used]):
       where = np.flatnonzero(seg == s)
@@ -50,8 +54,13 @@ def check_rows(rows, exs, seq_len):
 
 
 def test_assemble_row_shifts_within_segments():
-  row = packing.assemble_row([(np.array([5, 6, 7]), np.array([0, 1, 1], bool)),
-                              (np.array([8, 9]), np.array([0, 1], bool))], 7)
+  row = packing.assemble_row(
+      [
+          (np.array([5, 6, 7]), np.array([0, 1, 1], bool)),
+          (np.array([8, 9]), np.array([0, 1], bool)),
+      ],
+      7,
+  )
   assert row["inputs"].tolist() == [5, 6, 7, 8, 9, 0, 0]
   assert row["targets"].tolist() == [6, 7, 0, 9, 0, 0, 0]
   assert row["segment_ids"].tolist() == [1, 1, 1, 2, 2, 0, 0]
@@ -101,23 +110,28 @@ def test_boundary_rows_start_at_paragraph_boundaries(remainder):
 
 
 def test_first_assistant_token_trained_no_prompt_token(bpe_tokenizer):
-  conv = [{"role": "user", "content": "Question one?"}, {"role": "assistant", "content": "Yes."},
-          {"role": "user", "content": "Two?"}, {"role": "assistant", "content": "No, sir."}]
-  formatted = [formatting.format_chat(conv, ct.BUILTIN_TEMPLATES["llama3"],
-                                      bpe_tokenizer.special_tokens_map)] * 5
+  conv = [
+      {"role": "user", "content": "Question one?"},
+      {"role": "assistant", "content": "Yes."},
+      {"role": "user", "content": "Two?"},
+      {"role": "assistant", "content": "No, sir."},
+  ]
+  formatted = [
+      formatting.format_chat(conv, ct.BUILTIN_TEMPLATES["llama3"], bpe_tokenizer.special_tokens_map)
+  ] * 5
   exs = examples.formatted_examples(formatted, bpe_tokenizer)
   text, spans = formatted[0]
-  (_, offsets), = bpe_tokenizer.encode_batch_with_offsets([text])
+  ((_, offsets),) = bpe_tokenizer.encode_batch_with_offsets([text])
   first_reply_token = min(t for t, (s, e) in enumerate(offsets) if e > spans[0][0])
   rows = packing.pack_examples(exs, 128, "greedy")
   assert len(exs[0]["tokens"]) <= 128 and sum(r["segment_ids"].max() for r in rows) == 5
   for row in rows:
     for t in np.flatnonzero(row["segment_ids"] > 0):
-      if row["segment_ids"][t + 1:t + 2].tolist() == [row["segment_ids"][t]]:
+      if row["segment_ids"][t + 1 : t + 2].tolist() == [row["segment_ids"][t]]:
         # Trained iff the next token is an assistant token of the original conversation.
         assert row["loss_weights"][t] == exs[0]["mask"][row["positions"][t] + 1]
   row = rows[0]
   assert row["loss_weights"][first_reply_token - 1] == 1  # predicts the first reply token
-  assert row["loss_weights"][:first_reply_token - 1].sum() == 0  # the prompt is never a target
+  assert row["loss_weights"][: first_reply_token - 1].sum() == 0  # the prompt is never a target
   trained_targets = row["targets"][(row["loss_weights"] == 1) & (row["segment_ids"] == 1)]
   assert bpe_tokenizer.decode(trained_targets) == "Yes.<|eot_id|>No, sir.<|eot_id|>"

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
 from data_fixtures import write_jsonl
+
 from langshift.data import config as config_lib
 from langshift.data import pipeline
 
@@ -14,9 +14,15 @@ WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
 
 def _docs(prefix, n, seed):
   rng = np.random.default_rng(seed)
-  return [{"text": f"{prefix}{i} " + "\n\n".join(" ".join(rng.choice(WORDS, rng.integers(3, 30)))
-                                                for _ in range(rng.integers(1, 4)))}
-          for i in range(n)]
+  return [
+      {
+          "text": f"{prefix}{i} "
+          + "\n\n".join(
+              " ".join(rng.choice(WORDS, rng.integers(3, 30))) for _ in range(rng.integers(1, 4))
+          )
+      }
+      for i in range(n)
+  ]
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +30,18 @@ def corpus(tmp_path_factory):
   d = tmp_path_factory.mktemp("corpus")
   write_jsonl(d / "a.jsonl", _docs("A", 300, 0))
   write_jsonl(d / "b.jsonl", _docs("B", 100, 1))
-  write_jsonl(d / "chat.jsonl", [{"messages": [
-      {"role": "user", "content": f"question {i}?"},
-      {"role": "assistant", "content": f"answer {i} " + " ".join(WORDS[:i % 7])}]}
-      for i in range(80)])
+  write_jsonl(
+      d / "chat.jsonl",
+      [
+          {
+              "messages": [
+                  {"role": "user", "content": f"question {i}?"},
+                  {"role": "assistant", "content": f"answer {i} " + " ".join(WORDS[: i % 7])},
+              ]
+          }
+          for i in range(80)
+      ],
+  )
   return d
 
 
@@ -35,8 +49,9 @@ def data_config(corpus, **overrides):
   data = config_lib.default_data_config()
   data.sources.a = config_lib.source_config(path=str(corpus / "a.jsonl"), weight=0.6)
   data.sources.b = config_lib.source_config(path=str(corpus / "b.jsonl"), weight=0.2)
-  data.sources.chat = config_lib.source_config(path=str(corpus / "chat.jsonl"), weight=0.2,
-                                               template="chat")
+  data.sources.chat = config_lib.source_config(
+      path=str(corpus / "chat.jsonl"), weight=0.2, template="chat"
+  )
   data.chat_template = "llama3"
   data.tokenize_batch_size = 16
   data.mixture_block = 64
@@ -56,8 +71,9 @@ def assert_same(xs, ys):
 
 
 def test_batches_follow_the_contract(corpus, bpe_tokenizer):
-  it = pipeline.make_train_iterator(data_config(corpus), bpe_tokenizer, seq_len=48,
-                                    global_batch_size=4, seed=0)
+  it = pipeline.make_train_iterator(
+      data_config(corpus), bpe_tokenizer, seq_len=48, global_batch_size=4, seed=0
+  )
   batch = next(it)
   it.close()
   assert set(batch) == {"inputs", "targets", "segment_ids", "positions", "loss_weights"}
@@ -70,8 +86,9 @@ def test_batches_follow_the_contract(corpus, bpe_tokenizer):
 
 
 def test_same_seed_same_stream_other_seed_other_stream(corpus, bpe_tokenizer):
-  make = lambda seed: pipeline.make_train_iterator(data_config(corpus), bpe_tokenizer,
-                                                   seq_len=32, global_batch_size=2, seed=seed)
+  make = lambda seed: pipeline.make_train_iterator(
+      data_config(corpus), bpe_tokenizer, seq_len=32, global_batch_size=2, seed=seed
+  )
   a, b, c = make(0), make(0), make(1)
   xs, ys, zs = take(a, 6), take(b, 6), take(c, 6)
   for it in (a, b, c):
@@ -83,8 +100,9 @@ def test_same_seed_same_stream_other_seed_other_stream(corpus, bpe_tokenizer):
 @pytest.mark.parametrize("packing", ["concat", "boundary"])
 def test_resume_mid_stream_equals_not_stopping(corpus, bpe_tokenizer, packing):
   cfg = data_config(corpus, packing=packing)
-  make = lambda: pipeline.make_train_iterator(cfg, bpe_tokenizer, seq_len=24,
-                                              global_batch_size=2, seed=5)
+  make = lambda: pipeline.make_train_iterator(
+      cfg, bpe_tokenizer, seq_len=24, global_batch_size=2, seed=5
+  )
   it = make()
   take(it, 7)
   state = json.loads(json.dumps(it.get_state()))  # what goes into the checkpoint
@@ -100,22 +118,36 @@ def test_resume_mid_stream_equals_not_stopping(corpus, bpe_tokenizer, packing):
 
 def test_processes_split_one_global_stream(corpus, bpe_tokenizer):
   cfg = data_config(corpus, packing="none", overlong="truncate")  # a row per example
-  rows = lambda p, n, bs: np.concatenate([b["inputs"] for b in take(
-      pipeline.make_train_iterator(cfg, bpe_tokenizer, seq_len=64, global_batch_size=bs,
-                                   seed=2, process_index=p, process_count=n), 5)])
+  rows = lambda p, n, bs: np.concatenate(
+      [
+          b["inputs"]
+          for b in take(
+              pipeline.make_train_iterator(
+                  cfg,
+                  bpe_tokenizer,
+                  seq_len=64,
+                  global_batch_size=bs,
+                  seed=2,
+                  process_index=p,
+                  process_count=n,
+              ),
+              5,
+          )
+      ]
+  )
   everything = rows(0, 1, 4)
   first, second = rows(0, 2, 4), rows(1, 2, 4)
   assert first.shape == (10, 64)
   assert np.array_equal(first, everything[0::2]) and np.array_equal(second, everything[1::2])
   with pytest.raises(ValueError, match="not divisible"):
-    pipeline.make_train_iterator(cfg, bpe_tokenizer, seq_len=64, global_batch_size=5, seed=0,
-                                 process_count=2)
+    pipeline.make_train_iterator(
+        cfg, bpe_tokenizer, seq_len=64, global_batch_size=5, seed=0, process_count=2
+    )
 
 
 def test_realised_proportions_through_the_pipeline(corpus, bpe_tokenizer):
   cfg = data_config(corpus, packing="none", overlong="truncate")
-  it = pipeline.make_train_iterator(cfg, bpe_tokenizer, seq_len=128, global_batch_size=16,
-                                    seed=3)
+  it = pipeline.make_train_iterator(cfg, bpe_tokenizer, seq_len=128, global_batch_size=16, seed=3)
   firsts = [bpe_tokenizer.decode(row[1:4]) for b in take(it, 16) for row in b["inputs"]]
   it.close()
   n = len(firsts)
@@ -154,32 +186,50 @@ def test_eval_batches_are_deterministic_complete_and_padded(corpus, bpe_tokenize
   text = "".join(bpe_tokenizer.decode(d) for d in docs)
   assert [f"B{i} " in text for i in range(100)] == [True] * 100  # every record, once each
   assert text.index("B1 ") < text.index("B2 ") < text.index("B99 ")  # in order
-  shards = [pipeline.make_eval_batches(cfg, bpe_tokenizer, seq_len=64, global_batch_size=8,
-                                       process_index=p, process_count=2) for p in range(2)]
+  shards = [
+      pipeline.make_eval_batches(
+          cfg, bpe_tokenizer, seq_len=64, global_batch_size=8, process_index=p, process_count=2
+      )
+      for p in range(2)
+  ]
   assert len(shards[0]) == len(shards[1]) == len(batches)
   assert np.array_equal(shards[0][0]["inputs"], batches[0]["inputs"][0::2])
   assert (batches[-1]["segment_ids"][-1] == 0).all() or len(docs) % 8 == 0
-  assert len(pipeline.make_eval_batches(cfg, bpe_tokenizer, seq_len=64, global_batch_size=8,
-                                        max_batches=2)) == 2
+  assert (
+      len(
+          pipeline.make_eval_batches(
+              cfg, bpe_tokenizer, seq_len=64, global_batch_size=8, max_batches=2
+          )
+      )
+      == 2
+  )
 
 
 def test_pinch_mixer_pipeline(tmp_path, bpe_tokenizer):
   for lang in ("en", "ru", "ar"):
-    write_jsonl(tmp_path / f"{lang}.jsonl", [{"messages": [
-        {"role": "user", "content": f"{lang} question {i}"},
-        {"role": "assistant", "content": f"{lang} answer {i}"}]} for i in range(40)])
+    write_jsonl(
+        tmp_path / f"{lang}.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": f"{lang} question {i}"},
+                    {"role": "assistant", "content": f"{lang} answer {i}"},
+                ]
+            }
+            for i in range(40)
+        ],
+    )
   cfg = config_lib.default_data_config()
   cfg.mixer = "pinch"
   cfg.chat_template = "chatml"
   cfg.packing = "none"
-  cfg.sources.inst = config_lib.source_config(path=str(tmp_path / "{lang}.jsonl"),
-                                              template="chat")
+  cfg.sources.inst = config_lib.source_config(path=str(tmp_path / "{lang}.jsonl"), template="chat")
   cfg.pinch.update(budget=40, percent=50.0, languages=("ru", "ar"))
   it = pipeline.make_train_iterator(cfg, bpe_tokenizer, seq_len=64, global_batch_size=8, seed=0)
   rows = [bpe_tokenizer.decode(r) for b in take(it, 5) for r in b["inputs"]]  # one epoch
   it.close()
   langs = [r.split("user\n")[1][:2] for r in rows]
-  assert {l: langs.count(l) for l in set(langs)} == {"en": 20, "ru": 10, "ar": 10}
+  assert {lang: langs.count(lang) for lang in set(langs)} == {"en": 20, "ru": 10, "ar": 10}
   assert len(set(r.split("question ")[1][:2] for r in rows)) == 40  # disjoint ids
 
 
@@ -187,8 +237,9 @@ def test_perplexity_selection(tmp_path, bpe_tokenizer):
   write_jsonl(tmp_path / "p.jsonl", [{"text": f"doc{i}", "ppl": float(i)} for i in range(40)])
   cfg = config_lib.default_data_config()
   cfg.packing = "none"
-  cfg.sources.p = config_lib.source_config(path=str(tmp_path / "p.jsonl"), perplexity_field="ppl",
-                                           max_perplexity=15.0)
+  cfg.sources.p = config_lib.source_config(
+      path=str(tmp_path / "p.jsonl"), perplexity_field="ppl", max_perplexity=15.0
+  )
   batches = pipeline.make_eval_batches(cfg, bpe_tokenizer, seq_len=16, global_batch_size=4)
   kept = [bpe_tokenizer.decode(r, skip_special_tokens=True) for b in batches for r in b["inputs"]]
   assert [k for k in kept if k] == [f"doc{i}" for i in range(16)]
@@ -201,8 +252,9 @@ def test_perplexity_selection(tmp_path, bpe_tokenizer):
 
 
 def test_bad_input_errors(tmp_path, corpus, bpe_tokenizer):
-  make = lambda cfg: pipeline.make_train_iterator(cfg, bpe_tokenizer, seq_len=32,
-                                                  global_batch_size=2, seed=0)
+  make = lambda cfg: pipeline.make_train_iterator(
+      cfg, bpe_tokenizer, seq_len=32, global_batch_size=2, seed=0
+  )
   cfg = data_config(corpus)
   cfg.packign = "concat"
   with pytest.raises(ValueError, match=r"unknown field\(s\) \['packign'\] in data"):

@@ -3,8 +3,8 @@
 import sys
 
 import pytest
-
 from data_fixtures import write_jsonl
+
 from langshift.data import config as config_lib
 from langshift.data import sources
 
@@ -52,18 +52,21 @@ def test_expand_paths_globs_and_lists(tmp_path):
   got = sources.expand_paths(f"{tmp_path}/*/*.jsonl")
   assert [p.split("/")[-1] for p in got] == ["1.jsonl", "2.jsonl", "3.jsonl"]
   assert sources.expand_paths(f"{tmp_path}/y/3.jsonl, {tmp_path}/x/1.jsonl") == sorted(
-      [f"{tmp_path}/y/3.jsonl", f"{tmp_path}/x/1.jsonl"])
+      [f"{tmp_path}/y/3.jsonl", f"{tmp_path}/x/1.jsonl"]
+  )
   assert sources.expand_paths(f"{tmp_path}/none/*.jsonl") == []
 
 
 def test_parquet_random_access(tmp_path):
   import pyarrow as pa
   import pyarrow.parquet as pq
+
   table = pa.table({"text": [f"doc {i}" for i in range(25)], "n": list(range(25))})
   pq.write_table(table, tmp_path / "a.parquet", row_group_size=7)
   pq.write_table(table.slice(0, 3), tmp_path / "b.parquet")
-  src = sources.ParquetSource(sources.expand_paths(str(tmp_path / "*.parquet")), "p",
-                              cache_row_groups=1)
+  src = sources.ParquetSource(
+      sources.expand_paths(str(tmp_path / "*.parquet")), "p", cache_row_groups=1
+  )
   assert len(src) == 28
   for i in (24, 0, 13, 7, 26):  # out of order: row groups evicted and re-read
     where, record = src[i]
@@ -72,14 +75,19 @@ def test_parquet_random_access(tmp_path):
 
 def test_tfds_builder_registers_local_files_without_tensorflow(tmp_path):
   from langshift.data.tfds_builder import build_tfds_corpus
-  records = [{"text": f"документ {i}", "messages": [{"role": "user", "content": str(i)}]}
-             for i in range(12)]
+
+  records = [
+      {"text": f"документ {i}", "messages": [{"role": "user", "content": str(i)}]}
+      for i in range(12)
+  ]
   write_jsonl(tmp_path / "c.jsonl", records)
-  name = build_tfds_corpus("test_corpus", str(tmp_path / "*.jsonl"), str(tmp_path / "tfds"),
-                           fields=("text", "messages"))
+  name = build_tfds_corpus(
+      "test_corpus", str(tmp_path / "*.jsonl"), str(tmp_path / "tfds"), fields=("text", "messages")
+  )
   assert name == "langshift_corpus/test_corpus"
-  cfg = config_lib.source_config(name="t", format="tfds", tfds_name=name,
-                                 data_dir=str(tmp_path / "tfds"))
+  cfg = config_lib.source_config(
+      name="t", format="tfds", tfds_name=name, data_dir=str(tmp_path / "tfds")
+  )
   src = sources.open_source(cfg)
   assert len(src) == 12
   assert [src[i][1]["text"] for i in range(12)] == [r["text"] for r in records]  # file order

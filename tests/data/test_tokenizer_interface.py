@@ -1,20 +1,27 @@
-"""`load_tokenizer` gives the ids of the `tokenizers` / `sentencepiece` libraries and transformers."""
+"""`load_tokenizer` gives the ids of the `tokenizers`/`sentencepiece` libraries and transformers."""
 
 import json
 import os
 
 import pytest
 
-from langshift.tokenization.tokenizer import (HFTokenizer, SentencePieceTokenizer,
-                                              load_tokenizer)
+from langshift.tokenization.tokenizer import HFTokenizer, SentencePieceTokenizer, load_tokenizer
 
-TEXTS = ["Hello world!", "Привет, мир! Как дела?\n\nНовый абзац.", "  spaces\tand tabs\r\n",
-         "敏捷的棕色狐狸", "<|eot_id|> inside text <|im_start|>", "", "digits 0123456789 ü é"]
+TEXTS = [
+    "Hello world!",
+    "Привет, мир! Как дела?\n\nНовый абзац.",
+    "  spaces\tand tabs\r\n",
+    "敏捷的棕色狐狸",
+    "<|eot_id|> inside text <|im_start|>",
+    "",
+    "digits 0123456789 ü é",
+]
 
 
 def test_hf_tokenizer_matches_tokenizers_and_transformers(bpe_dir):
   import tokenizers
   from transformers import AutoTokenizer
+
   tok = load_tokenizer(bpe_dir)
   assert isinstance(tok, HFTokenizer)
   ref = tokenizers.Tokenizer.from_file(os.path.join(bpe_dir, "tokenizer.json"))
@@ -50,6 +57,7 @@ def test_offsets_cover_the_text(bpe_tokenizer, sp_model):
 
 def test_sentencepiece_matches_library(sp_model):
   import sentencepiece as spm
+
   tok = load_tokenizer(sp_model)
   assert isinstance(tok, SentencePieceTokenizer)
   ref = spm.SentencePieceProcessor(model_file=sp_model)
@@ -70,11 +78,14 @@ def test_sentencepiece_matches_library(sp_model):
 
 def test_chat_template_file_and_list_forms(tmp_path, bpe_dir):
   import shutil
+
   d = tmp_path / "tok"
   shutil.copytree(bpe_dir, d)
   config = json.loads((d / "tokenizer_config.json").read_text())
-  config["chat_template"] = [{"name": "tool_use", "template": "T"},
-                             {"name": "default", "template": "D"}]
+  config["chat_template"] = [
+      {"name": "tool_use", "template": "T"},
+      {"name": "default", "template": "D"},
+  ]
   (d / "tokenizer_config.json").write_text(json.dumps(config))
   assert load_tokenizer(str(d)).chat_template == "D"
   (d / "chat_template.jinja").write_text("J")  # newer exports: the file wins
@@ -88,18 +99,33 @@ def test_missing_tokenizer_is_a_clear_error(tmp_path):
 
 def test_sentencepiece_control_strings_become_ids_like_transformers(tmp_path, sp_model):
   import shutil
+
   from transformers import AutoTokenizer
+
   from langshift.tokenization import chat_templates as ct
+
   shutil.copy(sp_model, tmp_path / "tokenizer.model")
-  (tmp_path / "tokenizer_config.json").write_text(json.dumps(
-      {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>",
-       "unk_token": "<unk>", "chat_template": ct.BUILTIN_TEMPLATES["mistral"]}))
+  (tmp_path / "tokenizer_config.json").write_text(
+      json.dumps(
+          {
+              "tokenizer_class": "LlamaTokenizer",
+              "bos_token": "<s>",
+              "eos_token": "</s>",
+              "unk_token": "<unk>",
+              "chat_template": ct.BUILTIN_TEMPLATES["mistral"],
+          }
+      )
+  )
   tok, auto = load_tokenizer(str(tmp_path)), AutoTokenizer.from_pretrained(str(tmp_path))
-  conv = [{"role": "user", "content": "Hello world"}, {"role": "assistant", "content": "Answer."},
-          {"role": "user", "content": "Быстрая лиса?"}, {"role": "assistant", "content": "Да"}]
+  conv = [
+      {"role": "user", "content": "Hello world"},
+      {"role": "assistant", "content": "Answer."},
+      {"role": "user", "content": "Быстрая лиса?"},
+      {"role": "assistant", "content": "Да"},
+  ]
   text = ct.render_chat(conv, tok.chat_template, special_tokens_map=tok.special_tokens_map)
   assert text == auto.apply_chat_template(conv, tokenize=False)
   want = auto.apply_chat_template(conv, tokenize=True, return_dict=False)
   assert tok.encode(text) == list(want) and want.count(tok.bos_id) == 1
-  (ids, offsets), = tok.encode_batch_with_offsets([text])
+  ((ids, offsets),) = tok.encode_batch_with_offsets([text])
   assert ids == list(want) and [text[s:e] for s, e in offsets][:2] == ["<s>", "[INST]"]

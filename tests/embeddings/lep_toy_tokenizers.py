@@ -6,8 +6,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
 from langshift.tokenization.byte_level import byte_to_unicode
 
-MERGES = [("h", "e"), ("l", "l"), ("ll", "o"), ("Ġ", "w"), ("o", "r"), ("Ġw", "or"),
-          ("Ġwor", "ld")]
+MERGES = [("h", "e"), ("l", "l"), ("ll", "o"), ("Ġ", "w"), ("o", "r"), ("Ġw", "or"), ("Ġwor", "ld")]
 
 
 def toy_tokenizer(extra_merges=(), specials=("<|endoftext|>",), extra_specials=()):
@@ -19,8 +18,9 @@ def toy_tokenizer(extra_merges=(), specials=("<|endoftext|>",), extra_specials=(
   tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tok.decoder = decoders.ByteLevel()
-  tok.add_special_tokens([AddedToken(s, special=True) for s in list(specials) +
-                          list(extra_specials)])
+  tok.add_special_tokens(
+      [AddedToken(s, special=True) for s in list(specials) + list(extra_specials)]
+  )
   return tok
 
 

@@ -1,10 +1,13 @@
 import numpy as np
 import pytest
-
-from langshift.embeddings.initialization import (mean_subtoken_rows, random_normal_rows,
-                                                 resize_embedding_params)
-from langshift.embeddings.vocabulary_map import build_vocabulary_map
 from lep_toy_tokenizers import toy_tokenizer
+
+from langshift.embeddings.initialization import (
+    mean_subtoken_rows,
+    random_normal_rows,
+    resize_embedding_params,
+)
+from langshift.embeddings.vocabulary_map import build_vocabulary_map
 
 
 def _matrix(rows, dim=8, seed=0, dtype=np.float32):
@@ -18,12 +21,15 @@ def test_same_tokenizer_leaves_matrix_exactly_unchanged():
   for dtype in (np.float32, np.float16):
     old = _matrix(tok.get_vocab_size(), dtype=dtype)
     np.testing.assert_array_equal(mean_subtoken_rows(old, vocab_map), old)
-  params = {"embed_tokens": {"embedding": _matrix(tok.get_vocab_size())},
-            "lm_head": {"kernel": _matrix(tok.get_vocab_size(), seed=1).T},
-            "norm": {"scale": np.ones(8)}}
+  params = {
+      "embed_tokens": {"embedding": _matrix(tok.get_vocab_size())},
+      "lm_head": {"kernel": _matrix(tok.get_vocab_size(), seed=1).T},
+      "norm": {"scale": np.ones(8)},
+  }
   resized = resize_embedding_params(params, vocab_map)
-  np.testing.assert_array_equal(resized["embed_tokens"]["embedding"],
-                                params["embed_tokens"]["embedding"])
+  np.testing.assert_array_equal(
+      resized["embed_tokens"]["embedding"], params["embed_tokens"]["embedding"]
+  )
   np.testing.assert_array_equal(resized["lm_head"]["kernel"], params["lm_head"]["kernel"])
   assert resized["norm"] is params["norm"]
 
@@ -39,14 +45,16 @@ def test_concatenated_token_gets_mean_of_its_parts_and_specials_copy_by_string()
   he, llo = old_tok.token_to_id("he"), old_tok.token_to_id("llo")
   np.testing.assert_array_equal(new[new_tok.token_to_id("hello")], (old[he] + old[llo]) / 2)
   assert new_tok.token_to_id("<|endoftext|>") != old_tok.token_to_id("<|endoftext|>")
-  np.testing.assert_array_equal(new[new_tok.token_to_id("<|endoftext|>")],
-                                old[old_tok.token_to_id("<|endoftext|>")])
+  np.testing.assert_array_equal(
+      new[new_tok.token_to_id("<|endoftext|>")], old[old_tok.token_to_id("<|endoftext|>")]
+  )
   # A special token the old vocabulary lacks: global mean, unless mapped by string.
   np.testing.assert_allclose(new[new_tok.token_to_id("<|im_end|>")], old.mean(0), rtol=1e-6)
-  mapped = build_vocabulary_map(old_tok, new_tok, special_token_map={"<|im_end|>":
-                                                                     "<|endoftext|>"})
-  np.testing.assert_array_equal(mean_subtoken_rows(old, mapped)[new_tok.token_to_id(
-      "<|im_end|>")], old[old_tok.token_to_id("<|endoftext|>")])
+  mapped = build_vocabulary_map(old_tok, new_tok, special_token_map={"<|im_end|>": "<|endoftext|>"})
+  np.testing.assert_array_equal(
+      mean_subtoken_rows(old, mapped)[new_tok.token_to_id("<|im_end|>")],
+      old[old_tok.token_to_id("<|endoftext|>")],
+  )
   # Padding rows past the tokenizer; bf16-like storage still computed in fp32.
   padded = mean_subtoken_rows(old.astype(np.float16), vocab_map, num_rows=320)
   assert padded.shape == (320, 8) and padded.dtype == np.float16
@@ -63,7 +71,7 @@ def test_random_normal_init_is_seeded_and_matches_old_statistics():
   assert not np.array_equal(a, random_normal_rows(old, vocab_map, seed=1, num_rows=20000))
   new_ids, old_ids = vocab_map.kept_pairs()
   np.testing.assert_array_equal(a[new_ids], old[old_ids])
-  fresh = a[vocab_map.new_size:]
+  fresh = a[vocab_map.new_size :]
   np.testing.assert_allclose(fresh.mean(0), old.mean(0), atol=0.1)
   np.testing.assert_allclose(fresh.std(0), old.std(0), rtol=0.05)
 
@@ -84,6 +92,7 @@ def test_resize_params_tied_and_untied(tied):
     assert resized["lm_head"]["kernel"].shape == (8, v_new)
     hello = new_tok.token_to_id("hello")
     out = params["lm_head"]["kernel"].T
-    np.testing.assert_array_equal(resized["lm_head"]["kernel"][:, hello],
-                                  (out[old_tok.token_to_id("he")] +
-                                   out[old_tok.token_to_id("llo")]) / 2)
+    np.testing.assert_array_equal(
+        resized["lm_head"]["kernel"][:, hello],
+        (out[old_tok.token_to_id("he")] + out[old_tok.token_to_id("llo")]) / 2,
+    )

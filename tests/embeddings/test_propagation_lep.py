@@ -4,8 +4,11 @@ import pytest
 
 from langshift.embeddings import propagation
 from langshift.embeddings.initialization import mean_subtoken_rows
-from langshift.embeddings.propagation import (fit_propagation_map, propagate_embedding_params,
-                                              propagate_embedding_rows)
+from langshift.embeddings.propagation import (
+    fit_propagation_map,
+    propagate_embedding_params,
+    propagate_embedding_rows,
+)
 from langshift.embeddings.vocabulary_map import vocabulary_map_from_decompositions
 
 OLD, NEW, DIM = 300, 120, 16
@@ -37,9 +40,14 @@ def test_least_squares_recovers_the_instruct_transform(method, solver):
 
 def test_mixed_precision_products_stay_close():
   base, instruct, transform = _problem()
-  fitted = fit_propagation_map(base.astype(np.float32), instruct.astype(np.float32),
-                               _vocabulary_map(), "conversion", solver="normal",
-                               product_dtype=np.float32)
+  fitted = fit_propagation_map(
+      base.astype(np.float32),
+      instruct.astype(np.float32),
+      _vocabulary_map(),
+      "conversion",
+      solver="normal",
+      product_dtype=np.float32,
+  )
   np.testing.assert_allclose(fitted, transform, atol=1e-4)
 
 
@@ -54,8 +62,9 @@ def test_donor_equal_to_initialised_base_gives_instruct_rows_of_kept_tokens(meth
   np.testing.assert_allclose(new[new_ids], instruct[old_ids], rtol=1e-5, atol=1e-6)
   # New tokens get the mean of their parts' instruct rows: the map is linear.
   averaged = ~vocab_map.kept & ~vocab_map.fallback
-  np.testing.assert_allclose(new[averaged], vocab_map.operator[averaged] @ instruct,
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+      new[averaged], vocab_map.operator[averaged] @ instruct, rtol=1e-5, atol=1e-6
+  )
 
 
 def test_swap_uses_donor_rows_or_keeps_instruct_rows_of_kept_tokens():
@@ -63,9 +72,11 @@ def test_swap_uses_donor_rows_or_keeps_instruct_rows_of_kept_tokens():
   vocab_map = _vocabulary_map(2)
   donor = mean_subtoken_rows(base, vocab_map)
   np.testing.assert_array_equal(
-      propagate_embedding_rows(base, instruct, donor, vocab_map, method="swap"), donor)
-  kept = propagate_embedding_rows(base, instruct, donor, vocab_map, method="swap",
-                                  keep_instruct_rows=True)
+      propagate_embedding_rows(base, instruct, donor, vocab_map, method="swap"), donor
+  )
+  kept = propagate_embedding_rows(
+      base, instruct, donor, vocab_map, method="swap", keep_instruct_rows=True
+  )
   new_ids, old_ids = vocab_map.kept_pairs()
   np.testing.assert_array_equal(kept[new_ids], instruct[old_ids])
   fresh = ~vocab_map.kept
@@ -78,10 +89,12 @@ def test_param_tree_propagation_tied_and_untied(tied):
   vocab_map = _vocabulary_map(3)
   base_embed, instruct_embed, _ = _problem(3)
   base = {"embed_tokens": {"embedding": base_embed.astype(np.float32)}}
-  instruct = {"embed_tokens": {"embedding": instruct_embed.astype(np.float32)},
-              "layers": {"mlp": {"kernel": rng.normal(size=(2, 3))}}}
+  instruct = {
+      "embed_tokens": {"embedding": instruct_embed.astype(np.float32)},
+      "layers": {"mlp": {"kernel": rng.normal(size=(2, 3))}},
+  }
   transform_out = rng.normal(size=(DIM, DIM))
-  if not tied:   # lm_head is stored [embed, vocab]; it gets its own transform
+  if not tied:  # lm_head is stored [embed, vocab]; it gets its own transform
     base_out = rng.normal(size=(OLD, DIM))
     base["lm_head"] = {"kernel": base_out.T.astype(np.float32)}
     instruct["lm_head"] = {"kernel": (base_out @ transform_out).T.astype(np.float32)}
@@ -90,8 +103,9 @@ def test_param_tree_propagation_tied_and_untied(tied):
   if not tied:
     donor["lm_head"]["kernel"] = mean_subtoken_rows(base_out, vocab_map).T
   # The instruct model's chat token (instruct id 7) is appended after the donor's rows.
-  out = propagate_embedding_params(base, instruct, donor, vocab_map, method="conversion",
-                                   special_rows=[(vocab_map.new_size, 7)])
+  out = propagate_embedding_params(
+      base, instruct, donor, vocab_map, method="conversion", special_rows=[(vocab_map.new_size, 7)]
+  )
   assert out["layers"] is instruct["layers"]
   assert ("lm_head" in out) == (not tied)
   embed = out["embed_tokens"]["embedding"]
@@ -102,8 +116,9 @@ def test_param_tree_propagation_tied_and_untied(tied):
   if not tied:
     head = out["lm_head"]["kernel"]
     assert head.shape == (DIM, vocab_map.new_size + 1)
-    np.testing.assert_allclose(head[:, new_ids], (base_out @ transform_out)[old_ids].T,
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        head[:, new_ids], (base_out @ transform_out)[old_ids].T, rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("chunk_rows", [7, 4096])
@@ -113,14 +128,20 @@ def test_chunked_normal_equations_match_the_sparse_system(chunk_rows):
   base, instruct, _ = _problem(4)
   operator = vocab_map.operator
   for dtype in (np.float64, np.float32):
-    gathered = np.concatenate([propagation._gather(chunk, base, dtype)
-                               for chunk in propagation._chunks(operator, chunk_rows)])
-    np.testing.assert_allclose(gathered, operator @ base, rtol=1e-6 if dtype == np.float32
-                               else 1e-12, atol=1e-6)
+    gathered = np.concatenate(
+        [
+            propagation._gather(chunk, base, dtype)
+            for chunk in propagation._chunks(operator, chunk_rows)
+        ]
+    )
+    np.testing.assert_allclose(
+        gathered, operator @ base, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-6
+    )
   a, b = operator[~vocab_map.fallback] @ base, operator[~vocab_map.fallback] @ instruct
   reference = np.linalg.lstsq(a, b, rcond=None)[0]
-  fitted = fit_propagation_map(base, instruct, vocab_map, "conversion", solver="normal",
-                               chunk_rows=chunk_rows)
+  fitted = fit_propagation_map(
+      base, instruct, vocab_map, "conversion", solver="normal", chunk_rows=chunk_rows
+  )
   np.testing.assert_allclose(fitted, reference, rtol=1e-8, atol=1e-10)
 
 
@@ -128,11 +149,12 @@ def test_apply_in_fp32_rounds_like_the_float64_product():
   rng = np.random.default_rng(5)
   donor = rng.normal(size=(1000, DIM)).astype(ml_dtypes.bfloat16)
   transform = rng.normal(size=(DIM, DIM))
-  out = propagation.apply_propagation_map(donor, transform, chunk_rows=300,
-                                          product_dtype=np.float32)
+  out = propagation.apply_propagation_map(
+      donor, transform, chunk_rows=300, product_dtype=np.float32
+  )
   exact = (donor.astype(np.float64) @ transform).astype(ml_dtypes.bfloat16)
   assert out.dtype == ml_dtypes.bfloat16
   # fp32 products change the bf16 rounding of at most a few entries, by one ulp.
   differ = out.astype(np.float32) != exact.astype(np.float32)
   assert differ.mean() < 1e-3
-  np.testing.assert_allclose(out.astype(np.float32), exact.astype(np.float32), rtol=2 ** -7)
+  np.testing.assert_allclose(out.astype(np.float32), exact.astype(np.float32), rtol=2**-7)

@@ -13,6 +13,7 @@ from langshift.parallel.distributed import maybe_initialize_distributed
 def main(model_dir: str) -> None:
   distributed = maybe_initialize_distributed()
   import jax
+
   from langshift.checkpoints.hf_import import load_hf_model
   from langshift.evaluation.scoring import LocalScorer
   from langshift.generation.interface import GenerationOptions
@@ -27,14 +28,25 @@ def main(model_dir: str) -> None:
   tokenizer = load_tokenizer(model_dir)
   prompts = ["Привет, как дела?", "Сервер работа", "книга"]
   generator = LocalGenerator(cfg, params, tokenizer, batch_size=8, mesh=mesh, rules=rules)
-  texts = generator.generate_tokens([tokenizer.encode(p) for p in prompts],
-                                    GenerationOptions(max_new_tokens=5, temperature=0.0))
+  texts = generator.generate_tokens(
+      [tokenizer.encode(p) for p in prompts], GenerationOptions(max_new_tokens=5, temperature=0.0)
+  )
   scorer = LocalScorer(cfg, params, tokenizer, batch_size=8)
   logprobs = scorer.next_token_logprobs(prompts)
   nll = scorer.token_nll(prompts)
-  print(json.dumps(dict(distributed=distributed, processes=jax.process_count(),
-                        devices=jax.device_count(), generated=texts,
-                        logprobs=logprobs[:, :16].tolist(), nll=nll)), flush=True)
+  print(
+      json.dumps(
+          dict(
+              distributed=distributed,
+              processes=jax.process_count(),
+              devices=jax.device_count(),
+              generated=texts,
+              logprobs=logprobs[:, :16].tolist(),
+              nll=nll,
+          )
+      ),
+      flush=True,
+  )
 
 
 if __name__ == "__main__":

@@ -2,8 +2,12 @@ import json
 
 import numpy as np
 
-from langshift.evaluation.harness import (choice_scores, choice_token_ids, run_choice_task,
-                                          surface_variants)
+from langshift.evaluation.harness import (
+    choice_scores,
+    choice_token_ids,
+    run_choice_task,
+    surface_variants,
+)
 from langshift.evaluation.prompts import build_prompts, fewshot_prompt, select_shots
 from langshift.evaluation.tasks import Example, TaskSpec, example_from_record, load_examples
 
@@ -60,8 +64,15 @@ def test_choice_scoring_picks_the_planted_answer(tmp_path):
 
 def test_records_in_mera_layout_fill_the_instruction():
   spec = TaskSpec(name="t", type="choice", path="-", choices=("1", "2"))
-  ex = example_from_record({"instruction": "Premise: {premise}\nAnswer:", "inputs":
-                            {"premise": "It rained."}, "outputs": "2", "meta": {"id": 7}}, spec)
+  ex = example_from_record(
+      {
+          "instruction": "Premise: {premise}\nAnswer:",
+          "inputs": {"premise": "It rained."},
+          "outputs": "2",
+          "meta": {"id": 7},
+      },
+      spec,
+  )
   assert ex.prompt == "Premise: It rained.\nAnswer:" and ex.target == "2" and ex.id == 7
 
 
@@ -75,6 +86,11 @@ def test_k_shot_prompt_layout_and_shot_selection():
   a, b = shots
   assert prompt == f"{a.prompt} {a.target}\n\n{b.prompt} {b.target}\n\nQ1:"
   # Instruct models: zero-shot through the chat template, whatever num_fewshot says.
-  chat = build_prompts(spec, pool[:1], shots_pool=pool, same_pool=True,
-                       render_chat=lambda m: f"[{m[0]['role']}]{m[0]['content']}")
+  chat = build_prompts(
+      spec,
+      pool[:1],
+      shots_pool=pool,
+      same_pool=True,
+      render_chat=lambda m: f"[{m[0]['role']}]{m[0]['content']}",
+  )
   assert chat == ["[user]Q0:"]

@@ -1,5 +1,8 @@
-from langshift.evaluation.language_id import (detect_language, language_alignment,
-                                              normalize_language_tag)
+from langshift.evaluation.language_id import (
+    detect_language,
+    language_alignment,
+    normalize_language_tag,
+)
 
 RU = "Пакеты Debian устанавливаются с помощью программы apt, которая сама разрешает зависимости."
 AR = "يتم تثبيت حزم دبيان باستخدام برنامج apt الذي يحل الاعتماديات تلقائيًا."

@@ -5,10 +5,9 @@ import json
 import os
 import sys
 
-import numpy as np
-
 import hf_testing
 import multiprocess_testing
+import numpy as np
 
 TESTS = os.path.join(os.path.dirname(__file__), "..")
 sys.path.insert(0, os.path.join(TESTS, "data"))
@@ -20,6 +19,7 @@ WORKER = os.path.join(os.path.dirname(__file__), "multiprocess_eval_worker.py")
 def test_two_process_generation_and_scoring_equal_one_process(tmp_path):
   model_dir = data_fixtures.write_bpe_tokenizer(tmp_path / "model")
   from tokenizers import Tokenizer
+
   vocab = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json")).get_vocab_size()
   hf_testing.make_hf_model("llama31", model_dir, vocab_size=vocab)
   results = multiprocess_testing.run([sys.executable, WORKER, str(model_dir)], timeout=600)
@@ -28,10 +28,11 @@ def test_two_process_generation_and_scoring_equal_one_process(tmp_path):
     assert rc == 0, out[-2000:] + err[-4000:]
     outputs.append(json.loads(out.strip().splitlines()[-1]))
   assert all(o["distributed"] and o["processes"] == 2 and o["devices"] == 8 for o in outputs)
-  assert outputs[0] == {**outputs[1]}   # every process holds the whole result
+  assert outputs[0] == {**outputs[1]}  # every process holds the whole result
 
-  single = multiprocess_testing.run([sys.executable, WORKER, str(model_dir)], num_processes=1,
-                                    devices_per_process=8, timeout=600)
+  single = multiprocess_testing.run(
+      [sys.executable, WORKER, str(model_dir)], num_processes=1, devices_per_process=8, timeout=600
+  )
   rc, out, err = single[0]
   assert rc == 0, err[-4000:]
   reference = json.loads(out.strip().splitlines()[-1])

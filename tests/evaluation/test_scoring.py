@@ -2,8 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from eval_fixtures import ByteTokenizer, tiny_model
+
 from langshift.evaluation.scoring import LocalScorer
 from langshift.models.llama import LlamaDecoder
 
@@ -20,9 +20,9 @@ def _direct_logprobs(config, params, ids):
   """Unpadded forward of one row; ids padded on the right only to share one compiled shape
   (causal attention: the padding cannot affect earlier positions)."""
   row = np.zeros((1, MAX_LEN), np.int32)
-  row[0, :len(ids)] = ids
+  row[0, : len(ids)] = ids
   logits = _forward(config)(params, row)
-  return np.asarray(jax.nn.log_softmax(logits[0, :len(ids)].astype(jnp.float32), axis=-1))
+  return np.asarray(jax.nn.log_softmax(logits[0, : len(ids)].astype(jnp.float32), axis=-1))
 
 
 _FORWARDS = {}
@@ -49,5 +49,6 @@ def test_padded_batches_score_like_single_unpadded_rows(model):
     assert total == pytest.approx(want, rel=1e-5)
   # Chat prompts are not given another BOS.
   chat = scorer.next_token_logprobs(["xy"], chat=True)[0]
-  np.testing.assert_allclose(chat, _direct_logprobs(config, params, tok.encode("xy"))[-1],
-                             atol=1e-5)
+  np.testing.assert_allclose(
+      chat, _direct_logprobs(config, params, tok.encode("xy"))[-1], atol=1e-5
+  )

@@ -31,8 +31,11 @@ class EchoGenerator:
 def _write_input(path, n):
   with open(path, "w", encoding="utf-8") as f:
     for i in range(n):
-      rec = ({"id": i, "messages": [{"role": "user", "content": f"q{i}"}]} if i % 3 == 0
-             else {"id": i, "prompt": f"text {i}"})
+      rec = (
+          {"id": i, "messages": [{"role": "user", "content": f"q{i}"}]}
+          if i % 3 == 0
+          else {"id": i, "prompt": f"text {i}"}
+      )
       f.write(json.dumps(rec) + "\n")
 
 
@@ -72,8 +75,13 @@ def test_workers_split_shards_without_overlap(tmp_path):
   src, out = str(tmp_path / "in.jsonl"), str(tmp_path / "out")
   _write_input(src, 11)
   for w in range(2):
-    run_generation_job(src, out, EchoGenerator(), GenerationOptions(),
-                       JobConfig(shard_size=3, batch_size=2, worker_index=w, num_workers=2))
+    run_generation_job(
+        src,
+        out,
+        EchoGenerator(),
+        GenerationOptions(),
+        JobConfig(shard_size=3, batch_size=2, worker_index=w, num_workers=2),
+    )
   assert [r["id"] for r in read_outputs(out)] == list(range(11))
 
 
@@ -103,7 +111,8 @@ def test_subprocess_killed_with_sigkill_then_resumed(tmp_path):
   assert len(read_outputs(out)) == 8  # complete shards only
   with open(os.path.join(out, "part-00002.jsonl.inprogress")) as f:
     assert len(f.readlines()) == 2
-  run_generation_job(src, out, EchoGenerator(), GenerationOptions(),
-                     JobConfig(shard_size=4, batch_size=1))
+  run_generation_job(
+      src, out, EchoGenerator(), GenerationOptions(), JobConfig(shard_size=4, batch_size=1)
+  )
   records = read_outputs(out)
   assert [r["id"] for r in records] == list(range(40))

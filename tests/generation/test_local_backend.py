@@ -4,31 +4,42 @@ import jax
 import numpy as np
 import pytest
 import transformers
+from tiny_llama_hf import tiny_hf_llama
+from toy_tokenizer import toy_tokenizer
 
 from langshift.generation.chat_render import chat_renderer
 from langshift.generation.decode import make_generate_fn
 from langshift.generation.interface import GenerationOptions
 from langshift.generation.local_backend import LocalGenerator, left_pad
 from langshift.tokenization.tokenizer import load_tokenizer
-from tiny_llama_hf import tiny_hf_llama
-from toy_tokenizer import toy_tokenizer
 
-CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + "
-          "message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
-          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
-LLAMA3 = ("{{ bos_token }}{% for message in messages %}{% set content = '<|start_header_id|>' + "
-          "message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' %}"
-          "{{ content }}{% endfor %}{% if add_generation_prompt %}"
-          "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + "
+    "message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+LLAMA3 = (
+    "{{ bos_token }}{% for message in messages %}{% set content = '<|start_header_id|>' + "
+    "message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' %}"
+    "{{ content }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
 
 
 def tokenizer_dir(directory, tok, chat_template):
   """`tok` saved as an HF tokenizer directory with <s>/</s> and `chat_template`."""
   directory.mkdir(parents=True, exist_ok=True)
   tok.save(str(directory / "tokenizer.json"))
-  (directory / "tokenizer_config.json").write_text(json.dumps(
-      {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
-       "chat_template": chat_template}))
+  (directory / "tokenizer_config.json").write_text(
+      json.dumps(
+          {
+              "tokenizer_class": "PreTrainedTokenizerFast",
+              "bos_token": "<s>",
+              "eos_token": "</s>",
+              "chat_template": chat_template,
+          }
+      )
+  )
   return str(directory)
 
 
@@ -58,8 +69,10 @@ def test_text_generation_matches_the_token_level_loop(setup):
 
 def test_chat_prompt_is_rendered_like_transformers_apply_chat_template(setup, tmp_path):
   *_, tok, _ = setup
-  messages = [{"role": "system", "content": "Be brief. "},
-              {"role": "user", "content": "  Привет, мир!\n"}]
+  messages = [
+      {"role": "system", "content": "Be brief. "},
+      {"role": "user", "content": "  Привет, мир!\n"},
+  ]
   for name, template in (("chatml", CHATML), ("llama3", LLAMA3)):
     directory = tokenizer_dir(tmp_path / name, tok, template)
     hf_tok = transformers.AutoTokenizer.from_pretrained(directory)
@@ -84,4 +97,5 @@ def test_answers_drop_special_tokens(setup, monkeypatch):
   monkeypatch.setattr(gen, "generate_tokens", lambda token_lists, options: [ids])
   assert "<s>" in tokenizer.decode(ids)
   assert gen.complete(["a"], GenerationOptions(max_new_tokens=4)) == [
-      tok.decode(ids, skip_special_tokens=True)]
+      tok.decode(ids, skip_special_tokens=True)
+  ]

@@ -1,9 +1,13 @@
 import jax.numpy as jnp
 import numpy as np
 
-from langshift.generation.logits_processors import (DecodeContext, RepetitionPenalty,
-                                                     RuleBasedAdapter, apply_processors,
-                                                     hewitt_token_biases)
+from langshift.generation.logits_processors import (
+    DecodeContext,
+    RepetitionPenalty,
+    RuleBasedAdapter,
+    apply_processors,
+    hewitt_token_biases,
+)
 from langshift.generation.sampling import top_k_filter, top_p_filter
 
 
@@ -35,8 +39,13 @@ def test_rule_based_adapter_is_base_log_probs_plus_log_softmax_of_rules():
 
 def test_rule_based_adapter_ablation_flags_switch_rules_off():
   base = jnp.asarray([[0.1, 0.2, 0.3]])
-  off = RuleBasedAdapter(eos_token_ids=(2,), token_biases=((0, -4.0),), use_eos_rule=False,
-                         use_uniform_rule=False, use_diversity_rule=False)
+  off = RuleBasedAdapter(
+      eos_token_ids=(2,),
+      token_biases=((0, -4.0),),
+      use_eos_rule=False,
+      use_uniform_rule=False,
+      use_diversity_rule=False,
+  )
   got = off(base, _ctx([[True, False, False]], 300))
   # All rules off: r = 0, log softmax(r) is the constant -log V.
   np.testing.assert_allclose(got, _log_softmax(base[0])[None] - np.log(3), rtol=1e-6)
@@ -65,5 +74,6 @@ def test_top_k_and_top_p_filters_on_hand_values():
   assert np.isfinite(p).tolist() == [[True, False, True, False]]
   # p just above 0.95 needs all four tokens; a tiny p still keeps the top token.
   assert np.isfinite(np.asarray(top_p_filter(logits, 0.96))).all()
-  assert np.isfinite(np.asarray(top_p_filter(logits, 0.01))).tolist() == [[True, False, False,
-                                                                           False]]
+  assert np.isfinite(np.asarray(top_p_filter(logits, 0.01))).tolist() == [
+      [True, False, False, False]
+  ]

@@ -31,8 +31,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       self._send(503, {"error": "busy"})
     elif self.path == "/v1/chat/completions":
       text = "echo: " + body["messages"][-1]["content"]
-      self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant",
-                                                            "content": text}}]})
+      self._send(
+          200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+      )
     elif self.path == "/v1/completions":
       self._send(200, {"choices": [{"index": 0, "text": body["prompt"][::-1] + " END tail"}]})
     else:
@@ -54,6 +55,7 @@ def server():
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     servers.append(srv)
     return srv, f"http://127.0.0.1:{srv.server_address[1]}/v1"
+
   servers = []
   yield start
   for srv in servers:
@@ -64,8 +66,9 @@ def server():
 def test_chat_and_completions_round_trip_with_sampling_fields(server):
   srv, url = server()
   gen = OpenAIGenerator(url, "tiny", api_key="k", max_concurrency=3, timeout_s=5)
-  opts = GenerationOptions(max_new_tokens=7, temperature=0.5, top_k=4, top_p=0.9, seed=10,
-                           stop=(" END",))
+  opts = GenerationOptions(
+      max_new_tokens=7, temperature=0.5, top_k=4, top_p=0.9, seed=10, stop=(" END",)
+  )
   convs = [[{"role": "user", "content": f"hi {i}"}] for i in range(5)]
   assert gen.chat(convs, opts) == [f"echo: hi {i}" for i in range(5)]
   assert gen.complete(["abc", "xy"], opts) == ["cba", "yx"]  # cut at the stop string
@@ -75,7 +78,8 @@ def test_chat_and_completions_round_trip_with_sampling_fields(server):
   assert body["model"] == "tiny" and body["max_tokens"] == 7 and body["temperature"] == 0.5
   assert body["top_k"] == 4 and body["top_p"] == 0.9 and body["stop"] == [" END"]
   assert sorted(b["seed"] for p, b, _ in srv.requests if p.endswith("chat/completions")) == list(
-      range(10, 15))
+      range(10, 15)
+  )
 
 
 def test_transient_errors_are_retried_a_bounded_number_of_times(server):
@@ -86,5 +90,6 @@ def test_transient_errors_are_retried_a_bounded_number_of_times(server):
   srv2, url2 = server(fail_first=100)
   with pytest.raises(OpenAIError, match="503"):
     OpenAIGenerator(url2, "m", max_retries=1, backoff_s=0.01, timeout_s=5).complete(
-        ["x"], GenerationOptions())
+        ["x"], GenerationOptions()
+    )
   assert len(srv2.requests) == 2

@@ -34,8 +34,9 @@ def test_mask_semantics():
   seg = jnp.asarray([[1, 1, 2, 2, 2]])
   idx = jnp.arange(5)[None]
   m = np.asarray(attention.attention_mask(seg, seg, idx, idx, sliding_window=2))[0, 0]
-  expected = np.array([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 1, 1, 0],
-                       [0, 0, 0, 1, 1]], bool)
+  expected = np.array(
+      [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 1, 1]], bool
+  )
   np.testing.assert_array_equal(m, expected)
 
 
@@ -43,10 +44,12 @@ def test_splash_under_an_8_device_mesh_matches_xla(tmp_path):
   """The model with attention_impl=splash, sharded data 2 x fsdp 2 x tensor 2 (interpret mode)."""
   import flax.linen as nn
   import hf_testing
+
   from langshift.checkpoints.hf_import import load_hf_model
   from langshift.models.llama import LlamaDecoder
   from langshift.parallel import sharding
   from langshift.parallel.mesh import create_mesh
+
   hf_testing.make_hf_model("qwen2", tmp_path)
   cfg, params = load_hf_model(str(tmp_path))
   tokens = jnp.asarray(np.random.default_rng(0).integers(0, 96, size=(4, 128)))
@@ -62,8 +65,11 @@ def test_splash_under_an_8_device_mesh_matches_xla(tmp_path):
       return model.apply({"params": p}, t, segment_ids=s)
 
   with jax.set_mesh(mesh):
-    out = forward(sharded, jax.device_put(tokens, sharding.batch_sharding(mesh)),
-                  jax.device_put(seg, sharding.batch_sharding(mesh)))
+    out = forward(
+        sharded,
+        jax.device_put(tokens, sharding.batch_sharding(mesh)),
+        jax.device_put(seg, sharding.batch_sharding(mesh)),
+    )
   np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-4)
 
 
@@ -73,6 +79,14 @@ def test_blocked_causal_attention_matches_full_xla(t, window):
   out = attention.blocked_causal_attention(q, k, v, seg, window)
   np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5)
   idx = jnp.broadcast_to(jnp.arange(t), (2, t))
-  dispatched = attention.dot_product_attention(q, k, v, q_segment_ids=seg, kv_segment_ids=seg,
-                                               q_index=idx, kv_index=idx, sliding_window=window)
+  dispatched = attention.dot_product_attention(
+      q,
+      k,
+      v,
+      q_segment_ids=seg,
+      kv_segment_ids=seg,
+      q_index=idx,
+      kv_index=idx,
+      sliding_window=window,
+  )
   np.testing.assert_allclose(np.asarray(dispatched), np.asarray(ref), atol=1e-5)

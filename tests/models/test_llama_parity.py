@@ -1,11 +1,11 @@
 """Logit parity with transformers' PyTorch implementation (the independent reference)."""
 
+import hf_testing
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import hf_testing
 from langshift.checkpoints.hf_import import load_hf_model
 from langshift.models.llama import LlamaDecoder
 
@@ -29,16 +29,21 @@ def test_long_rows_match_transformers(kind, tmp_path):
   cfg, params = load_hf_model(str(tmp_path))
   tokens = np.random.default_rng(5).integers(0, cfg.vocab_size, size=(1, 256))
   ours = LlamaDecoder(cfg).apply({"params": params}, jnp.asarray(tokens))
-  np.testing.assert_allclose(np.asarray(ours), hf_testing.hf_logits(hf_model, tokens), atol=1e-4,
-                             rtol=0)
+  np.testing.assert_allclose(
+      np.asarray(ours), hf_testing.hf_logits(hf_model, tokens), atol=1e-4, rtol=0
+  )
 
 
 def test_unscanned_and_remat_variants_compute_the_same(tmp_path):
   hf_testing.make_hf_model("llama31", tmp_path)
   tokens = jnp.asarray(np.random.default_rng(1).integers(0, 96, size=(2, 16)))
   outs = []
-  for overrides in ({}, {"scan_layers": False}, {"remat_policy": "full"},
-                    {"remat_policy": "minimal"}):
+  for overrides in (
+      {},
+      {"scan_layers": False},
+      {"remat_policy": "full"},
+      {"remat_policy": "minimal"},
+  ):
     cfg, params = load_hf_model(str(tmp_path), **overrides)
     outs.append(np.asarray(LlamaDecoder(cfg).apply({"params": params}, tokens)))
   for o in outs[1:]:

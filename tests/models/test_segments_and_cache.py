@@ -1,11 +1,11 @@
 """Packed-segment isolation and the KV-cache decode path."""
 
+import hf_testing
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
 
-import hf_testing
 from langshift.checkpoints.hf_import import load_hf_model
 from langshift.models.llama import LlamaDecoder, init_cache, positions_from_segment_ids
 
@@ -23,8 +23,9 @@ def test_packed_row_equals_documents_run_separately(tmp_path):
   doc_a, doc_b = rng.integers(3, 96, size=11), rng.integers(3, 96, size=7)
   packed = np.concatenate([doc_a, doc_b, [0, 0]])[None]
   seg = np.asarray([[1] * 11 + [2] * 7 + [0, 0]])
-  out = np.asarray(model.apply({"params": params}, jnp.asarray(packed),
-                               segment_ids=jnp.asarray(seg)))
+  out = np.asarray(
+      model.apply({"params": params}, jnp.asarray(packed), segment_ids=jnp.asarray(seg))
+  )
   alone_a = np.asarray(model.apply({"params": params}, jnp.asarray(doc_a[None])))
   alone_b = np.asarray(model.apply({"params": params}, jnp.asarray(doc_b[None])))
   np.testing.assert_allclose(out[0, :11], alone_a[0], atol=1e-5)
@@ -47,8 +48,9 @@ def _greedy_with_cache(model, params, cfg, prompt, steps):
   tok = jnp.argmax(logits[:, -1], axis=-1)
   for _ in range(steps):
     out.append(np.asarray(tok))
-    logits, cache = decode(tok[:, None], jnp.asarray(next_pos)[:, None],
-                           jnp.ones((b, 1), jnp.int32), cache)
+    logits, cache = decode(
+        tok[:, None], jnp.asarray(next_pos)[:, None], jnp.ones((b, 1), jnp.int32), cache
+    )
     next_pos = next_pos + 1
     tok = jnp.argmax(logits[:, -1], axis=-1)
   return np.stack(out, axis=1)
@@ -60,12 +62,19 @@ def test_kv_cache_greedy_decoding_matches_transformers_generate(tmp_path):
   model = LlamaDecoder(cfg)
   rng = np.random.default_rng(3)
   prompts = [rng.integers(3, 96, size=9), rng.integers(3, 96, size=6)]
-  ours = _greedy_with_cache(model, params, cfg,
-                            np.stack([prompts[0], np.pad(prompts[1], (3, 0))]), 16)
+  ours = _greedy_with_cache(
+      model, params, cfg, np.stack([prompts[0], np.pad(prompts[1], (3, 0))]), 16
+  )
   for i, prompt in enumerate(prompts):  # transformers one prompt at a time: no padding at all
-    ref = hf_model.generate(torch.as_tensor(prompt[None]), max_new_tokens=16, do_sample=False,
-                            eos_token_id=None, pad_token_id=0, min_new_tokens=16)
-    np.testing.assert_array_equal(ours[i], ref[0, len(prompt):].numpy())
+    ref = hf_model.generate(
+        torch.as_tensor(prompt[None]),
+        max_new_tokens=16,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=0,
+        min_new_tokens=16,
+    )
+    np.testing.assert_array_equal(ours[i], ref[0, len(prompt) :].numpy())
 
 
 def test_decode_logits_equal_full_forward(tmp_path):
@@ -77,8 +86,13 @@ def test_decode_logits_equal_full_forward(tmp_path):
   cache = init_cache(cfg, 1, 12)
   steps = []
   for t in range(12):
-    logits, cache = model.apply({"params": params}, jnp.asarray(tokens[:, t:t + 1]),
-                                jnp.asarray([[t]]), jnp.ones((1, 1), jnp.int32), cache,
-                                method="decode")
+    logits, cache = model.apply(
+        {"params": params},
+        jnp.asarray(tokens[:, t : t + 1]),
+        jnp.asarray([[t]]),
+        jnp.ones((1, 1), jnp.int32),
+        cache,
+        method="decode",
+    )
     steps.append(np.asarray(logits[:, 0]))
   np.testing.assert_allclose(np.stack(steps, axis=1), full, atol=1e-5)

@@ -4,12 +4,12 @@ import json
 import os
 
 import flax.linen as nn
+import hf_testing
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import hf_testing
 from langshift.checkpoints.hf_import import load_hf_model
 from langshift.models.llama import LlamaDecoder, abstract_params
 from langshift.parallel import sharding
@@ -24,11 +24,12 @@ def _mesh():
 
 
 def _spec_table(cfg, mesh):
-  shardings = sharding.logical_shardings(abstract_params(cfg), mesh,
-                                        sharding.DEFAULT_LOGICAL_RULES)
+  shardings = sharding.logical_shardings(abstract_params(cfg), mesh, sharding.DEFAULT_LOGICAL_RULES)
   flat = jax.tree_util.tree_flatten_with_path(shardings)[0]
-  return {"/".join(k.key for k in path): [list(a) if isinstance(a, tuple) else a
-                                          for a in s.spec] for path, s in flat}
+  return {
+      "/".join(k.key for k in path): [list(a) if isinstance(a, tuple) else a for a in s.spec]
+      for path, s in flat
+  }
 
 
 def test_forward_on_8_device_mesh_equals_single_device(tmp_path):
@@ -68,6 +69,7 @@ def test_partition_specs_match_golden_file():
 
 def hf_testing_config():
   from langshift.checkpoints.hf_config import model_config_from_hf
+
   return model_config_from_hf(hf_testing.CONFIGS["qwen2"]().to_dict())
 
 

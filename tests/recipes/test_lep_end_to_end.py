@@ -8,13 +8,13 @@ import shutil
 import subprocess
 import sys
 
+import hf_testing
 import numpy as np
 import pytest
 import torch
 import transformers
 from tokenizers import Tokenizer
 
-import hf_testing
 from langshift.checkpoints.safetensors_io import SafetensorsCheckpoint
 
 TESTS = os.path.join(os.path.dirname(__file__), "..")
@@ -33,8 +33,11 @@ def _write_models(root):
   tokenizer plus a chat template and one extra special token (so one row is appended)."""
   base_dir = data_fixtures.write_bpe_tokenizer(root / "base", chat_template=None)
   tok = Tokenizer.from_file(os.path.join(base_dir, "tokenizer.json"))
-  ids = dict(bos_token_id=tok.token_to_id("<|begin_of_text|>"),
-             eos_token_id=tok.token_to_id("<|eot_id|>"), pad_token_id=tok.token_to_id("<pad>"))
+  ids = dict(
+      bos_token_id=tok.token_to_id("<|begin_of_text|>"),
+      eos_token_id=tok.token_to_id("<|eot_id|>"),
+      pad_token_id=tok.token_to_id("<pad>"),
+  )
   base = hf_testing.make_hf_model("llama31", base_dir, vocab_size=tok.get_vocab_size(), **ids)
 
   instruct_dir = data_fixtures.write_bpe_tokenizer(root / "instruct")
@@ -66,12 +69,18 @@ def setup(tmp_path_factory):
 
 
 def _run_lep(setup, workdir):
-  args = [sys.executable, "-m", "langshift.main", "--config=experiments/lep_ru.py:tiny",
-          f"--workdir={workdir}", f"--config.lep.base={setup['base']}",
-          f"--config.lep.instruct={setup['instruct']}",
-          f"--config.data.sources.ru.path={setup['root'] / 'train.jsonl'}",
-          f"--config.evals.heldout.data.sources.ru.path={setup['root'] / 'heldout.jsonl'}",
-          "--config.checkpoint.keep=2"]
+  args = [
+      sys.executable,
+      "-m",
+      "langshift.main",
+      "--config=experiments/lep_ru.py:tiny",
+      f"--workdir={workdir}",
+      f"--config.lep.base={setup['base']}",
+      f"--config.lep.instruct={setup['instruct']}",
+      f"--config.data.sources.ru.path={setup['root'] / 'train.jsonl'}",
+      f"--config.evals.heldout.data.sources.ru.path={setup['root'] / 'heldout.jsonl'}",
+      "--config.checkpoint.keep=2",
+  ]
   result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   return result.stdout
@@ -110,11 +119,13 @@ def test_lep_recipe_end_to_end_and_resume(setup, tmp_path):
   # (d, e) The propagated instruct model loads, keeps the instruct blocks exactly, and chats.
   export = str(work / "lep_instruct")
   model, info = transformers.AutoModelForCausalLM.from_pretrained(
-      export, output_loading_info=True, dtype=torch.float32)
+      export, output_loading_info=True, dtype=torch.float32
+  )
   assert not info["missing_keys"] and not info["unexpected_keys"]
   assert model.config.vocab_size == new_size + 1  # + the instruct model's own special token
-  instruct = transformers.AutoModelForCausalLM.from_pretrained(setup["instruct"],
-                                                               dtype=torch.float32)
+  instruct = transformers.AutoModelForCausalLM.from_pretrained(
+      setup["instruct"], dtype=torch.float32
+  )
   ours, theirs = model.state_dict(), instruct.state_dict()
   assert set(ours) == set(theirs)
   for name in ours:
@@ -129,11 +140,15 @@ def test_lep_recipe_end_to_end_and_resume(setup, tmp_path):
     assert torch.equal(ours[name][tag], theirs[name][instruct_tag])
   assert tok.eos_token == "<|eot_id|>"
   assert model.generation_config.eos_token_id == tok.eos_token_id
-  prompt = tok.apply_chat_template([{"role": "user", "content": "Привет, как дела?"}],
-                                   add_generation_prompt=True, return_tensors="pt",
-                                   return_dict=True)
+  prompt = tok.apply_chat_template(
+      [{"role": "user", "content": "Привет, как дела?"}],
+      add_generation_prompt=True,
+      return_tensors="pt",
+      return_dict=True,
+  )
   assert tok.decode(prompt["input_ids"][0]).startswith(
-      "<|begin_of_text|><|start_header_id|>user<|end_header_id|>")
+      "<|begin_of_text|><|start_header_id|>user<|end_header_id|>"
+  )
   generated = model.generate(**prompt, max_new_tokens=6, do_sample=False)
   assert generated.shape[1] > prompt["input_ids"].shape[1]
 
@@ -163,26 +178,35 @@ def test_replaced_unigram_vocabulary_propagates_and_loads(setup, tmp_path):
   specials map onto the base's, and every instruct special token is appended."""
   from langshift.recipes import lep
   from langshift.tokenization.tokenizer_files import read_tokenizer_json
+
   sys.path.insert(0, REPO)
   from experiments import lep_ru
+
   config = lep_ru.get_config("tiny")
-  config.lep.update(base=setup["base"], instruct=setup["instruct"], tokenizer_variant="unigram",
-                    new_vocab_size=500, propagation="overlap")
+  config.lep.update(
+      base=setup["base"],
+      instruct=setup["instruct"],
+      tokenizer_variant="unigram",
+      new_vocab_size=500,
+      propagation="overlap",
+  )
   config.data.sources.ru.path = str(setup["root"] / "train.jsonl")
   paths = lep.lep_paths(str(tmp_path))
   made = lep.build_target_tokenizer(config, paths["tokenizer"])
   lep.initialise_base(setup["base"], paths["tokenizer"], paths["init"], method="mean", seed=0)
   shutil.copytree(paths["init"], os.path.join(paths["cpt"], "hf"))
-  summary = lep.propagate_into_instruct(setup["base"], setup["instruct"], paths,
-                                        method="overlap")
+  summary = lep.propagate_into_instruct(setup["base"], setup["instruct"], paths, method="overlap")
 
   spec = read_tokenizer_json(paths["tokenizer"])
   assert spec["model"]["type"] == "Unigram"
   # The instruct specials a Unigram vocabulary trained from scratch lacks (all but <s>, </s>)
   # are appended after its last id.
   new_tok = Tokenizer.from_file(os.path.join(paths["tokenizer"], "tokenizer.json"))
-  missing = [t for t in data_fixtures.SPECIAL_TOKENS + [INSTRUCT_ONLY_SPECIAL]
-             if new_tok.token_to_id(t) is None]
+  missing = [
+      t
+      for t in data_fixtures.SPECIAL_TOKENS + [INSTRUCT_ONLY_SPECIAL]
+      if new_tok.token_to_id(t) is None
+  ]
   assert len(missing) == len(data_fixtures.SPECIAL_TOKENS) - 1
   assert summary["appended_special_tokens"] == len(missing)
   assert summary["vocab_size"] == made["new_size"] + len(missing)
@@ -191,18 +215,23 @@ def test_replaced_unigram_vocabulary_propagates_and_loads(setup, tmp_path):
   # <s> starts from the base's BOS row: mapped by role, not by its (absent) string.
   np.testing.assert_array_equal(
       init["model.embed_tokens.weight"][new_tok.token_to_id("<s>")],
-      base["model.embed_tokens.weight"][_base_token_id(setup, "<|begin_of_text|>")])
+      base["model.embed_tokens.weight"][_base_token_id(setup, "<|begin_of_text|>")],
+  )
   model, info = transformers.AutoModelForCausalLM.from_pretrained(
-      paths["propagate"], output_loading_info=True, dtype=torch.float32)
+      paths["propagate"], output_loading_info=True, dtype=torch.float32
+  )
   assert not info["missing_keys"] and not info["unexpected_keys"]
   tok = transformers.AutoTokenizer.from_pretrained(paths["propagate"])
-  prompt = tok.apply_chat_template([{"role": "user", "content": "Привет"}],
-                                   add_generation_prompt=True, return_tensors="pt",
-                                   return_dict=True)
-  assert prompt["input_ids"][0, 0].item() == tok.bos_token_id == summary["special_ids"][
-      "bos_token"]
+  prompt = tok.apply_chat_template(
+      [{"role": "user", "content": "Привет"}],
+      add_generation_prompt=True,
+      return_tensors="pt",
+      return_dict=True,
+  )
+  assert prompt["input_ids"][0, 0].item() == tok.bos_token_id == summary["special_ids"]["bos_token"]
   assert model.generate(**prompt, max_new_tokens=3, do_sample=False).shape[1] > (
-      prompt["input_ids"].shape[1])
+      prompt["input_ids"].shape[1]
+  )
 
 
 def _base_token_id(setup, token):

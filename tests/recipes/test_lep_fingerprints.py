@@ -33,8 +33,11 @@ def finished(tmp_path_factory):
 
 
 def _snapshot(workdir):
-  return {os.path.join(d, f): os.path.getmtime(os.path.join(d, f))
-          for d, _, files in os.walk(workdir) for f in files}
+  return {
+      os.path.join(d, f): os.path.getmtime(os.path.join(d, f))
+      for d, _, files in os.walk(workdir)
+      for f in files
+  }
 
 
 def test_unchanged_config_skips_every_stage(finished):
@@ -45,28 +48,38 @@ def test_unchanged_config_skips_every_stage(finished):
   assert _snapshot(workdir) == before
 
 
-@pytest.mark.parametrize("key,value,stage", [
-    ("optimizer.learning_rate", 0.02, "cpt"),
-    ("train.seq_len", 64, "cpt"),
-    ("data.packing", "greedy", "cpt"),
-    ("data.sources.ru.text_field", "body", "tokenizer"),
-])
+@pytest.mark.parametrize(
+    "key,value,stage",
+    [
+        ("optimizer.learning_rate", 0.02, "cpt"),
+        ("train.seq_len", 64, "cpt"),
+        ("data.packing", "greedy", "cpt"),
+        ("data.sources.ru.text_field", "body", "tokenizer"),
+    ],
+)
 def test_a_changed_setting_is_an_error_naming_it(finished, key, value, stage):
   config, workdir = finished
   before = _snapshot(workdir)
   old = config_lib.flatten(config)[key]
   changed = config_lib.apply_overrides(config, {key: value})
-  with pytest.raises(ValueError, match=rf"^stage {stage} in .* was run with another config: "
-                                       rf"{key}: {old!r} -> {value!r}; use a new workdir"):
+  with pytest.raises(
+      ValueError,
+      match=rf"^stage {stage} in .* was run with another config: "
+      rf"{key}: {old!r} -> {value!r}; use a new workdir",
+  ):
     lep.run_lep(changed, workdir, log=lambda _: None)
   assert _snapshot(workdir) == before  # nothing overwritten
 
 
-@pytest.mark.parametrize("key,value", [("train.trainable", "all"),
-                                       ("checkpoint.export_dtype", "bfloat16"),
-                                       ("init_from_hf", "/models/x")])
-def test_a_setting_that_contradicts_the_recipe_is_refused_up_front(finished, tmp_path, key,
-                                                                   value):
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("train.trainable", "all"),
+        ("checkpoint.export_dtype", "bfloat16"),
+        ("init_from_hf", "/models/x"),
+    ],
+)
+def test_a_setting_that_contradicts_the_recipe_is_refused_up_front(finished, tmp_path, key, value):
   config, _ = finished
   changed = config_lib.apply_overrides(config, {key: value})
   with pytest.raises(ValueError, match=rf"^config\.{key}='{value}' contradicts the LEP recipe"):

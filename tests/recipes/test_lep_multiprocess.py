@@ -9,9 +9,8 @@ import os
 import shutil
 import sys
 
-import pytest
-
 import multiprocess_testing
+import pytest
 import test_lep_end_to_end as single
 
 from langshift.recipes import lep
@@ -21,12 +20,19 @@ HOST_STAGES = ("tokenizer", "init", "propagate")
 
 def _run_two_processes(setup, workdir, base=None, timeout=600):
   return multiprocess_testing.run(
-      [sys.executable, "-m", "langshift.main", "--config=experiments/lep_ru.py:tiny",
-       f"--workdir={workdir}", f"--config.lep.base={base or setup['base']}",
-       f"--config.lep.instruct={setup['instruct']}",
-       f"--config.data.sources.ru.path={setup['root'] / 'train.jsonl'}",
-       f"--config.evals.heldout.data.sources.ru.path={setup['root'] / 'heldout.jsonl'}"],
-      timeout=timeout)
+      [
+          sys.executable,
+          "-m",
+          "langshift.main",
+          "--config=experiments/lep_ru.py:tiny",
+          f"--workdir={workdir}",
+          f"--config.lep.base={base or setup['base']}",
+          f"--config.lep.instruct={setup['instruct']}",
+          f"--config.data.sources.ru.path={setup['root'] / 'train.jsonl'}",
+          f"--config.evals.heldout.data.sources.ru.path={setup['root'] / 'heldout.jsonl'}",
+      ],
+      timeout=timeout,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +47,7 @@ def test_two_process_lep_runs_host_stages_once_on_process_zero(setup, tmp_path):
   for stage in HOST_STAGES + ("cpt",):
     assert out0.count(f"langshift: stage {stage} -> ") == 1, out0
     assert "langshift: stage" not in out1
-  assert "mesh {'data': 1, 'fsdp': 8, 'tensor': 1}" in out0   # one mesh over both processes
+  assert "mesh {'data': 1, 'fsdp': 8, 'tensor': 1}" in out0  # one mesh over both processes
   with open(work / "stages" / "cpt.json") as f:
     assert json.load(f)["summary"]["step"] == 4
 
@@ -49,17 +55,24 @@ def test_two_process_lep_runs_host_stages_once_on_process_zero(setup, tmp_path):
   config = single_process_config(setup)
   paths = lep.lep_paths(str(tmp_path / "single"))
   lep.build_target_tokenizer(config, paths["tokenizer"])
-  assert filecmp.cmp(work / "tokenizer_new" / "tokenizer.json",
-                     os.path.join(paths["tokenizer"], "tokenizer.json"), shallow=False)
+  assert filecmp.cmp(
+      work / "tokenizer_new" / "tokenizer.json",
+      os.path.join(paths["tokenizer"], "tokenizer.json"),
+      shallow=False,
+  )
   lep.initialise_base(setup["base"], paths["tokenizer"], paths["init"], method="mean", seed=0)
-  assert filecmp.cmp(work / "base_init" / "model.safetensors",
-                     os.path.join(paths["init"], "model.safetensors"), shallow=False)
+  assert filecmp.cmp(
+      work / "base_init" / "model.safetensors",
+      os.path.join(paths["init"], "model.safetensors"),
+      shallow=False,
+  )
   # ... and propagated from the donor that the two-process CPT trained.
   shutil.copytree(work / "cpt" / "hf", os.path.join(paths["cpt"], "hf"))
   lep.propagate_into_instruct(setup["base"], setup["instruct"], paths, method="conversion")
   for name in ("model.safetensors", "config.json", "tokenizer.json"):
-    assert filecmp.cmp(work / "lep_instruct" / name, os.path.join(paths["propagate"], name),
-                       shallow=False), name
+    assert filecmp.cmp(
+        work / "lep_instruct" / name, os.path.join(paths["propagate"], name), shallow=False
+    ), name
 
 
 def test_failure_on_process_zero_stops_the_other_process(setup, tmp_path):
@@ -68,8 +81,9 @@ def test_failure_on_process_zero_stops_the_other_process(setup, tmp_path):
   for name in os.listdir(broken):
     if name.endswith(".safetensors"):
       os.remove(broken / name)
-  (rc0, _, err0), (rc1, _, err1) = _run_two_processes(setup, tmp_path / "lep", base=broken,
-                                                      timeout=300)
+  (rc0, _, err0), (rc1, _, err1) = _run_two_processes(
+      setup, tmp_path / "lep", base=broken, timeout=300
+  )
   assert rc0 != 0 and rc1 != 0
   assert "base_without_weights" in err0
   assert "stage init failed on process 0" in err1
@@ -79,6 +93,7 @@ def test_failure_on_process_zero_stops_the_other_process(setup, tmp_path):
 def single_process_config(setup):
   sys.path.insert(0, single.REPO)
   from experiments import lep_ru
+
   config = lep_ru.get_config("tiny")
   config.lep.update(base=setup["base"], instruct=setup["instruct"])
   config.data.sources.ru.path = str(setup["root"] / "train.jsonl")

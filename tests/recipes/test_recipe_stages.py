@@ -14,6 +14,7 @@ def _body(output, calls, value=1):
     with open(os.path.join(output, "part"), "w") as f:
       f.write(str(value))
     return {"value": value}
+
   return run
 
 
@@ -62,6 +63,7 @@ class _FakeHosts:
 
   def __init__(self, monkeypatch, index):
     from langshift.recipes import stages
+
     self.barriers = []
     monkeypatch.setattr(stages.jax, "process_count", lambda: 2)
     monkeypatch.setattr(stages.jax, "process_index", lambda: index)
@@ -116,12 +118,19 @@ def test_collective_stage_runs_everywhere_and_only_process_zero_writes(tmp_path,
   assert not os.path.exists(runner.marker("a"))
 
 
-@pytest.mark.parametrize("key,value", [("propagation", "procrustes"),
-                                       ("propagation_products", "float16"),
-                                       ("tokenizer_variant", "wordpiece"), ("init", "zeros")])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("propagation", "procrustes"),
+        ("propagation_products", "float16"),
+        ("tokenizer_variant", "wordpiece"),
+        ("init", "zeros"),
+    ],
+)
 def test_bad_lep_setting_is_a_one_line_error_naming_it(key, value, tmp_path):
   from langshift.recipes import lep
   from langshift.train.config import base_config
+
   config = base_config()
   config.recipe = "lep"
   config.lep = lep.lep_config()
@@ -129,4 +138,4 @@ def test_bad_lep_setting_is_a_one_line_error_naming_it(key, value, tmp_path):
   config.lep[key] = value
   with pytest.raises(ValueError, match=rf"^config\.lep\.{key}='{value}'; expected one of"):
     lep.run_lep(config, str(tmp_path / "work"))
-  assert not (tmp_path / "work").exists()   # nothing started
+  assert not (tmp_path / "work").exists()  # nothing started

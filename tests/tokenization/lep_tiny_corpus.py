@@ -4,11 +4,15 @@ import random
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-RUSSIAN = ("привет мир как дела хорошо спасибо сегодня погода очень тёплая солнце светит ярко "
-           "город москва река волга книга читать писать говорить думать работа дом улица машина "
-           "программа пакет система сервер файл команда установка настройка").split()
-ENGLISH = ("the quick brown fox jumps over a lazy dog while system packages install and the "
-           "server reads every file of the configuration").split()
+RUSSIAN = (
+    "привет мир как дела хорошо спасибо сегодня погода очень тёплая солнце светит ярко "
+    "город москва река волга книга читать писать говорить думать работа дом улица машина "
+    "программа пакет система сервер файл команда установка настройка"
+).split()
+ENGLISH = (
+    "the quick brown fox jumps over a lazy dog while system packages install and the "
+    "server reads every file of the configuration"
+).split()
 
 
 def sentences(words, n, seed, digits=True):
@@ -22,14 +26,16 @@ def sentences(words, n, seed, digits=True):
   return out
 
 
-def byte_level_bpe(texts, vocab_size=400, specials=("<|endoftext|>", "<|im_start|>",
-                                                    "<|im_end|>")):
+def byte_level_bpe(texts, vocab_size=400, specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>")):
   """A GPT-2-style byte-level BPE (the SmolLM2 / Llama-3 family) trained in memory."""
   tok = Tokenizer(models.BPE())
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
   tok.decoder = decoders.ByteLevel()
-  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials),
-                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                show_progress=False)
+  trainer = trainers.BpeTrainer(
+      vocab_size=vocab_size,
+      special_tokens=list(specials),
+      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+      show_progress=False,
+  )
   tok.train_from_iterator(texts, trainer)
   return tok

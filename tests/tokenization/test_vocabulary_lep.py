@@ -1,3 +1,4 @@
+import lep_tiny_corpus as corpus
 import numpy as np
 
 from langshift.embeddings.vocabulary_map import build_vocabulary_map
@@ -5,14 +6,18 @@ from langshift.tokenization import extension
 from langshift.tokenization.sentencepiece_export import sentencepiece_to_tokenizer
 from langshift.tokenization.sentencepiece_training import train_sentencepiece
 from langshift.tokenization.vocabulary import decompose, vocabulary
-import lep_tiny_corpus as corpus
 
 
 def test_sentencepiece_tokens_map_onto_byte_level_tokens_by_decoded_bytes():
   old = corpus.byte_level_bpe(corpus.sentences(corpus.RUSSIAN, 800, seed=5), vocab_size=400)
-  new = sentencepiece_to_tokenizer(train_sentencepiece(
-      corpus.sentences(corpus.RUSSIAN, 800, seed=6), model_type="bpe", vocab_size=400,
-      hard_vocab_limit=False))
+  new = sentencepiece_to_tokenizer(
+      train_sentencepiece(
+          corpus.sentences(corpus.RUSSIAN, 800, seed=6),
+          model_type="bpe",
+          vocab_size=400,
+          hard_vocab_limit=False,
+      )
+  )
   vocab_map = build_vocabulary_map(old, new)
   old_vocab, new_vocab = vocabulary(old), vocabulary(new)
   new_ids, old_ids = vocab_map.kept_pairs()
@@ -33,9 +38,15 @@ def test_sentencepiece_tokens_map_onto_byte_level_tokens_by_decoded_bytes():
 def test_extension_keeps_every_old_row():
   base = corpus.byte_level_bpe(corpus.sentences(corpus.ENGLISH, 800, seed=5), vocab_size=400)
   import json
-  pieces = extension.sentencepiece_pieces(train_sentencepiece(
-      corpus.sentences(corpus.RUSSIAN, 800, seed=6), model_type="bpe", vocab_size=400,
-      hard_vocab_limit=False))
+
+  pieces = extension.sentencepiece_pieces(
+      train_sentencepiece(
+          corpus.sentences(corpus.RUSSIAN, 800, seed=6),
+          model_type="bpe",
+          vocab_size=400,
+          hard_vocab_limit=False,
+      )
+  )
   extended = extension.extend_byte_level_bpe(json.loads(base.to_str()), pieces)
   vocab_map = build_vocabulary_map(base, extended)
   size = base.get_vocab_size()

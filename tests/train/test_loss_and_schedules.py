@@ -29,14 +29,21 @@ def test_weighted_cross_entropy_and_z_loss(z):
   hidden = jnp.asarray(rng.normal(size=(2, 8, 5)), jnp.float32)
   proj = jnp.asarray(rng.normal(size=(5, 11)), jnp.float32)
   full = weighted_cross_entropy(hidden @ proj, jnp.asarray(targets), jnp.asarray(weights), z)
-  chunked = chunked_cross_entropy(hidden, lambda h: h @ proj, jnp.asarray(targets),
-                                  jnp.asarray(weights), 4, z)
+  chunked = chunked_cross_entropy(
+      hidden, lambda h: h @ proj, jnp.asarray(targets), jnp.asarray(weights), 4, z
+  )
   np.testing.assert_allclose(np.asarray(chunked), np.asarray(full), rtol=1e-5)
 
 
 def _opt(**kw):
-  base = dict(learning_rate=1.0, schedule="cosine", warmup_steps=10, total_steps=110,
-              final_lr_fraction=0.1, wsd_decay_fraction=0.2)
+  base = dict(
+      learning_rate=1.0,
+      schedule="cosine",
+      warmup_steps=10,
+      total_steps=110,
+      final_lr_fraction=0.1,
+      wsd_decay_fraction=0.2,
+  )
   base.update(kw)
   return ml_collections.ConfigDict(base)
 
@@ -59,8 +66,10 @@ def test_schedules():
 
 def test_trainable_selection_errors():
   params = {"embed_tokens": {"embedding": 0}, "layers": {"mlp": {"up_proj": {"kernel": 0}}}}
-  assert trainable_mask(params, ["mlp/"]) == {"embed_tokens": {"embedding": False},
-                                             "layers": {"mlp": {"up_proj": {"kernel": True}}}}
+  assert trainable_mask(params, ["mlp/"]) == {
+      "embed_tokens": {"embedding": False},
+      "layers": {"mlp": {"up_proj": {"kernel": True}}},
+  }
   with pytest.raises(ValueError, match="not a preset"):
     trainable_mask(params, "lora")
   with pytest.raises(ValueError, match="matches no parameter"):

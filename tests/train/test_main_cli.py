@@ -6,10 +6,9 @@ import os
 import subprocess
 import sys
 
+import hf_testing
 import numpy as np
 import pytest
-
-import hf_testing
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "data"))
 import data_fixtures  # noqa: E402
@@ -22,24 +21,41 @@ def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp("cli")
   tok_dir = data_fixtures.write_bpe_tokenizer(root / "model")
   from tokenizers import Tokenizer
+
   vocab = Tokenizer.from_file(os.path.join(tok_dir, "tokenizer.json")).get_vocab_size()
-  hf_testing.make_hf_model("llama31", root / "model", vocab_size=vocab, bos_token_id=None,
-                           eos_token_id=None, pad_token_id=None)
-  data_fixtures.write_jsonl(root / "train.jsonl",
-                            [{"text": f"{i}: {t}"} for i, t in enumerate(data_fixtures.CORPUS)])
+  hf_testing.make_hf_model(
+      "llama31",
+      root / "model",
+      vocab_size=vocab,
+      bos_token_id=None,
+      eos_token_id=None,
+      pad_token_id=None,
+  )
+  data_fixtures.write_jsonl(
+      root / "train.jsonl", [{"text": f"{i}: {t}"} for i, t in enumerate(data_fixtures.CORPUS)]
+  )
   data_fixtures.write_jsonl(root / "held.jsonl", [{"text": t} for t in data_fixtures.CORPUS[:5]])
   return root
 
 
 def _main(root, workdir, *overrides, config="experiments/demo.py"):
-  args = [sys.executable, "-m", "langshift.main", f"--config={config}",
-          f"--workdir={workdir}", f"--config.init_from_hf={root / 'model'}",
-          f"--config.data.sources.ru.path={root / 'train.jsonl'}",
-          f"--config.evals.heldout.data.sources.ru.path={root / 'held.jsonl'}",
-          "--config.train.seq_len=32", "--config.train.global_batch_size=8",
-          "--config.optimizer.total_steps=6", "--config.optimizer.learning_rate=1e-3",
-          "--config.checkpoint.every_steps=3", "--config.checkpoint.export_dtype=float32",
-          *overrides]
+  args = [
+      sys.executable,
+      "-m",
+      "langshift.main",
+      f"--config={config}",
+      f"--workdir={workdir}",
+      f"--config.init_from_hf={root / 'model'}",
+      f"--config.data.sources.ru.path={root / 'train.jsonl'}",
+      f"--config.evals.heldout.data.sources.ru.path={root / 'held.jsonl'}",
+      "--config.train.seq_len=32",
+      "--config.train.global_batch_size=8",
+      "--config.optimizer.total_steps=6",
+      "--config.optimizer.learning_rate=1e-3",
+      "--config.checkpoint.every_steps=3",
+      "--config.checkpoint.export_dtype=float32",
+      *overrides,
+  ]
   return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
@@ -50,10 +66,15 @@ def _losses(workdir):
 
 
 def test_main_runs_resumes_exactly_and_exports(setup, tmp_path):
-  straight = _main(setup, tmp_path / "straight", "--config.train.steps=6",
-                   "--config.evals.suite.every_steps=3", "--config.evals.suite.max_examples=2",
-                   "--config.checkpoint.export_hf_every=4",
-                   config="experiments/demo.py:suite=mini_darumeru")
+  straight = _main(
+      setup,
+      tmp_path / "straight",
+      "--config.train.steps=6",
+      "--config.evals.suite.every_steps=3",
+      "--config.evals.suite.max_examples=2",
+      "--config.checkpoint.export_hf_every=4",
+      config="experiments/demo.py:suite=mini_darumeru",
+  )
   assert straight.returncode == 0, straight.stderr[-3000:]
   assert "held-out perplexity" in straight.stdout
   first = _main(setup, tmp_path / "resumed", "--config.train.steps=3")
@@ -72,9 +93,11 @@ def test_main_runs_resumes_exactly_and_exports(setup, tmp_path):
 
   import torch
   import transformers
+
   export = tmp_path / "straight" / "hf"
   model, info = transformers.AutoModelForCausalLM.from_pretrained(
-      str(export), output_loading_info=True, dtype=torch.float32)
+      str(export), output_loading_info=True, dtype=torch.float32
+  )
   assert not info["missing_keys"] and not info["unexpected_keys"]
   tok = transformers.AutoTokenizer.from_pretrained(str(export))
   assert tok.chat_template == data_fixtures.LLAMA3_STYLE_TEMPLATE

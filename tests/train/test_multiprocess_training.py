@@ -6,13 +6,11 @@ checkpoint, and the rerun continues from it."""
 import json
 import os
 import shutil
-import signal
 import sys
 
+import multiprocess_testing
 import numpy as np
 import pytest
-
-import multiprocess_testing
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "recipes"))
 import test_lep_end_to_end as lep_e2e  # noqa: E402  (tiny models and a Russian corpus)
@@ -27,14 +25,22 @@ def setup(tmp_path_factory):
 
 def _args(setup, workdir, steps, every):
   # The LEP test's tiny config as plain continual pre-training of its base model.
-  return [sys.executable, "-m", "langshift.main", "--config=experiments/lep_ru.py:tiny",
-          "--config.recipe=cpt", f"--config.init_from_hf={setup['base']}",
-          "--config.train.trainable=all",
-          f"--workdir={workdir}", f"--config.train.steps={steps}",
-          f"--config.checkpoint.every_steps={every}", "--config.checkpoint.keep=10",
-          "--config.checkpoint.async_save=False",
-          f"--config.data.sources.ru.path={setup['root'] / 'train.jsonl'}",
-          f"--config.evals.heldout.data.sources.ru.path={setup['root'] / 'heldout.jsonl'}"]
+  return [
+      sys.executable,
+      "-m",
+      "langshift.main",
+      "--config=experiments/lep_ru.py:tiny",
+      "--config.recipe=cpt",
+      f"--config.init_from_hf={setup['base']}",
+      "--config.train.trainable=all",
+      f"--workdir={workdir}",
+      f"--config.train.steps={steps}",
+      f"--config.checkpoint.every_steps={every}",
+      "--config.checkpoint.keep=10",
+      "--config.checkpoint.async_save=False",
+      f"--config.data.sources.ru.path={setup['root'] / 'train.jsonl'}",
+      f"--config.evals.heldout.data.sources.ru.path={setup['root'] / 'heldout.jsonl'}",
+  ]
 
 
 def _check(results):
@@ -57,11 +63,12 @@ def _losses(workdir):
 def test_resumed_two_host_run_equals_the_uninterrupted_one(setup, tmp_path):
   work = tmp_path / "run"
   _check(multiprocess_testing.run(_args(setup, work, steps=6, every=3)))
-  for host in range(2):   # each host wrote its own iterator state
+  for host in range(2):  # each host wrote its own iterator state
     assert (work / "checkpoints" / "3" / "data" / f"process_{host}-of-2.json").exists()
-  states = [(work / "checkpoints" / "3" / "data" / f"process_{h}-of-2.json").read_text()
-            for h in range(2)]
-  assert states[0] != states[1]   # they read different shards
+  states = [
+      (work / "checkpoints" / "3" / "data" / f"process_{h}-of-2.json").read_text() for h in range(2)
+  ]
+  assert states[0] != states[1]  # they read different shards
   first, first_losses = _weights(work / "hf"), _losses(work)
 
   # Lose everything after step 3 and run the same command again.
@@ -80,13 +87,15 @@ def test_sigterm_on_one_host_stops_both_at_the_same_step(setup, tmp_path):
   work = tmp_path / "run"
   steps = 60
   # A maintenance event on the second host only, delivered right after its step 5.
-  procs = multiprocess_testing.start(_args(setup, work, steps=steps, every=1000),
-                                     extra_env=[{}, {"LANGSHIFT_FAULT": "term@step=5"}])
+  procs = multiprocess_testing.start(
+      _args(setup, work, steps=steps, every=1000),
+      extra_env=[{}, {"LANGSHIFT_FAULT": "term@step=5"}],
+  )
   out = _check(multiprocess_testing.wait(procs))
   stopped = int(out.split("preempted at step ")[1].split(";")[0])
   assert 5 <= stopped < steps
   saved = sorted(int(p.name) for p in (work / "checkpoints").iterdir() if p.name.isdigit())
-  assert saved[-1] == stopped   # the preemption checkpoint (orbax also keeps step 1)
+  assert saved[-1] == stopped  # the preemption checkpoint (orbax also keeps step 1)
   for host in range(2):
     assert (work / "checkpoints" / str(stopped) / "data" / f"process_{host}-of-2.json").exists()
 

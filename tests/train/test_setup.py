@@ -5,10 +5,10 @@ import os
 import sys
 
 import pytest
+from train_testing import SyntheticBatches, read_metrics, tiny_config
 
 from langshift.evaluation.evaluators import Evaluator, perplexity_eval, suite_eval
 from langshift.train.trainer import every, setup, train_and_evaluate
-from train_testing import SyntheticBatches, read_metrics, tiny_config
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "data"))
 import data_fixtures  # noqa: E402
@@ -18,8 +18,9 @@ import data_fixtures  # noqa: E402
 def text(tmp_path_factory):
   root = tmp_path_factory.mktemp("setup")
   tokenizer = data_fixtures.write_bpe_tokenizer(root / "tok")
-  heldout = data_fixtures.write_jsonl(root / "held.jsonl",
-                                      [{"text": t} for t in data_fixtures.CORPUS[:10]])
+  heldout = data_fixtures.write_jsonl(
+      root / "held.jsonl", [{"text": t} for t in data_fixtures.CORPUS[:10]]
+  )
   return dict(tokenizer=tokenizer, heldout=heldout)
 
 
@@ -39,8 +40,9 @@ def _heldout(text, path=None, **fields):
 
 
 def _iter(config):
-  return SyntheticBatches(config.train.global_batch_size, config.train.seq_len,
-                          config.model.vocab_size)
+  return SyntheticBatches(
+      config.train.global_batch_size, config.train.seq_len, config.model.vocab_size
+  )
 
 
 def test_every_is_periodic_and_fires_at_the_last_step():
@@ -50,18 +52,37 @@ def test_every_is_periodic_and_fires_at_the_last_step():
   assert [s for s in range(1, 8) if every(s, 0, 7, last=False)] == []
 
 
-@pytest.mark.parametrize("entry,error,match", [
-    (lambda t: suite_eval(suite="mini_darumeu"), FileNotFoundError,
-     r"config\.evals\.bench\.suite='mini_darumeu': no suite file"),
-    (lambda t: _heldout(t, path="/nonexistent/held.jsonl"), ValueError,
-     r"config\.evals\.bench\.data: source held: path '/nonexistent/held\.jsonl' matched no files"),
-    (lambda t: dict(kind="perplexty"), ValueError,
-     r"config\.evals\.bench\.kind='perplexty'; expected one of \('perplexity', 'suite'\)"),
-    (lambda t: dict(kind="suite", suite="mini_darumeru", every_step=3), ValueError,
-     r"unknown field\(s\) \['every_step'\] in config\.evals\.bench"),
-    (lambda t: suite_eval(suite="mini_darumeru", every_steps=-1), ValueError,
-     r"config\.evals\.bench\.every_steps=-1"),
-])
+@pytest.mark.parametrize(
+    "entry,error,match",
+    [
+        (
+            lambda t: suite_eval(suite="mini_darumeu"),
+            FileNotFoundError,
+            r"config\.evals\.bench\.suite='mini_darumeu': no suite file",
+        ),
+        (
+            lambda t: _heldout(t, path="/nonexistent/held.jsonl"),
+            ValueError,
+            r"config\.evals\.bench\.data: source held: path '/nonexistent/held\.jsonl' "
+            r"matched no files",
+        ),
+        (
+            lambda t: dict(kind="perplexty"),
+            ValueError,
+            r"config\.evals\.bench\.kind='perplexty'; expected one of \('perplexity', 'suite'\)",
+        ),
+        (
+            lambda t: dict(kind="suite", suite="mini_darumeru", every_step=3),
+            ValueError,
+            r"unknown field\(s\) \['every_step'\] in config\.evals\.bench",
+        ),
+        (
+            lambda t: suite_eval(suite="mini_darumeru", every_steps=-1),
+            ValueError,
+            r"config\.evals\.bench\.every_steps=-1",
+        ),
+    ],
+)
 def test_bad_evaluation_entry_fails_before_the_first_step(text, tmp_path, entry, error, match):
   config = _config(text, bench=entry(text))
   with pytest.raises(error, match=match):
@@ -71,8 +92,10 @@ def test_bad_evaluation_entry_fails_before_the_first_step(text, tmp_path, entry,
 
 def test_two_evaluations_writing_the_same_metrics_are_refused(text, tmp_path):
   config = _config(text, a=_heldout(text), b=_heldout(text))
-  with pytest.raises(ValueError, match=r"config\.evals\.b and config\.evals\.a both write "
-                                       r"perplexity metrics under 'eval'"):
+  with pytest.raises(
+      ValueError,
+      match=r"config\.evals\.b and config\.evals\.a both write " r"perplexity metrics under 'eval'",
+  ):
     setup(config, str(tmp_path / "w"), train_iter=_iter(config))
   config.evals.b.prefix = "eval_b"
   assert len(setup(config, str(tmp_path / "w"), train_iter=_iter(config)).evaluators) == 2
@@ -81,8 +104,9 @@ def test_two_evaluations_writing_the_same_metrics_are_refused(text, tmp_path):
 def test_architecture_keys_with_init_from_hf_are_an_error(tmp_path):
   config = tiny_config(steps=1)
   config.init_from_hf = str(tmp_path)
-  with pytest.raises(ValueError, match=r"^config\.model\.hidden_size=32 is set together with "
-                                       r"init_from_hf"):
+  with pytest.raises(
+      ValueError, match=r"^config\.model\.hidden_size=32 is set together with " r"init_from_hf"
+  ):
     setup(config, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
 
@@ -108,7 +132,8 @@ def test_evaluations_run_at_start_every_n_steps_and_at_the_end(text, tmp_path):
   before, after = summary["eval/perplexity_before"], summary["eval/perplexity_after"]
   assert before == rows[0]["eval/perplexity"] and after == rows[-1]["eval/perplexity"]
   assert before != after  # measured on the trained params, not the initial ones
-  summary = train_and_evaluate(_config(text), str(tmp_path / "b"), train_iter=_iter(config),
-                               evaluators=[counting])
+  summary = train_and_evaluate(
+      _config(text), str(tmp_path / "b"), train_iter=_iter(config), evaluators=[counting]
+  )
   assert counting.calls == 1 and summary["eval_test/calls_after"] == 1.0
   assert [r["step"] for r in read_metrics(tmp_path / "b") if "eval_test/calls" in r] == [5]

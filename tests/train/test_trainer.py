@@ -7,22 +7,24 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from train_testing import SyntheticBatches, read_metrics, tiny_config
 
 from langshift.train import checkpointing, optimizer
 from langshift.train.trainer import train_and_evaluate
-from train_testing import SyntheticBatches, read_metrics, tiny_config
 
 
 def _run(config, workdir, **iter_kwargs):
-  it = SyntheticBatches(config.train.global_batch_size, config.train.seq_len,
-                        config.model.vocab_size, **iter_kwargs)
+  it = SyntheticBatches(
+      config.train.global_batch_size, config.train.seq_len, config.model.vocab_size, **iter_kwargs
+  )
   return train_and_evaluate(config, str(workdir), train_iter=it)
 
 
 def _final_params(workdir):
   mngr = checkpointing.make_manager(str(workdir), 1, 2, False)
-  restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
-      state=ocp.args.StandardRestore()))
+  restored = mngr.restore(
+      mngr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore())
+  )
   return restored["state"]
 
 
@@ -33,8 +35,14 @@ def test_loss_falls_and_metrics_are_written(tmp_path):
   rows = [r for r in read_metrics(tmp_path) if "train/loss" in r]
   assert len(rows) == 30
   assert rows[-1]["train/loss"] < 0.5 * rows[0]["train/loss"]
-  for key in ("train/grad_norm", "train/lr", "train/tokens_seen", "perf/tokens_per_s",
-              "perf/step_time_s", "perf/mfu"):
+  for key in (
+      "train/grad_norm",
+      "train/lr",
+      "train/tokens_seen",
+      "perf/tokens_per_s",
+      "perf/step_time_s",
+      "perf/mfu",
+  ):
     assert key in rows[-1]
   assert rows[-1]["train/tokens_seen"] == 30 * 8 * 16
   assert os.listdir(tmp_path / "tensorboard")
@@ -123,8 +131,12 @@ def test_checkpoint_holds_data_state_and_config(tmp_path):
   step_dir = tmp_path / "checkpoints" / "4"
   assert {"state", "data", "config"} <= {p.name for p in step_dir.iterdir()}
   mngr = checkpointing.make_manager(str(tmp_path), 1, 2, False)
-  restored = mngr.restore(4, args=ocp.args.Composite(data=checkpointing.IteratorStateRestore(),
-                                                    config=ocp.args.JsonRestore()))
+  restored = mngr.restore(
+      4,
+      args=ocp.args.Composite(
+          data=checkpointing.IteratorStateRestore(), config=ocp.args.JsonRestore()
+      ),
+  )
   assert restored["data"] == {"index": 4}
   # One iterator state per process (grain's file layout): hosts read different shards.
   assert json.loads((step_dir / "data" / "process_0-of-1.json").read_text()) == {"index": 4}
@@ -142,16 +154,18 @@ def test_bf16_compute_keeps_fp32_master_weights(tmp_path):
   assert losses[-1] < 0.8 * losses[0]
 
 
-def test_iterator_state_is_per_process_and_reads_single_process_legacy_files(tmp_path,
-                                                                            monkeypatch):
+def test_iterator_state_is_per_process_and_reads_single_process_legacy_files(tmp_path, monkeypatch):
   from etils import epath
+
   handler = checkpointing.IteratorStateHandler()
   legacy = epath.Path(tmp_path)
   (legacy / "metadata").write_text(json.dumps({"index": 3}))  # written by JsonSave before
   assert handler.restore(legacy) == {"index": 3}
   monkeypatch.setattr(checkpointing.jax, "process_count", lambda: 2)
   monkeypatch.setattr(checkpointing.jax, "process_index", lambda: 1)
-  with pytest.raises(ValueError, match=r"no input-iterator state for process 1 of 2 \(found \[\]\)"):
+  with pytest.raises(
+      ValueError, match=r"no input-iterator state for process 1 of 2 \(found \[\]\)"
+  ):
     handler.restore(legacy)
   (legacy / "process_1-of-2.json").write_text(json.dumps({"index": 9}))
   assert handler.restore(legacy) == {"index": 9}

@@ -37,8 +37,13 @@ class SyntheticBatches:
     weights = np.ones((b, t), np.float32)
     weights[:, half - 1] = 0  # last token of a segment predicts nothing
     weights[:, -1] = 0
-    return {"inputs": seq[:, :-1].astype(np.int32), "targets": seq[:, 1:].astype(np.int32),
-            "segment_ids": seg, "positions": pos.astype(np.int32), "loss_weights": weights}
+    return {
+        "inputs": seq[:, :-1].astype(np.int32),
+        "targets": seq[:, 1:].astype(np.int32),
+        "segment_ids": seg,
+        "positions": pos.astype(np.int32),
+        "loss_weights": weights,
+    }
 
   def get_state(self):
     return {"index": self.index}
@@ -49,8 +54,9 @@ class SyntheticBatches:
 
 def tiny_config(**train):
   c = base_config()
-  c.model.update(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
-                 num_kv_heads=2)
+  c.model.update(
+      vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2
+  )
   c.train.update(steps=8, global_batch_size=8, seq_len=16, log_every=1)
   c.train.update(**train)
   c.optimizer.update(learning_rate=3e-3, warmup_steps=2)
@@ -63,5 +69,6 @@ def tiny_config(**train):
 
 def read_metrics(workdir):
   import json
+
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [json.loads(line) for line in f]
