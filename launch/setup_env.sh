@@ -18,11 +18,14 @@ if [ ! -d .cache/debian-handbook/usr/share/doc/debian-handbook/html ]; then
    && dpkg-deb -x debian-handbook_*.deb debian-handbook && rm -f debian-handbook_*.deb) \
    || echo "setup_env: could not fetch debian-handbook (apt-get download); the demo needs it" >&2
 fi
-# Demo inputs, prepared once: SmolLM2 as safetensors, and the Russian handbook as JSONL.
+# Demo inputs, prepared once: SmolLM2 as safetensors, and handbook languages as JSONL (Russian
+# for the demo and LEP, Arabic for native alignment).
 [ -f .cache/smollm2-135m-instruct/config.json ] || \
   .venv/bin/python -m langshift.checkpoints.gguf_to_hf --out_dir=.cache/smollm2-135m-instruct >/dev/null
-if [ -d .cache/debian-handbook/usr/share/doc/debian-handbook/html/ru-RU ] && \
-   [ ! -f .cache/corpora/debian_handbook/ru-RU/train.jsonl ]; then
-  .venv/bin/python -m langshift.data.debian_handbook --root=.cache/debian-handbook --lang=ru-RU \
-    --out=.cache/corpora/debian_handbook >/dev/null
-fi
+for lang in ru-RU ar-MA; do
+  if [ -d .cache/debian-handbook/usr/share/doc/debian-handbook/html/$lang ] && \
+     [ ! -f .cache/corpora/debian_handbook/$lang/train.jsonl ]; then
+    .venv/bin/python -m langshift.data.debian_handbook --root=.cache/debian-handbook --lang=$lang \
+      --out=.cache/corpora/debian_handbook >/dev/null
+  fi
+done

@@ -19,6 +19,7 @@ suite name or a missing file fails before the first training step.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import math
 import os
 from collections.abc import Callable
@@ -61,6 +62,7 @@ def _suite_fields() -> dict[str, Any]:
       kind="suite",
       suite="",  # a built-in suite name ("mini_darumeru") or a suite JSON path
       max_examples=8,  # per task (0: every example)
+      tasks="",  # comma-separated name patterns of the tasks to run ("*_ar,language_id"); "": all
       chat=False,  # instruct protocol: zero-shot through the chat template
       batch_size=8,
   )
@@ -182,6 +184,17 @@ class SuiteEvaluator(Evaluator):
       raise FileNotFoundError(f"{where}={entry.suite!r}: {e}") from e
     overrides = {"max_examples": entry.max_examples} if entry.max_examples else {}
     self.suite = load_suite(path, **overrides)
+    if entry.tasks:
+      patterns = [t.strip() for t in entry.tasks.split(",") if t.strip()]
+      chosen = tuple(
+          t for t in self.suite.tasks if any(fnmatch.fnmatchcase(t.name, pat) for pat in patterns)
+      )
+      if not chosen:
+        raise ValueError(
+            f"config.evals.{name}.tasks={entry.tasks!r} matches no task of "
+            f"{entry.suite!r} ({[t.name for t in self.suite.tasks]})"
+        )
+      self.suite = dataclasses.replace(self.suite, tasks=chosen)
     for task in self.suite.tasks:
       for file in (task.path, task.fewshot_path):
         if file and not os.path.exists(file):

@@ -77,6 +77,11 @@ def test_every_is_periodic_and_fires_at_the_last_step():
             r"unknown field\(s\) \['every_step'\] in config\.evals\.bench",
         ),
         (
+            lambda t: suite_eval(suite="mini_darumeru", tasks="*_arr"),
+            ValueError,
+            r"config\.evals\.bench\.tasks='\*_arr' matches no task of 'mini_darumeru'",
+        ),
+        (
             lambda t: suite_eval(suite="mini_darumeru", every_steps=-1),
             ValueError,
             r"config\.evals\.bench\.every_steps=-1",
@@ -137,3 +142,16 @@ def test_evaluations_run_at_start_every_n_steps_and_at_the_end(text, tmp_path):
   )
   assert counting.calls == 1 and summary["eval_test/calls_after"] == 1.0
   assert [r["step"] for r in read_metrics(tmp_path / "b") if "eval_test/calls" in r] == [5]
+
+
+def test_suite_tasks_are_chosen_by_name_pattern(text, tmp_path):
+  config = _config(text, ar=suite_eval(suite="mini_darumeru", tasks="*_ar, language_id"))
+  (suite,) = setup(config, str(tmp_path / "w"), train_iter=_iter(config)).evaluators
+  assert [t.name for t in suite.suite.tasks] == [
+      "copy_sentence_ar",
+      "copy_paragraph_ar",
+      "translation_ar",
+      "continuation_ar",
+      "language_id",
+      "lang_alignment_ar",
+  ]
