@@ -5,7 +5,8 @@
   python -m langshift.generation.run_job --input=prompts.jsonl --output_dir=out/ \
       --openai_base_url=http://127.0.0.1:8000/v1 --openai_model=qwen2-7b-instruct
 
-Re-running the same command after a crash continues where it stopped (see `job.py`).
+Re-running the same command after a crash continues where it stopped, and generates again the
+records whose request failed (recorded in failures-NNNNN.jsonl; see `job.py`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from __future__ import annotations
 from absl import app, flags
 
 from langshift.generation.interface import GenerationOptions
-from langshift.generation.job import JobConfig, run_generation_job
+from langshift.generation.job import EndpointUnavailable, JobConfig, run_generation_job
 
 _INPUT = flags.DEFINE_string("input", None, "JSONL with `prompt` or `messages` per record.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where part-NNNNN.jsonl shards go.")
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Hugging Face checkpoint directory.")
 _OPENAI_URL = flags.DEFINE_string("openai_base_url", None, "OpenAI-compatible server (…/v1).")
 _OPENAI_MODEL = flags.DEFINE_string("openai_model", "default", "Model name on that server.")
+_CONCURRENCY = flags.DEFINE_integer("max_concurrency", 8, "Requests in flight to the server.")
+_RETRIES = flags.DEFINE_integer("max_retries", 3, "Retries of a transient request failure.")
+_TIMEOUT = flags.DEFINE_float("timeout_s", 120.0, "Per-request timeout (server backend).")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 256, "Tokens to generate per record.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "0 = greedy.")
 _TOP_K = flags.DEFINE_integer("top_k", 0, "0 = off.")
@@ -29,6 +33,9 @@ _BATCH = flags.DEFINE_integer("batch_size", 32, "Records per generation call.")
 _SHARD = flags.DEFINE_integer("shard_size", 1000, "Records per output shard.")
 _WORKER = flags.DEFINE_integer("worker_index", 0, "This worker's index (multi-host jobs).")
 _WORKERS = flags.DEFINE_integer("num_workers", 1, "Number of workers sharing the input.")
+_ID_FIELD = flags.DEFINE_string("id_field", "id", "Unique record key that outputs are matched by.")
+_OUTPUT_FIELD = flags.DEFINE_string("output_field", "completion", "Field of the generated text.")
+_GENERATOR = flags.DEFINE_string("generator_name", None, "Recorded in outputs' `generator`.")
 
 
 def main(argv):
@@ -37,7 +44,13 @@ def main(argv):
   if _OPENAI_URL.value:
     from langshift.generation.openai_client import OpenAIGenerator
 
-    generator = OpenAIGenerator(_OPENAI_URL.value, _OPENAI_MODEL.value)
+    generator = OpenAIGenerator(
+        _OPENAI_URL.value,
+        _OPENAI_MODEL.value,
+        max_concurrency=_CONCURRENCY.value,
+        max_retries=_RETRIES.value,
+        timeout_s=_TIMEOUT.value,
+    )
   elif _MODEL_DIR.value:
     from langshift.checkpoints.hf_import import load_hf_model
     from langshift.generation.local_backend import LocalGenerator
@@ -61,8 +74,18 @@ def main(argv):
       batch_size=_BATCH.value,
       worker_index=_WORKER.value,
       num_workers=_WORKERS.value,
+      id_field=_ID_FIELD.value,
+      output_field=_OUTPUT_FIELD.value,
+      generator_name=_GENERATOR.value,
   )
-  run_generation_job(_INPUT.value, _OUTPUT_DIR.value, generator, options, cfg)
+  try:
+    result = run_generation_job(_INPUT.value, _OUTPUT_DIR.value, generator, options, cfg)
+  except EndpointUnavailable as e:
+    raise SystemExit(f"run_job: {e}") from None
+  print(
+      f"{_OUTPUT_DIR.value}: wrote {result.written} records, {result.failed} failed"
+      + (" (rerun to retry; see failures-*.jsonl)" if result.incomplete_shards else "")
+  )
 
 
 if __name__ == "__main__":

@@ -249,3 +249,21 @@ def policy_messages(
   if system:
     return [{"role": "system", "content": instructions}, {"role": "user", "content": body}]
   return [{"role": "user", "content": instructions + "\n\n" + body}]
+
+
+_WORKER_REQUEST = "Rewrite this {language} document under the {policy} policy."
+
+
+def worker_messages(
+    document: str, *, policy: str = "polish", language: str = "ar"
+) -> list[dict[str, str]]:
+  """The worker's prompt: one user turn naming the policy, with the document.
+
+  The worker learns the policy from the expert's (original -> rewrite) pairs, so its prompt need
+  not spell the policy out: a short request keeps every piece of a 10B-token corpus from carrying
+  a page of instructions through the worker's context (and its SFT rows). The policy's name is
+  in it, so a worker fine-tuned on several policies can be asked for one.
+  """
+  check_policy(policy, language)
+  request = _WORKER_REQUEST.format(language=LANGUAGE_NAMES[_language(language)], policy=policy)
+  return [{"role": "user", "content": request + "\n\n<document>\n" + document + "\n</document>"}]

@@ -15,6 +15,7 @@ import ml_collections
 RECIPES = {
     "cpt": "langshift.train.trainer:train_and_evaluate",
     "lep": "langshift.recipes.lep:run_lep",
+    "native_align": "langshift.recipes.native_alignment:run_native_alignment",
 }
 
 

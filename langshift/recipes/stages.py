@@ -95,6 +95,25 @@ class StageRunner:
     with open(self.marker(name)) as f:
       return {**json.load(f)["summary"], "ran_on_process": 0}
 
+  def recorded(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The summary of a stage finished in this workdir with exactly `inputs` (reusing another
+    workdir's outputs); a missing or different marker is an error naming it."""
+    inputs = json.loads(json.dumps(inputs))
+    if not os.path.exists(self.marker(name)):
+      raise ValueError(
+          f"stage {name} has not finished in {os.path.dirname(self.marker_dir)} "
+          f"(no {self.marker(name)}): run that workdir first"
+      )
+    with open(self.marker(name)) as f:
+      done = json.load(f)
+    if done["inputs"] != inputs:
+      raise ValueError(
+          f"stage {name} in {self.marker_dir} was run with another config: "
+          f"{describe_changes(done['inputs'], inputs)}; it cannot be reused here"
+      )
+    self.log(f"langshift: stage {name}: reused from {os.path.dirname(self.marker_dir)}")
+    return {**done["summary"], "skipped": True, "reused": True}
+
   def _run_here(self, name, output, body, inputs, clear_partial, collective):
     """Runs the stage in this process (on every process when collective: only process 0
     clears partial output, logs and writes the marker)."""

@@ -93,3 +93,18 @@ def test_unknown_policy_or_language_is_a_one_line_error(kwargs, words):
   with pytest.raises(ValueError, match="unknown"):
     pp.check_policy(kwargs.get("policy", "polish"), kwargs.get("language", "ar"))
   pp.check_policy("format_only", "zh-HK")  # known ones pass
+
+
+def test_worker_prompt_is_short_names_the_policy_and_keeps_the_document():
+  document = "نص {عربي} مع أقواس"
+  (message,) = pp.worker_messages(document, policy="clean", language="ar-EG")
+  assert message["role"] == "user"
+  assert message["content"] == (
+      "Rewrite this Arabic document under the clean policy.\n\n<document>\n"
+      + document
+      + "\n</document>"
+  )
+  expert = pp.policy_messages(document, policy="clean", language="ar", system=False)
+  assert len(message["content"]) < len(expert[0]["content"]) / 3
+  with pytest.raises(ValueError, match="nonexistent"):
+    pp.worker_messages(document, policy="nonexistent")

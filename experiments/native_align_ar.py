@@ -1,0 +1,148 @@
+"""Native alignment of an Arabic student (Liang et al. 2024, "Alignment at Pre-training! Towards
+Native Alignment for Arabic LLMs", arXiv:2412.03253): dedup -> expert rewrites a seed sample ->
+filter -> worker SFT -> worker rewrites the corpus -> student CPT on the mix -> evaluation.
+
+Default: the published setting — student Llama-3-8B, worker Qwen1.5-4B-Chat, a seed sample of
+96k documents rewritten by an expert behind an OpenAI-compatible endpoint — on a TPU v4-32 slice
+(16 chips; `slice=v5e-64` for 64 chips). Paths are yours (nothing is downloaded):
+
+  python -m langshift.main --config=experiments/native_align_ar.py --workdir=gs-fuse/na_ar \\
+      --config.init_from_hf=/models/Meta-Llama-3-8B \\
+      --config.native_align.worker_init=/models/Qwen1.5-4B-Chat \\
+      --config.native_align.corpus.path='/corpora/ar/*.jsonl' \\
+      --config.native_align.expert.base_url=http://expert-host:8000/v1 \\
+      --config.native_align.expert.model=<served model name> \\
+      --config.evals.heldout.data.sources.ar.path=/corpora/ar_heldout.jsonl
+
+Arguments (`--config=experiments/native_align_ar.py:<arg>`):
+  size=cpu   SmolLM2-135M-Instruct as expert, worker and student, the Arabic Debian handbook
+             (ar-MA, prepared by launch/setup_env.sh) as the corpus: every stage on 2 CPU cores.
+  size=tiny  seconds per stage on tiny models the tests create (give their paths).
+  slice=v5e-64  mesh and batch for a 64-chip v5e slice.
+`sweep()`: original only / rewritten only / hybrid at rewritten fractions 0.25, 0.5, 0.75, and
+the amount of seed data for the worker.
+
+Training hyper-parameters of the student's CPT are not given in the paper; the defaults below
+(LR 2e-5 cosine, 1M-token batches of 4096-token rows) are langshift's choice (docs/recipes.md).
+"""
+
+from langshift import config_lib
+from langshift.data.config import default_data_config, source_config
+from langshift.evaluation.evaluators import perplexity_eval, suite_eval
+from langshift.recipes.native_alignment import native_align_config
+from langshift.train.config import base_config
+
+CORPUS = ".cache/corpora/debian_handbook/ar-MA"
+SMOLLM2 = ".cache/smollm2-135m-instruct"
+ARGS = dict(size=("full", "cpu", "tiny"), slice=("v4-32", "v5e-64"))
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, **ARGS)
+  c = base_config()
+  c.recipe = "native_align"
+  c.native_align = native_align_config()
+  na = c.native_align
+  na.corpus.update(path="", format="jsonl", text_field="text")
+  na.update(language="ar", policy="polish", seed_documents=96_000, rewritten_fraction=0.5)
+  na.expert.update(
+      backend="openai",
+      max_new_tokens=2048,
+      max_input_tokens=2048,
+      batch_size=64,
+      max_concurrency=32,
+  )
+  na.worker.update(
+      backend="local", max_input_tokens=1024, max_new_tokens=1536, batch_size=128, dtype="bfloat16"
+  )
+  # Worker SFT: a few epochs over the ~96k pairs (langshift's choice; the paper gives none).
+  na.worker_sft.train.update(steps=3000, global_batch_size=128, seq_len=4096, log_every=20)
+  na.worker_sft.optimizer.update(learning_rate=1e-5, warmup_steps=100, schedule="cosine")
+  na.worker_sft.model.update(dtype="bfloat16", remat_policy="full")
+  # The student (init_from_hf) continues pre-training on the mix.
+  c.model.update(dtype="bfloat16", param_dtype="float32", remat_policy="full")
+  c.train.update(
+      steps=10_000, global_batch_size=256, seq_len=4096, log_every=20, loss_chunk_size=1024
+  )  # 128k vocabulary: chunked cross-entropy
+  c.optimizer.update(
+      learning_rate=2e-5, warmup_steps=200, schedule="cosine", weight_decay=0.1, mu_dtype="bfloat16"
+  )
+  c.data.packing = "concat"
+  c.checkpoint.update(every_steps=500, keep=2, export_hf_at_end=True, export_dtype="bfloat16")
+  heldout = default_data_config()
+  heldout.sources.ar = source_config(path=f"{CORPUS}/heldout.jsonl", format="jsonl")
+  c.evals.heldout = perplexity_eval(data=heldout, every_steps=1000, max_batches=16)
+  # fsdp over the whole slice: an 8B student's weights and Adam moments shard over every chip.
+  c.mesh.ici.update(data=1, fsdp=-1, tensor=1)
+  if arg.slice == "v5e-64":
+    c.train.global_batch_size = 512
+  if arg.size == "cpu":
+    _cpu(c)
+  elif arg.size == "tiny":
+    _tiny(c)
+  return c
+
+
+def _cpu(c):
+  """SmolLM2-135M-Instruct in every role on the Arabic handbook; <= 15 minutes on 2 cores."""
+  na = c.native_align
+  c.init_from_hf = SMOLLM2
+  na.corpus.path = f"{CORPUS}/train.jsonl"
+  na.update(worker_init=SMOLLM2, max_documents=96, seed_documents=24)
+  na.expert.update(
+      backend="local",
+      hf_dir=SMOLLM2,
+      dtype="float32",
+      max_input_tokens=192,
+      max_new_tokens=192,
+      batch_size=24,
+  )
+  na.worker.update(dtype="float32", max_input_tokens=192, max_new_tokens=192, batch_size=32)
+  na.worker_sft.train.update(steps=8, global_batch_size=4, seq_len=512, log_every=2)
+  na.worker_sft.optimizer.update(learning_rate=5e-5, warmup_steps=2)
+  na.worker_sft.model.update(dtype="float32", remat_policy="none")
+  na.worker_sft.export_dtype = "float32"
+  c.model.update(dtype="float32", remat_policy="none")
+  c.train.update(steps=10, global_batch_size=4, seq_len=256, log_every=2, loss_chunk_size=0)
+  c.optimizer.update(learning_rate=5e-5, warmup_steps=2, mu_dtype="")
+  c.checkpoint.update(every_steps=10, keep=1, export_dtype="float32")
+  c.evals.heldout.update(every_steps=0, max_batches=4)
+  c.evals.suite = suite_eval(
+      suite="mini_darumeru", tasks="translation_ar,continuation_ar", max_examples=8, at_start=True
+  )
+
+
+def _tiny(c):
+  """Seconds per stage; the tests give init_from_hf, worker_init, the corpus and the expert."""
+  na = c.native_align
+  na.update(max_documents=0, seed_documents=6)
+  na.expert.update(
+      max_input_tokens=24,  # ~96 characters (a server role counts 4 characters a token)
+      max_new_tokens=48,
+      batch_size=4,
+      max_concurrency=4,
+      timeout_s=30.0,
+      shard_size=8,
+  )
+  na.worker.update(
+      dtype="float32", max_input_tokens=48, max_new_tokens=24, batch_size=4, shard_size=8
+  )
+  na.filter.rules = ("empty",)
+  na.filter_corpus_rewrites = False  # a random tiny worker writes noise
+  na.worker_sft.train.update(steps=2, global_batch_size=4, seq_len=256, log_every=1)
+  na.worker_sft.optimizer.update(learning_rate=1e-3, warmup_steps=1)
+  na.worker_sft.model.update(dtype="float32", remat_policy="none")
+  na.worker_sft.export_dtype = "float32"
+  c.model.update(dtype="float32", remat_policy="none")
+  c.train.update(steps=3, global_batch_size=4, seq_len=32, log_every=1, loss_chunk_size=0)
+  c.optimizer.update(learning_rate=1e-3, warmup_steps=1, mu_dtype="")
+  c.checkpoint.update(every_steps=2, keep=1, export_dtype="float32", async_save=False)
+  c.evals.heldout.update(every_steps=0, max_batches=1)
+  c.mesh.num_devices = 1
+
+
+def sweep():
+  """The paper's comparisons: the mix of rewritten and original text, and the seed data size."""
+  mixes = [{"native_align.rewritten_fraction": f} for f in (0.0, 1.0, 0.25, 0.5, 0.75)]
+  seeds = [{"native_align.seed_documents": n} for n in (12_000, 24_000, 48_000)]
+  return mixes + seeds

@@ -1,0 +1,133 @@
+"""Generation roles of a recipe (an expert, a worker, a judge): their config and their backend.
+
+A role is either a local Hugging Face checkpoint run by langshift's own decoder on this process's
+devices (`backend="local"`), or a model behind an OpenAI-compatible server (`backend="openai"`:
+vLLM, llama.cpp, TGI, a hosted API). Either way the recipe sees one `TextGenerator`.
+
+Local roles load onto this process's devices only (a mesh over `jax.local_devices()`), so in a
+multi-host job every host holds its own replica and rewrites its own share of the work: corpus
+rewriting is embarrassingly parallel, and no host waits on another's decode loop.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import ml_collections
+
+from langshift.data import config as data_config_lib
+from langshift.generation.interface import GenerationOptions
+
+BACKENDS = ("local", "openai")
+# Characters per token assumed when a role has no tokenizer to count with (a server model).
+CHARS_PER_TOKEN = 4
+
+
+def role_config(**fields) -> ml_collections.ConfigDict:
+  """A role's settings; unknown fields are an error naming them."""
+  defaults = dict(
+      backend="local",  # local | openai
+      hf_dir="",  # local: the Hugging Face checkpoint; openai: optional, its tokenizer counts
+      base_url="",  # openai: e.g. http://127.0.0.1:8000/v1
+      model="",  # openai: the model name on the server
+      api_key_env="",  # openai: environment variable holding the API key ("" = none)
+      max_new_tokens=1024,
+      temperature=0.0,  # 0 = greedy
+      top_p=1.0,
+      batch_size=32,  # requests handed to the backend at once (local: the decode batch)
+      # Requests per output shard of the generation job: the unit of work a host takes in a
+      # multi-host job and of resumption. Changing it in a half-done job is refused (fingerprint).
+      shard_size=512,
+      max_concurrency=8,  # openai: requests in flight
+      timeout_s=300.0,  # openai: per request
+      max_retries=3,  # openai: retries of a request that can succeed (timeouts, 429, 5xx)
+      max_input_tokens=2048,  # longer documents are cut at paragraph boundaries
+      dtype="bfloat16",  # local: compute dtype
+      system_prompt=True,  # put the instructions in a system turn (False: in the user turn)
+  )
+  data_config_lib.check_fields(fields, defaults, "role_config")
+  config = ml_collections.ConfigDict(defaults)
+  config.update(fields)
+  return config
+
+
+def check_role(role, where: str, *, needs_weights: bool = True) -> None:
+  """One-line errors for a role's settings, before anything runs."""
+  data_config_lib.check_fields(dict(role), role_config(), where)
+  if role.backend not in BACKENDS:
+    raise ValueError(f"{where}.backend={role.backend!r}; expected one of {BACKENDS}")
+  if role.backend == "openai" and not role.base_url:
+    raise ValueError(f"{where}.base_url is empty: give the OpenAI-compatible server (…/v1)")
+  if role.backend == "local" and needs_weights and not os.path.isdir(role.hf_dir):
+    raise ValueError(f"{where}.hf_dir={role.hf_dir!r}: give a local Hugging Face model directory")
+  for key in ("max_new_tokens", "batch_size", "max_input_tokens", "shard_size"):
+    if role[key] <= 0:
+      raise ValueError(f"{where}.{key}={role[key]}; expected > 0")
+
+
+def generation_options(role, seed: int) -> GenerationOptions:
+  return GenerationOptions(
+      max_new_tokens=role.max_new_tokens,
+      temperature=role.temperature,
+      top_p=role.top_p,
+      seed=seed,
+  )
+
+
+def role_name(role) -> str:
+  """What outputs record as their generator: the server model or the checkpoint folder."""
+  if role.backend == "openai":
+    return f"{role.model or 'default'}@{role.base_url}"
+  return os.path.basename(os.path.normpath(role.hf_dir))
+
+
+def length_fn(role) -> Callable[[str], int]:
+  """Token count of a text under the role's tokenizer (or an estimate from characters)."""
+  if role.hf_dir and os.path.isdir(role.hf_dir):
+    from langshift.tokenization.tokenizer import load_tokenizer  # pylint: disable=import-outside-toplevel
+
+    tokenizer = load_tokenizer(role.hf_dir)
+    return lambda text: len(tokenizer.encode(text))
+  return lambda text: math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def make_generator(role, *, rules=None) -> Any:
+  """The role's `TextGenerator`; a local checkpoint is loaded onto this process's devices."""
+  if role.backend == "openai":
+    from langshift.generation.openai_client import OpenAIGenerator  # pylint: disable=import-outside-toplevel
+
+    api_key = os.environ.get(role.api_key_env) if role.api_key_env else None
+    return OpenAIGenerator(
+        role.base_url,
+        role.model or "default",
+        api_key=api_key,
+        timeout_s=role.timeout_s,
+        max_concurrency=role.max_concurrency,
+        max_retries=role.max_retries,
+    )
+  # pylint: disable=import-outside-toplevel
+  import jax
+
+  from langshift.checkpoints.hf_import import load_hf_model
+  from langshift.generation.local_backend import LocalGenerator
+  from langshift.parallel import sharding as sharding_lib
+  from langshift.parallel.mesh import create_mesh
+  from langshift.tokenization.tokenizer import load_tokenizer
+
+  devices = jax.local_devices()
+  mesh = create_mesh({"data": 1, "fsdp": -1, "tensor": 1}, devices=devices)
+  rules = sharding_lib.rules_from_config(rules)
+  config, params = load_hf_model(role.hf_dir, mesh=mesh, rules=rules, dtype=role.dtype)
+  # Decode rows are split over the local devices: the batch is padded up to a multiple of them.
+  decode_batch = -(-role.batch_size // len(devices)) * len(devices)
+  return LocalGenerator(
+      config,
+      params,
+      load_tokenizer(role.hf_dir),
+      batch_size=decode_batch,
+      mesh=mesh,
+      rules=rules,
+  )

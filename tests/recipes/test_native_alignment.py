@@ -1,0 +1,243 @@
+"""Native alignment end to end on tiny models: every stage's counts, an aligned student that
+transformers loads, exactly-once rewriting through a SIGKILL, reuse of finished rewriting stages,
+and one-line errors for bad inputs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import native_alignment_fixtures as fx
+import pytest
+
+from langshift import config_lib
+from langshift.recipes import native_alignment as na_lib
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, REPO)
+from experiments import native_align_ar  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+  root = tmp_path_factory.mktemp("native_align")
+  records = fx.write_corpus(root / "corpus.jsonl")
+  heldout = fx.arabic_documents(6, seed=9)
+  fx.data_fixtures.write_jsonl(root / "heldout.jsonl", [{"text": t} for t in heldout])
+  model = fx.write_chat_model(root / "model")
+  return dict(
+      root=root,
+      corpus=str(root / "corpus.jsonl"),
+      heldout=str(root / "heldout.jsonl"),
+      model=model,
+      records=records,
+  )
+
+
+def _config(inputs, expert_url, **overrides):
+  config = native_align_ar.get_config("tiny")
+  config.init_from_hf = inputs["model"]
+  na = config.native_align
+  na.corpus.path = inputs["corpus"]
+  na.worker_init = inputs["model"]
+  na.expert.update(base_url=expert_url, model="fake-expert")
+  config.evals.heldout.data.sources.ar.path = inputs["heldout"]
+  config.lock()
+  return config_lib.apply_overrides(config, overrides)
+
+
+def _read(path):
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _marker(workdir, stage):
+  with open(os.path.join(workdir, "stages", f"{stage}.json")) as f:
+    return json.load(f)["summary"]
+
+
+def test_every_stage_runs_and_the_student_loads(inputs, tmp_path):
+  work = str(tmp_path / "work")
+  with fx.FakeExpert() as expert:
+    result = na_lib.run_native_alignment(_config(inputs, expert.url), work, log=lambda _: None)
+  assert result["status"] == "done"
+  n = len(inputs["records"])
+  dedup = _marker(work, "dedup")
+  assert (dedup["documents"], dedup["exact_removed"], dedup["near_removed"]) == (n, 1, 1)
+  kept = _read(os.path.join(work, "dedup", "corpus.jsonl"))
+  assert {d["id"] for d in kept} == {r["id"] for r in inputs["records"]} - {"dup_exact", "dup_near"}
+  seed = _marker(work, "seed")
+  assert seed["documents"] == 6 and seed["rewritten"] == seed["pieces"] >= 6
+  pairs = _read(os.path.join(work, "seed_pairs", "pairs.jsonl"))
+  assert len(pairs) == _marker(work, "filter")["kept"] == seed["pieces"]
+  assert "<document>" in pairs[0]["prompt"] and "الخادم" in "".join(p["response"] for p in pairs)
+  assert os.path.exists(os.path.join(work, "worker_sft", "hf", "model.safetensors"))
+  sft_rows = [
+      r for r in _read(os.path.join(work, "worker_sft", "metrics.jsonl")) if "train/loss" in r
+  ]
+  assert sft_rows and all(r["train/tokens"] > 0 for r in sft_rows)  # rewrite tokens carry loss
+  rewritten = _read(os.path.join(work, "corpus_rewrite", "corpus.jsonl"))
+  assert sorted(d["id"] for d in rewritten) == sorted(d["id"] for d in kept)  # each doc once
+  assert {d["rewriter"] for d in rewritten} == {"hf"}
+  cpt = _marker(work, "cpt")
+  assert cpt["step"] == 3 and "eval/perplexity_after" in cpt
+
+  import torch
+  import transformers
+
+  model, info = transformers.AutoModelForCausalLM.from_pretrained(
+      result["export"], output_loading_info=True, dtype=torch.float32
+  )
+  assert not info["missing_keys"] and not info["unexpected_keys"]
+  # A rerun skips every stage.
+  with fx.FakeExpert() as expert:
+    again = na_lib.run_native_alignment(_config(inputs, expert.url), work, log=lambda _: None)
+    assert expert.requests == 0
+  assert all(s["skipped"] for s in again["stages"].values())
+
+
+def _cli(inputs, workdir, expert_url, *overrides, env=None):
+  args = [
+      sys.executable,
+      "-m",
+      "langshift.main",
+      "--config=experiments/native_align_ar.py:tiny",
+      f"--workdir={workdir}",
+      f"--config.init_from_hf={inputs['model']}",
+      f"--config.native_align.worker_init={inputs['model']}",
+      f"--config.native_align.corpus.path={inputs['corpus']}",
+      f"--config.native_align.expert.base_url={expert_url}",
+      f"--config.evals.heldout.data.sources.ar.path={inputs['heldout']}",
+      *overrides,
+  ]
+  return args, {**os.environ, **(env or {})}
+
+
+def test_sigkill_during_the_corpus_rewrite_then_rerun_rewrites_each_piece_once(inputs, tmp_path):
+  work = tmp_path / "work"
+  with fx.FakeExpert() as expert:
+    args, env = _cli(inputs, work, expert.url, env={"LANGSHIFT_FAULT": "kill@rewrite_records=12"})
+    killed = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert not (work / "stages" / "rewrite.json").exists()
+    # Killed after its third durable batch of 4: shard 0 (8 requests) complete, shard 1 half.
+    assert len(_read_outputs(work / "corpus_rewrite" / "outputs")) == 8
+    done_before = _read_outputs(work / "corpus_rewrite" / "outputs", include_incomplete=True)
+    assert len(done_before) == 12
+    args, env = _cli(inputs, work, expert.url)
+    again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+  assert "stage worker_sft: done before, skipped" in again.stdout
+  outputs = _read_outputs(work / "corpus_rewrite" / "outputs")
+  requests = _read(work / "corpus_rewrite" / "requests.jsonl")
+  assert sorted(o["id"] for o in outputs) == sorted(r["id"] for r in requests)  # once each
+  first = {o["id"]: o["rewrite"] for o in done_before}
+  assert all({o["id"]: o["rewrite"] for o in outputs}[i] == t for i, t in first.items())
+
+
+def _read_outputs(directory, **kwargs):
+  from langshift.generation.job import read_outputs
+
+  return read_outputs(str(directory), **kwargs)
+
+
+def test_two_processes_rewrite_disjoint_shares_exactly_once(inputs, tmp_path):
+  import multiprocess_testing
+
+  work = tmp_path / "work"
+  with fx.FakeExpert() as expert:
+    # One 8-device mesh over both processes for the two training stages (batches of 8 rows).
+    args, _ = _cli(
+        inputs,
+        work,
+        expert.url,
+        "--config.mesh.num_devices=0",
+        "--config.train.global_batch_size=8",
+        "--config.native_align.worker_sft.train.global_batch_size=8",
+    )
+    results = multiprocess_testing.run(args, timeout=900)
+  for rc, out, err in results:
+    assert rc == 0, out[-2000:] + err[-4000:]
+  outputs = _read_outputs(work / "corpus_rewrite" / "outputs")
+  requests = _read(work / "corpus_rewrite" / "requests.jsonl")
+  assert sorted(o["id"] for o in outputs) == sorted(r["id"] for r in requests)
+  shards = sorted(p.name for p in (work / "corpus_rewrite" / "outputs").glob("part-*.jsonl"))
+  assert len(shards) >= 2  # shard k was written by process k % 2
+  rewritten = _read(work / "corpus_rewrite" / "corpus.jsonl")
+  assert len(rewritten) == _marker(work, "dedup")["kept"]
+
+
+def test_reusing_the_rewriting_stages_runs_only_cpt_and_evaluation(inputs, tmp_path):
+  first, second = str(tmp_path / "hybrid"), str(tmp_path / "rewritten_only")
+  with fx.FakeExpert() as expert:
+    na_lib.run_native_alignment(_config(inputs, expert.url), first, log=lambda _: None)
+    config = _config(
+        inputs,
+        expert.url,
+        **{"native_align.upstream_workdir": first, "native_align.rewritten_fraction": 1.0},
+    )
+    result = na_lib.run_native_alignment(config, second, log=lambda _: None)
+    assert expert.requests == _marker(first, "seed")["pieces"]  # the first run's only
+  assert all(result["stages"][s].get("reused") for s in ("dedup", "seed", "filter", "rewrite"))
+  assert sorted(os.listdir(os.path.join(second, "stages"))) == ["cpt.json", "evaluate.json"]
+  with open(os.path.join(second, "cpt", "config.json")) as f:
+    sources = json.load(f)["data"]["sources"]
+  assert list(sources) == ["rewritten"]  # fraction 1: the original text is left out
+  # Reuse with a setting the upstream stage was not run with is refused, naming the key.
+  with fx.FakeExpert() as expert:
+    changed = _config(
+        inputs,
+        expert.url,
+        **{"native_align.upstream_workdir": first, "native_align.policy": "format_only"},
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"stage seed in .* was run with another config: "
+        r"native_align.policy: 'polish' -> 'format_only'",
+    ):
+      na_lib.run_native_alignment(changed, str(tmp_path / "third"), log=lambda _: None)
+
+
+def test_bad_inputs_are_one_line_errors_and_keep_finished_work(inputs, tmp_path):
+  # A malformed corpus line names the file and line.
+  bad = tmp_path / "bad.jsonl"
+  bad.write_text('{"id": "a", "text": "نص"}\n{"id": "b", "text": \n', encoding="utf-8")
+  with pytest.raises(ValueError, match=rf"{bad}:2"):
+    na_lib.run_native_alignment(
+        _config(inputs, "http://127.0.0.1:9/v1", **{"native_align.corpus.path": str(bad)}),
+        str(tmp_path / "w1"),
+        log=lambda _: None,
+    )
+  # A worker without a chat template is refused before anything runs.
+  plain = fx.data_fixtures.write_bpe_tokenizer(tmp_path / "plain", chat_template=None)
+  with pytest.raises(ValueError, match=r"native_align\.worker_init=.*has no chat template"):
+    na_lib.run_native_alignment(
+        _config(inputs, "http://127.0.0.1:9/v1", **{"native_align.worker_init": plain}),
+        str(tmp_path / "w2"),
+        log=lambda _: None,
+    )
+  assert not (tmp_path / "w2").exists()
+  # An expert that is down: the error names the endpoint; dedup stays done; the rerun continues.
+  work = str(tmp_path / "w3")
+  with pytest.raises(Exception, match=r"127\.0\.0\.1:9"):
+    na_lib.run_native_alignment(_config(inputs, "http://127.0.0.1:9/v1"), work, log=lambda _: None)
+  assert os.path.exists(os.path.join(work, "stages", "dedup.json"))
+  with fx.FakeExpert() as expert:  # the endpoint is back: the rerun goes on from the seed stage
+    lines = []
+    result = na_lib.run_native_alignment(_config(inputs, expert.url), work, log=lines.append)
+  assert result["status"] == "done" and "langshift: stage dedup: done before, skipped" in "\n".join(
+      lines
+  )
+  with fx.FakeExpert() as expert:
+    # The fake expert keeps the length (ratio ~1): a band above 1 drops every rewrite.
+    config = _config(
+        inputs,
+        expert.url,
+        **{
+            "native_align.filter.rules": ("empty", "length_ratio"),
+            "native_align.filter.min_ratio": 1.2,
+            "native_align.filter.max_ratio": 2.0,
+        },
+    )
+    with pytest.raises(ValueError, match=r"^stage filter: none of the 17 rewritten seed pieces "):
+      na_lib.run_native_alignment(config, str(tmp_path / "w4"), log=lambda _: None)
