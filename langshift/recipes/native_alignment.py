@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -376,10 +378,23 @@ def _worker_messages(na) -> Callable[[str], list[dict]]:
 
 
 def _run_job(
-    requests_path, out_dir, generator, role, seed, *, stage, worker_index=0, num_workers=1
-):
+    requests_path,
+    out_dir,
+    generator,
+    role,
+    seed,
+    *,
+    stage,
+    worker_index=0,
+    num_workers=1,
+    barrier=lambda: None,
+) -> dict[str, float]:
+  """Runs (or resumes) the generation job; returns this call's throughput (documents and
+  generated tokens per second, counted on the records this call wrote — by every host, read
+  after `barrier` — and peak memory). Requests that failed stop the stage: they are recorded
+  and the rerun retries them."""
   # pylint: disable=import-outside-toplevel
-  from langshift.generation.job import JobConfig, run_generation_job
+  from langshift.generation.job import JobConfig, read_failures, read_outputs, run_generation_job
 
   cfg = JobConfig(
       shard_size=role.shard_size,
@@ -390,9 +405,33 @@ def _run_job(
       num_workers=num_workers,
       generator_name=roles.role_name(role),
   )
-  return run_generation_job(
+  before = {o["id"] for o in read_outputs(out_dir, include_incomplete=True)}
+  start = time.perf_counter()
+  result = run_generation_job(
       requests_path, out_dir, generator, roles.generation_options(role, seed), cfg
   )
+  barrier()
+  seconds = time.perf_counter() - start
+  # Read from the shared output folder, so that every host of a multi-host job stops alike.
+  failed = read_failures(out_dir)
+  if failed or result.incomplete_shards:
+    raise RuntimeError(
+        f"stage {stage}: {len(failed)} requests failed (see {out_dir}/failures-*.jsonl; first: "
+        f"{failed[0]['error'] if failed else 'none'}); rerun the same command to retry them"
+    )
+  new = [o for o in read_outputs(out_dir, include_incomplete=True) if o["id"] not in before]
+  length = roles.length_fn(role)
+  tokens = sum(length(o["rewrite"]) for o in new)
+  docs = len({o["doc_id"] for o in new if int(o["piece"]) == int(o["pieces"]) - 1})
+  return {
+      f"{stage}_seconds": seconds,
+      f"{stage}_pieces": len(new),
+      f"{stage}_generated_tokens": tokens,
+      f"{stage}_documents_per_s": docs / seconds if seconds else 0.0,
+      f"{stage}_tokens_per_s": tokens / seconds if seconds else 0.0,
+      # ru_maxrss is in KiB on Linux: the process's peak, model and decode buffers included.
+      "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+  }
 
 
 def rewrite_seed_sample(config, p: dict[str, str]) -> dict[str, Any]:
@@ -412,7 +451,7 @@ def rewrite_seed_sample(config, p: dict[str, str]) -> dict[str, Any]:
           messages=_expert_messages(na),
       ),
   )
-  _run_job(
+  throughput = _run_job(
       requests,
       os.path.join(out, "outputs"),
       roles.make_generator(na.expert),
@@ -430,6 +469,7 @@ def rewrite_seed_sample(config, p: dict[str, str]) -> dict[str, Any]:
       pieces=pieces,
       rewritten=len(outputs),
       rewriter=roles.role_name(na.expert),
+      **throughput,
   )
 
 
@@ -568,7 +608,12 @@ def rewrite_corpus(config, p: dict[str, str]) -> dict[str, Any]:
     )
   if hosts > 1:
     multihost_utils.sync_global_devices("langshift native_align requests")
-  _run_job(
+
+  def barrier():  # every host's share is written before anyone reads the outputs
+    if hosts > 1:
+      multihost_utils.sync_global_devices("langshift native_align rewrites")
+
+  throughput = _run_job(
       requests,
       os.path.join(out, "outputs"),
       roles.make_generator(role, rules=config.logical_rules),
@@ -577,13 +622,14 @@ def rewrite_corpus(config, p: dict[str, str]) -> dict[str, Any]:
       stage="rewrite",
       worker_index=jax.process_index(),
       num_workers=hosts,
+      barrier=barrier,
   )
-  if hosts > 1:
-    multihost_utils.sync_global_devices("langshift native_align rewrites")
   if not lead:
     return {}
   joined = rio.join_rewrites(read_outputs(os.path.join(out, "outputs")), "rewrite")
-  summary = dict(documents=len(docs), rewritten=len(joined), missing=len(docs) - len(joined))
+  summary = dict(
+      documents=len(docs), rewritten=len(joined), missing=len(docs) - len(joined), **throughput
+  )
   ids = [d["id"] for d in docs if d["id"] in joined]
   if na.filter_corpus_rewrites:
     result = _filter(na, [joined[i] | {"rewrite": joined[i]["text"]} for i in ids])

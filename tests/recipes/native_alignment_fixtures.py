@@ -66,7 +66,7 @@ _DOCUMENT = re.compile(r"<document>\n?(.*?)\n?</document>", re.S)
 
 class FakeExpert(http.server.ThreadingHTTPServer):
   """/v1/chat/completions answering with the document between <document> tags, lightly edited
-  (a trailing space removed, one word replaced), so rewrites differ from originals."""
+  (one word replaced), so rewrites differ from originals; any other request gets "[[A]]"."""
 
   def __init__(self):
     super().__init__(("127.0.0.1", 0), _Handler)
@@ -97,7 +97,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       self.server.requests += 1
     content = body["messages"][-1]["content"]
     match = _DOCUMENT.search(content)
-    text = (match.group(1) if match else content).strip().replace("خادم", "الخادم")
+    if match:  # a rewriting request
+      text = match.group(1).strip().replace("خادم", "الخادم")
+    else:  # a judging request: always the first answer (a position-biased judge)
+      text = "Verdict: [[A]]"
     payload = json.dumps(
         {
             "choices": [
