@@ -29,3 +29,9 @@ for lang in ru-RU ar-MA; do
       --out=.cache/corpora/debian_handbook >/dev/null
   fi
 done
+# The offline parallel instruction set (handbook paragraphs in six languages) for the pinch runs.
+if [ -d .cache/debian-handbook/usr/share/doc/debian-handbook/html/en-US ] && \
+   [ ! -f .cache/corpora/handbook_parallel/manifest.json ]; then
+  .venv/bin/python -m langshift.data.handbook_parallel --handbook=.cache/debian-handbook \
+    --parallel_out=.cache/corpora/handbook_parallel >/dev/null
+fi
