@@ -8,7 +8,7 @@ exports a Hugging Face directory (`<workdir>/hf`) that transformers loads.
   python -m langshift.main --config=experiments/demo.py --workdir=workdir/demo
 Arguments (`--config=experiments/demo.py:<arg>`, comma-separated):
   trainable=embeddings (or `:embeddings`)  only embed/lm_head train (LEP's continual pre-training)
-  suite=mini_darumeru                      also run that benchmark suite (config.evals.suite) at
+  suite=handbook_mini                      also run that benchmark suite (config.evals.suite) at
                                            the end; `--config.evals.suite.every_steps=N` more often
 """
 

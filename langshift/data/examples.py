@@ -10,6 +10,11 @@ Masks are computed on the tokenization of the whole rendered string (exactly the
 `apply_chat_template(..., tokenize=True)` gives), by mapping character spans onto tokens through
 the tokenizer's offsets: a token is in a span when its characters overlap it (a zero-width
 byte-fallback token counts at its position). This matches transformers' `assistant_masks`.
+
+Memory: texts go to the tokenizer in calls of at most `TOKENIZE_CHARS` characters (a batched
+call's buffers grow with the text it holds, offsets included); a document too long for that
+arrives here already cut into pieces (`sources.DocumentPieces`): only its first piece gets BOS
+and only its last EOS.
 """
 
 from __future__ import annotations
@@ -20,10 +25,26 @@ from typing import Any
 import numpy as np
 
 from langshift.data import formatting
-from langshift.data.sources import RecordError
+from langshift.data.sources import PIECE_KEY, RecordError
 from langshift.tokenization import chat_templates
 
 Example = dict[str, np.ndarray]
+
+# Characters per batched tokenizer call (a few times the largest document piece).
+TOKENIZE_CHARS = 1 << 22
+
+
+def _in_calls(texts: Sequence[str], encode) -> list:
+  """`encode(texts)`, in consecutive calls of at most TOKENIZE_CHARS characters (or one text)."""
+  out, start, size = [], 0, 0
+  for i, text in enumerate(texts):
+    if i > start and size + len(text) > TOKENIZE_CHARS:
+      out.extend(encode(list(texts[start:i])))
+      start, size = i, 0
+    size += len(text)
+  if start < len(texts):
+    out.extend(encode(list(texts[start:])))
+  return out
 
 
 def token_mask_from_spans(
@@ -67,28 +88,44 @@ def token_index_of_chars(offsets: Sequence[tuple[int, int]], chars: Sequence[int
 
 
 def text_examples(
-    texts: Sequence[str], tokenizer, *, add_bos: bool, add_eos: bool, with_boundaries: bool
+    texts: Sequence[str],
+    tokenizer,
+    *,
+    add_bos: bool,
+    add_eos: bool,
+    with_boundaries: bool,
+    pieces: Sequence[tuple[int, int] | None] | None = None,
 ) -> list[Example]:
-  """Plain-text documents: [bos] + text + [eos], loss on every token."""
-  prefix = [tokenizer.bos_id] if add_bos and tokenizer.bos_id is not None else []
-  suffix = [tokenizer.eos_id] if add_eos and tokenizer.eos_id is not None else []
+  """Plain-text documents: [bos] + text + [eos], loss on every token. `pieces[i]`: text i is
+  piece k of n of a longer document (BOS on its first piece only, EOS on its last only)."""
   if add_bos and tokenizer.bos_id is None or add_eos and tokenizer.eos_id is None:
     raise ValueError(f"{tokenizer}: add_bos/add_eos requested but the tokenizer has no BOS/EOS")
+  pieces = pieces or [None] * len(texts)
+
+  def ends(piece):
+    first = piece is None or piece[0] == 0
+    last = piece is None or piece[0] == piece[1] - 1
+    prefix = [tokenizer.bos_id] if add_bos and first else []
+    return prefix, [tokenizer.eos_id] if add_eos and last else []
+
   out = []
   if with_boundaries:
-    for text, (ids, offsets) in zip(texts, tokenizer.encode_batch_with_offsets(texts)):
+    encoded = _in_calls(texts, tokenizer.encode_batch_with_offsets)
+    for text, piece, (ids, offsets) in zip(texts, pieces, encoded):
+      prefix, suffix = ends(piece)
       starts = token_index_of_chars(offsets, paragraph_starts(text)) + len(prefix)
       starts[0] = 0  # the first paragraph's row starts at BOS
       out.append(_example(prefix + list(ids) + suffix, None, np.unique(starts)))
   else:
-    for ids in tokenizer.encode_batch(texts):
+    for piece, ids in zip(pieces, _in_calls(texts, tokenizer.encode_batch)):
+      prefix, suffix = ends(piece)
       out.append(_example(prefix + list(ids) + suffix, None, None))
   return out
 
 
 def formatted_examples(formatted: Sequence[formatting.Formatted], tokenizer) -> list[Example]:
   """Rendered templates with their loss spans (None = whole sequence) -> examples."""
-  encoded = tokenizer.encode_batch_with_offsets([text for text, _ in formatted])
+  encoded = _in_calls([text for text, _ in formatted], tokenizer.encode_batch_with_offsets)
   out = []
   for (_, spans), (ids, offsets) in zip(formatted, encoded):
     mask = None if spans is None else token_mask_from_spans(offsets, spans)
@@ -153,11 +190,12 @@ class ExampleBuilder:
 
   def _build(self, s: int, group):
     src = self._sources[s]
-    kept, values = [], []
+    kept, values, pieces = [], [], []
     for pos, where, record in group:
       try:
         if src.template == "none":
           values.append(formatting.record_field(record, src.text_field, where))
+          pieces.append(record.get(PIECE_KEY))
         else:
           values.append(
               formatting.format_record(
@@ -178,6 +216,7 @@ class ExampleBuilder:
           add_bos=self._cfg.add_bos,
           add_eos=self._cfg.add_eos,
           with_boundaries=self._boundaries,
+          pieces=pieces,
       )
     else:
       examples = formatted_examples(values, self._tokenizer)

@@ -13,6 +13,11 @@ Stages (grain datasets):
                 ahead by `read_threads` threads (the tokenizers release the GIL)
   4. rows       `PackedIterDataset`, then batches of `global_batch_size / process_count` rows
 Everything up to 3 is a pure function of the index, so the iterator state is tiny and exact.
+
+Memory is bounded by the settings, not by document size: a plain-text document longer than
+`document_piece_bytes(seq_len)` is read as pieces of about that size (`sources.DocumentPieces`),
+so a chunk holds at most `tokenize_batch_size` pieces, and `read_threads + prefetch_chunks`
+chunks are in flight. Measured for a single 22 MB document: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ from langshift.tokenization import chat_templates
 _PROPORTION_LOG_EXAMPLES = 100_000
 
 
+def document_piece_bytes(seq_len: int) -> int:
+  """Longest plain-text record read whole: 64 KiB, or about 16 rows of text (~4 bytes a token)
+  for long rows, so that a piece boundary (a new segment) falls in at most one row in 16."""
+  return max(1 << 16, 64 * seq_len)
+
+
 def derived_seed(seed: int, *names) -> int:
   """A stable 32-bit seed for one named component (independent of Python's hash seed)."""
   key = "/".join(str(n) for n in (seed, *names)).encode()
@@ -46,11 +57,18 @@ def _needs_template(sources) -> bool:
   return any(src.template != "none" for src in sources)
 
 
-def _open_selected(src, on_bad_record: str, path: str | None = None):
-  """A source's records, restricted by perplexity selection when configured."""
+def _open_selected(src, on_bad_record: str, path: str | None = None, piece_bytes: int = 0):
+  """A source's records, restricted by perplexity selection when configured; plain-text records
+  over `piece_bytes` (> 0) read as pieces."""
   records = sources_lib.open_source(src, on_bad_record, path=path)
-  if not (src.perplexity_field or src.perplexity_scores):
-    return records
+  if src.perplexity_field or src.perplexity_scores:
+    records = _selected(src, records)
+  if piece_bytes and src.template == "none":
+    records = sources_lib.split_long_documents(records, src.text_field, piece_bytes)
+  return records
+
+
+def _selected(src, records):
   if src.perplexity_scores:
     scores = selection.load_scores(src.perplexity_scores)
     if len(scores) != len(records):
@@ -121,10 +139,10 @@ def _pinch_records(data_config, sources, seed: int):
   return ds.repeat().map(lambda element: (0, *element)), [sources_lib.BadRecordLog(src.name)]
 
 
-def _weighted_records(data_config, sources, seed: int):
+def _weighted_records(data_config, sources, seed: int, piece_bytes: int):
   datasets, bad = [], []
   for src in sources:
-    records = _open_selected(src, data_config.on_bad_record)
+    records = _open_selected(src, data_config.on_bad_record, piece_bytes=piece_bytes)
     bad.append(getattr(records, "bad_records", None) or sources_lib.BadRecordLog(src.name))
     ds = grain.MapDataset.source(records)
     if data_config.shuffle:
@@ -196,11 +214,14 @@ def train_dataset(
     records, bad = _pinch_records(data_config, sources, seed)
     sources = sources[:1]
   else:
-    records, bad = _weighted_records(data_config, sources, seed)
+    records, bad = _weighted_records(data_config, sources, seed, document_piece_bytes(seq_len))
   builder = _builder(data_config, sources, tokenizer, bad)
   # Each process takes every process_count-th record of the one global mixture.
   records = records[process_index::process_count]
-  chunks = records.batch(data_config.tokenize_batch_size, batch_fn=list).map(builder)
+  # The stream is endless: dropping a remainder drops nothing, and keeps the batched length
+  # within an index-sized integer for any tokenize_batch_size (grain rounds it up otherwise).
+  chunks = records.batch(data_config.tokenize_batch_size, batch_fn=list, drop_remainder=True)
+  chunks = chunks.map(builder)
   ds = _pack(chunks, data_config, seq_len).batch(
       global_batch_size // process_count, drop_remainder=True
   )
@@ -262,7 +283,9 @@ def make_eval_batches(
     )
   parts, bad = [], []
   for k, src in enumerate(sources):
-    records = _open_selected(src, data_config.on_bad_record)
+    records = _open_selected(
+        src, data_config.on_bad_record, piece_bytes=document_piece_bytes(seq_len)
+    )
     bad.append(getattr(records, "bad_records", None) or sources_lib.BadRecordLog(src.name))
     parts.append(grain.MapDataset.source(records).map(lambda e, k=k: (k, *e)))
   records = grain.MapDataset.concatenate(parts)

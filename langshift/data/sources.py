@@ -5,6 +5,10 @@ Every source is a sequence: `len(source)` records, `source[i] -> (where, record)
 skipped under `on_bad_record="skip"`). Random access is what lets grain shuffle globally and
 resume from an index; files are indexed once (byte ranges of lines) and read lazily, so corpora
 larger than memory work. Paths go through `etils.epath`, so `gs://` globs work like local ones.
+
+Documents of any size: `DocumentPieces` presents a plain-text record longer than `max_bytes` as
+several records, each a piece of its text cut at a paragraph (or word) boundary, so what the
+pipeline holds and tokenizes at once is bounded by its settings, not by the largest document.
 """
 
 from __future__ import annotations
@@ -151,6 +155,10 @@ class _ByteRangeSource(Sequence):
 
   def __len__(self):
     return len(self._start)
+
+  def record_bytes(self) -> np.ndarray:
+    """Size of every record in bytes, known from the index without reading it."""
+    return self._end - self._start
 
   def __getitem__(self, i):
     i = int(i)
@@ -312,8 +320,103 @@ class SubsetSource(Sequence):
   def __len__(self):
     return len(self.indices)
 
+  def record_bytes(self) -> np.ndarray | None:
+    sizes = getattr(self.base, "record_bytes", None)
+    return None if sizes is None else sizes()[self.indices]
+
   def __getitem__(self, i):
     return self.base[int(self.indices[int(i)])]
+
+
+# The key a piece's record carries: (piece index, number of pieces) of its document, so that only
+# the first piece gets BOS and only the last EOS.
+PIECE_KEY = "__langshift_piece__"
+
+
+def piece_cuts(text: str, pieces: int) -> list[int]:
+  """Character offsets cutting `text` into `pieces` nearly equal parts, each cut moved forward
+  to just after a newline (or else a space) within a quarter of a part, so that paragraphs, or at
+  least words, stay whole; 0 and len(text) included."""
+  n = len(text)
+  part = n / pieces
+  cuts = [0]
+  for k in range(1, pieces):
+    nominal = max(int(k * part), cuts[-1] + 1)
+    end = nominal + max(int(part / 4), 1)
+    for sep in ("\n", " "):
+      at = text.find(sep, nominal, end)
+      if at != -1:
+        nominal = at + 1
+        while sep == "\n" and nominal < n and text[nominal] in "\r\n":
+          nominal += 1
+        break
+    cuts.append(min(nominal, n))
+  cuts.append(n)
+  return cuts
+
+
+class DocumentPieces(Sequence):
+  """`base` with every record over `max_bytes` presented as ceil(bytes / max_bytes) records, each
+  a piece of its `text_field` (see `piece_cuts`); other records are unchanged.
+
+  The piece count comes from the record's size in the file index, so the sequence stays random
+  access and its length is known without reading anything. A piece re-reads its record (a long
+  JSON line must be parsed whole) and keeps only its part, so at most one document per reading
+  thread is in memory at a time.
+  """
+
+  def __init__(self, base: Sequence, text_field: str, max_bytes: int):
+    self.base, self._field = base, text_field
+    self.name = getattr(base, "name", "")
+    self.bad_records = getattr(base, "bad_records", None)
+    counts = -(-np.asarray(base.record_bytes(), np.int64) // max_bytes)
+    self._long = np.flatnonzero(counts > 1)  # only those records get an entry: memory O(long)
+    self._pieces = counts[self._long]
+    extra_before = np.concatenate([[0], np.cumsum(self._pieces - 1)])
+    self._first = self._long + extra_before[:-1]  # index of each long record's first piece
+    self._extra = extra_before  # pieces added by the long records before (and at) each one
+    self._len = len(base) + int(extra_before[-1])
+
+  def __len__(self):
+    return self._len
+
+  def __getitem__(self, i):
+    i = int(i)
+    j = int(np.searchsorted(self._first, i, side="right")) - 1
+    if j >= 0 and i < self._first[j] + self._pieces[j]:
+      record_index, piece, pieces = (
+          int(self._long[j]),
+          i - int(self._first[j]),
+          int(self._pieces[j]),
+      )
+    else:
+      record_index, piece, pieces = i - int(self._extra[j + 1] if j >= 0 else 0), 0, 1
+    where, record = self.base[record_index]
+    if pieces == 1 or record is None or not isinstance(record.get(self._field), str):
+      return where, record  # a missing or non-text field is reported by the example builder
+    text = record[self._field]
+    cuts = piece_cuts(text, pieces)
+    piece_record = {**record, self._field: text[cuts[piece] : cuts[piece + 1]]}
+    piece_record[PIECE_KEY] = (piece, pieces)
+    return f"{where} (piece {piece + 1} of {pieces})", piece_record
+
+
+def split_long_documents(records: Sequence, text_field: str, max_bytes: int) -> Sequence:
+  """`records` as `DocumentPieces` when some record is over `max_bytes` (sources that cannot
+  tell record sizes without reading them, Parquet and TFDS, are returned as they are)."""
+  sizes = getattr(records, "record_bytes", None)
+  sizes = None if sizes is None else sizes()
+  if sizes is None or not len(sizes) or int(np.max(sizes)) <= max_bytes:
+    return records
+  pieces = DocumentPieces(records, text_field, max_bytes)
+  logging.info(
+      "source %s: %d documents over %d bytes read as %d pieces",
+      pieces.name,
+      len(pieces._long),  # pylint: disable=protected-access
+      max_bytes,
+      int(pieces._pieces.sum()),  # pylint: disable=protected-access
+  )
+  return pieces
 
 
 def open_source(src, on_bad_record: str = "raise", path: str | None = None) -> Sequence:

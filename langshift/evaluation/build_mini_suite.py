@@ -1,4 +1,4 @@
-r"""Builds the `mini_darumeru` suite from the Debian Administrator's Handbook (offline).
+r"""Builds the `handbook_mini` suite from the Debian Administrator's Handbook (offline).
 
 The handbook (Debian package `debian-handbook`, GPL-2+ / CC-BY-SA-3.0) is paragraph-aligned across
 its translations: the same `<div class="para">` count in every language. That gives real Russian,
@@ -16,7 +16,7 @@ Fetch and run (seconds):
   apt-get download debian-handbook && dpkg-deb -x debian-handbook_*.deb /tmp/dh
   python -m langshift.evaluation.build_mini_suite \
       --handbook_dir=/tmp/dh/usr/share/doc/debian-handbook/html \
-      --out_dir=langshift/evaluation/suites/mini_darumeru
+      --out_dir=langshift/evaluation/suites/handbook_mini
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def suite_json(tasks: dict[str, list[dict]]) -> dict:
     else:
       spec = {"type": "choice", "num_fewshot": 5 if name != "language_id" else 3}
     specs.append({"name": name, "path": f"{name}.jsonl", **spec})
-  return {"name": "mini_darumeru", "tasks": specs}
+  return {"name": "handbook_mini", "tasks": specs}
 
 
 def main(argv):

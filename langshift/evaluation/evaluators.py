@@ -6,7 +6,7 @@ the experiment's `evals` table, one entry per evaluation:
 
   config.evals.heldout = perplexity_eval(data=<a data config>, max_batches=4)
       token-weighted held-out perplexity -> `eval/perplexity`
-  config.evals.darumeru = suite_eval(suite="mini_darumeru", every_steps=500, max_examples=8)
+  config.evals.handbook = suite_eval(suite="handbook_mini", every_steps=500, max_examples=8)
       a benchmark suite (langshift/evaluation/harness.py) -> `eval/<task>/<metric>`,
       `eval/micro_avg`
 
@@ -60,11 +60,14 @@ def _suite_fields() -> dict[str, Any]:
   return dict(
       _COMMON_FIELDS,
       kind="suite",
-      suite="",  # a built-in suite name ("mini_darumeru") or a suite JSON path
+      suite="",  # a built-in suite name ("handbook_mini") or a suite JSON path
       max_examples=8,  # per task (0: every example)
       tasks="",  # comma-separated name patterns of the tasks to run ("*_ar,language_id"); "": all
       chat=False,  # instruct protocol: zero-shot through the chat template
       batch_size=8,
+      bos="auto",  # prepend BOS as the tokenizer does ("auto"), always ("true") or never ("false")
+      num_fewshot=-1,  # demonstrations per task (-1: each task's own count; 0 for chat)
+      data_dir="",  # folder of a suite's user-supplied task files (the "darumeru" suite)
   )
 
 
@@ -183,7 +186,19 @@ class SuiteEvaluator(Evaluator):
     except FileNotFoundError as e:
       raise FileNotFoundError(f"{where}={entry.suite!r}: {e}") from e
     overrides = {"max_examples": entry.max_examples} if entry.max_examples else {}
-    self.suite = load_suite(path, **overrides)
+    try:
+      self.suite = load_suite(path, data_dir=entry.data_dir or None, **overrides)
+    except ValueError as e:
+      raise ValueError(f"{where}={entry.suite!r}: {e}") from e
+    from langshift.evaluation.scoring import resolve_bos  # pylint: disable=import-outside-toplevel
+
+    try:
+      self._bos = resolve_bos(ctx.tokenizer, entry.bos)
+    except ValueError as e:
+      raise ValueError(f"config.evals.{name}.bos: {e}") from e
+    if entry.num_fewshot < -1:
+      raise ValueError(f"config.evals.{name}.num_fewshot={entry.num_fewshot}; expected >= -1")
+    self._num_fewshot = None if entry.num_fewshot == -1 else entry.num_fewshot
     if entry.tasks:
       patterns = [t.strip() for t in entry.tasks.split(",") if t.strip()]
       chosen = tuple(
@@ -212,6 +227,8 @@ class SuiteEvaluator(Evaluator):
         params=params,
         tokenizer=ctx.tokenizer,
         chat=self._chat,
+        num_fewshot=self._num_fewshot,
+        bos=self._bos,
         batch_size=self._batch_size,
         mesh=ctx.mesh,
         rules=ctx.rules,

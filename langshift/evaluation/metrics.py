@@ -13,6 +13,8 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
+from langshift.evaluation import use_exam
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -82,6 +84,16 @@ def rouge_l_recall(prediction: str, reference: str) -> float:
   return lcs_length(ref, pred) / len(ref) if ref else 0.0
 
 
+def rouge_l_f1(prediction: str, reference: str) -> float:
+  """ROUGE-L F-measure (Lin 2004) over words / CJK characters of normalised text (Gazeta)."""
+  ref, pred = tokens_of(normalize_answer(reference)), tokens_of(normalize_answer(prediction))
+  lcs = lcs_length(ref, pred)
+  if not lcs:
+    return 0.0
+  recall, precision = lcs / len(ref), lcs / len(pred)
+  return 2 * precision * recall / (precision + recall)
+
+
 def length_ratio(prediction: str, reference: str) -> float:
   """min(p/s, s/p) over character lengths: Darumeru's sentence-copy score."""
   p, s = len(prediction.strip()), len(reference.strip())
@@ -107,7 +119,11 @@ GENERATION_METRICS = {
     "rouge1_recall": rouge_n_recall,
     "rouge2_recall": lambda p, r: rouge_n_recall(p, r, 2),
     "rougeL_recall": rouge_l_recall,
+    "rougeL_f1": rouge_l_f1,
     "length_ratio": length_ratio,
     "lcs_ratio": lcs_copy_ratio,
     "copy_rate": copy_success,
 }
+
+# Metrics of a whole task: (outputs, examples) -> score.
+TASK_METRICS = {"use_grade": use_exam.grade_norm}

@@ -1,8 +1,11 @@
 """Evaluation task and suite definitions, read from local JSON/JSONL files.
 
 A suite is a JSON file: {"name": ..., "tasks": [TaskSpec fields, ...]}; task `path`s are relative
-to the suite file. Each task's examples are a JSONL file in the MERA/Darumeru layout, so those
-files (and ArabicMMLU or MMLU converted to it) drop in unchanged. The format is documented in
+to the suite's data folder (the suite file's own folder unless the suite or the caller names
+another: `"data_dir"`, `load_suite(data_dir=...)`). Each task's examples are a JSONL file in the
+langshift record layout (`format: "records"`, which also reads MERA-style `instruction` +
+`inputs`), or a published benchmark file read by its own loader (`format: "darumeru"`, `"rucola"`,
+`"mmlu"`, `"gazeta"`; see `darumeru.py`). The format is documented in
 `langshift/evaluation/README.md`.
 """
 
@@ -14,6 +17,13 @@ import os
 from typing import Any
 
 TASK_TYPES = ("choice", "generation", "perplexity")
+# Choice scoring: "loglikelihood" of the whole answer continuation (lm-eval's multiple_choice);
+# "first_token": the best next-token log-prob over the label's single-token spellings.
+CHOICE_SCORING = ("loglikelihood", "first_token")
+RECORD_FORMATS = ("records", "darumeru", "rucola", "mmlu", "gazeta")
+# How demonstrations are drawn from the pool: seeded per example, or the pool's first n (in order,
+# lm-eval's `first_n`; reversed, Darumeru's order, with the first record next to the query).
+FEWSHOT_SAMPLERS = ("random", "first_n", "first_n_reversed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,10 +46,30 @@ class TaskSpec:
   stop: tuple[str, ...] = ("\n\n",)
   max_examples: int | None = None
   in_average: bool = True  # counts towards eval/micro_avg (perplexity never does)
+  scoring: str = "loglikelihood"  # choice tasks: one of CHOICE_SCORING
+  format: str = "records"  # the layout of `path` and `fewshot_path`: one of RECORD_FORMATS
+  fewshot_sampler: str = "random"  # one of FEWSHOT_SAMPLERS
+  # Published layouts: where the reference answer is ("outputs", or a dotted path such as
+  # "inputs.text" for Darumeru's copy tasks).
+  answer_field: str = "outputs"
 
   def __post_init__(self):
-    if self.type not in TASK_TYPES:
-      raise ValueError(f"task {self.name}: type={self.type!r}; expected one of {TASK_TYPES}")
+    for field, allowed in (
+        ("type", TASK_TYPES),
+        ("scoring", CHOICE_SCORING),
+        ("format", RECORD_FORMATS),
+        ("fewshot_sampler", FEWSHOT_SAMPLERS),
+    ):
+      if getattr(self, field) not in allowed:
+        raise ValueError(
+            f"task {self.name}: {field}={getattr(self, field)!r}; expected one of {allowed}"
+        )
+    if self.type == "generation":
+      from langshift.evaluation import metrics  # pylint: disable=import-outside-toplevel
+
+      known = (*metrics.GENERATION_METRICS, *metrics.TASK_METRICS, "language_alignment")
+      if self.metric not in known:
+        raise ValueError(f"task {self.name}: metric={self.metric!r}; expected one of {known}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +79,17 @@ class Example:
   choices: tuple[str, ...] = ()
   language: str | None = None
   id: Any = None
+  # Generation: every acceptable answer (metrics take the best); empty means (target,).
+  references: tuple[str, ...] = ()
+  # A conversation instead of a bare prompt (Darumeru's layout): ({"role", "content"}, ...) with
+  # roles system / user / assistant. As a query it may end with an assistant turn that is the
+  # start of the answer ("Ответ:"); as a demonstration the answer completes it (or, `answered`,
+  # is already in it: Darumeru's prompt files).
+  messages: tuple[dict, ...] | None = None
+  answered: bool = False  # the conversation's last assistant turn already holds the answer
+  meta: Any = None  # the record's `meta`, for task-level scores (USE)
+  # Demonstrations come only from pool examples of the same group (an MMLU subject); None: any.
+  group: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,35 +123,75 @@ def example_from_record(record: dict, spec: TaskSpec) -> Example:
     if target not in choices:
       raise ValueError(f"task {spec.name}: gold {target!r} is not among choices {choices}")
   meta = record.get("meta") or {}
+  references = record.get("references") or ()
   return Example(
       prompt=prompt,
       target=str(target),
       choices=choices,
       language=record.get("lang", spec.language),
       id=record.get("id", meta.get("id")),
+      references=tuple(str(r) for r in references),
+      meta=meta or None,
   )
 
 
-def read_jsonl(path: str) -> list[dict]:
+def read_records(path: str) -> list[dict]:
+  """JSON lines; a malformed line is an error naming the file and the line."""
+  records = []
   with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for n, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path} line {n}: malformed JSON ({e.msg} at column {e.colno})") from None
+      if not isinstance(record, dict):
+        raise ValueError(f"{path} line {n}: expected a JSON object, got {type(record).__name__}")
+      records.append(record)
+  return records
 
 
 def load_examples(spec: TaskSpec, path: str | None = None) -> list[Example]:
-  records = read_jsonl(path or spec.path)
-  if spec.max_examples is not None:
-    records = records[: spec.max_examples]
-  return [example_from_record(r, spec) for r in records]
+  """The task's examples (or, with `path`, those of another file of the same layout)."""
+  path = path or spec.path
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"task {spec.name}: no file {path}")
+  if spec.format != "records":
+    from langshift.evaluation import darumeru  # pylint: disable=import-outside-toplevel
+
+    examples = darumeru.load_examples(spec, path)
+  else:
+    examples = []
+    for n, record in enumerate(read_records(path), start=1):
+      try:
+        examples.append(example_from_record(record, spec))
+      except (ValueError, KeyError, IndexError) as e:
+        raise ValueError(f"{path} line {n}: {e}") from None
+  return examples if spec.max_examples is None else examples[: spec.max_examples]
 
 
-def load_suite(path: str, **overrides) -> Suite:
-  """Reads a suite JSON; task paths resolve against its folder. `overrides` apply to every task
+_TASK_FIELDS = {f.name for f in dataclasses.fields(TaskSpec)}
+
+
+def load_suite(path: str, data_dir: str | None = None, **overrides) -> Suite:
+  """Reads a suite JSON. Task paths resolve against `data_dir`, else the suite's own `"data_dir"`
+  (relative to the suite file), else the suite file's folder. `overrides` apply to every task
   (e.g. max_examples=20 for a quick training-time check)."""
   with open(path, encoding="utf-8") as f:
     raw = json.load(f)
-  root = os.path.dirname(os.path.abspath(path))
+  here = os.path.dirname(os.path.abspath(path))
+  root = data_dir or os.path.join(here, raw.get("data_dir") or "")
+  if raw.get("requires_data_dir") and not data_dir:
+    raise ValueError(
+        f"suite {raw.get('name', path)!r} reads files you supply: give their folder as data_dir "
+        f"(--data_dir, suite_eval(data_dir=...)); layout: {raw['requires_data_dir']}"
+    )
   tasks = []
   for t in raw["tasks"]:
+    unknown = sorted(set(t) - _TASK_FIELDS)
+    if unknown:
+      raise ValueError(f"{path}: task {t.get('name')!r} has unknown field(s) {unknown}")
     t = {**t, **overrides}
     for key in ("path", "fewshot_path"):
       if t.get(key):
@@ -119,10 +200,12 @@ def load_suite(path: str, **overrides) -> Suite:
       if key in t:
         t[key] = tuple(t[key])
     tasks.append(TaskSpec(**t))
-  return Suite(name=raw.get("name", os.path.basename(root)), tasks=tuple(tasks))
+  return Suite(name=raw.get("name", os.path.basename(here)), tasks=tuple(tasks))
 
 
 BUILTIN_SUITES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "suites")
+# Built-in suites that were renamed: the old name is an error that gives the new one.
+RENAMED_SUITES = {"mini_darumeru": "handbook_mini"}
 
 
 def resolve_suite_path(name_or_path: str) -> str:
@@ -132,4 +215,9 @@ def resolve_suite_path(name_or_path: str) -> str:
   builtin = os.path.join(BUILTIN_SUITES_DIR, name_or_path, "suite.json")
   if os.path.exists(builtin):
     return builtin
+  if name_or_path in RENAMED_SUITES:
+    raise FileNotFoundError(
+        f"the built-in suite {name_or_path!r} is now {RENAMED_SUITES[name_or_path]!r} (it is built "
+        "from the Debian handbook, not from Darumeru's tasks; those are the 'darumeru' suite)"
+    )
   raise FileNotFoundError(f"no suite file {name_or_path!r} and no built-in suite of that name")

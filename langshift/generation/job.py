@@ -17,7 +17,14 @@ the job stops with one error line, writing nothing for that batch.
 
 A record holds either `messages` (a conversation, answered through the chat template) or
 `prompt` (raw text, continued). The output record is the input record plus `output_field` and
-`generator` (the backend's name).
+`generator` (the backend's name). Every input line is checked before any request is sent: a
+line that is not a JSON object, lacks its id or both text fields, or holds a malformed
+conversation is a one-line error naming `file:line`.
+
+One writer per share of the output folder: each worker holds a lock file in it
+(`langshift.workdir_lock.acquire_worker`), so a second job on the same folder fails naming the
+first (host, pid, start time) instead of writing its shards twice; the workers of one multi-host
+job lock their own shares and write side by side.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Any
 
 from absl import logging
 
-from langshift import faults
+from langshift import faults, workdir_lock
 from langshift.generation.interface import GenerationOptions, TextGenerator
 from langshift.generation.outcomes import (
     GenerationError,
@@ -104,29 +111,57 @@ def _record_lines(input_path: str) -> Iterator[tuple[int, str]]:
         yield number, line
 
 
-def _parse(input_path: str, number: int, line: str, id_field: str) -> dict:
+def _parse(input_path: str, number: int, line: str, cfg: JobConfig) -> dict:
+  """The record on input line `number`, checked; a one-line error naming file:line if not."""
+  where, id_field = f"{input_path}:{number}", cfg.id_field
   try:
     record = json.loads(line)
   except ValueError as e:
-    raise ValueError(f"{input_path}:{number}: not a JSON record ({e})") from None
+    raise ValueError(f"{where}: not a JSON record ({e})") from None
   if not isinstance(record, dict) or id_field not in record:
     raise ValueError(
-        f"{input_path}:{number}: the record has no '{id_field}' field (JobConfig.id_field), "
+        f"{where}: the record has no '{id_field}' field (JobConfig.id_field), "
         "which keys it in the outputs"
     )
   if not isinstance(record[id_field], (str, int)) or isinstance(record[id_field], bool):
     raise ValueError(
-        f"{input_path}:{number}: '{id_field}' is {record[id_field]!r}; expected a string or an "
-        "integer"
+        f"{where}: '{id_field}' is {record[id_field]!r}; expected a string or an integer"
+    )
+  if cfg.messages_field in record:
+    _check_messages(where, cfg.messages_field, record[cfg.messages_field])
+  elif cfg.prompt_field not in record:
+    raise ValueError(
+        f"{where}: the record has neither '{cfg.messages_field}' (a conversation) nor "
+        f"'{cfg.prompt_field}' (text to continue)"
+    )
+  elif not isinstance(record[cfg.prompt_field], str):
+    raise ValueError(
+        f"{where}: '{cfg.prompt_field}' is a {type(record[cfg.prompt_field]).__name__}; "
+        "expected a string"
     )
   return record
 
 
-def _check_ids(input_path: str, id_field: str) -> None:
-  """One-line error at the first record without an id or with the id of an earlier record."""
+def _check_messages(where: str, field: str, messages: Any) -> None:
+  if not isinstance(messages, list) or not messages:
+    raise ValueError(f"{where}: '{field}' is {messages!r:.80}; expected a non-empty list of turns")
+  for i, turn in enumerate(messages):
+    if (
+        not isinstance(turn, dict)
+        or not isinstance(turn.get("role"), str)
+        or not isinstance(turn.get("content"), str)
+    ):
+      raise ValueError(
+          f"{where}: '{field}'[{i}] is {turn!r:.80}; expected {{'role': str, 'content': str}}"
+      )
+
+
+def _check_ids(input_path: str, cfg: JobConfig) -> None:
+  """One-line error at the first bad record, or one with the id of an earlier record."""
+  id_field = cfg.id_field
   first_line: dict[Any, int] = {}
   for number, line in _record_lines(input_path):
-    key = _parse(input_path, number, line, id_field)[id_field]
+    key = _parse(input_path, number, line, cfg)[id_field]
     if key in first_line:
       raise ValueError(
           f"{input_path}:{number}: '{id_field}' {key!r} repeats line {first_line[key]}; "
@@ -232,9 +267,13 @@ def run_generation_job(
   the job).
   Raises `EndpointUnavailable` when every request of a batch failed transiently.
   """
-  _check_ids(input_path, cfg.id_field)
+  _check_ids(input_path, cfg)
   name = cfg.generator_name or getattr(generator, "name", None) or type(generator).__name__
-  os.makedirs(output_dir, exist_ok=True)
+  with workdir_lock.acquire_worker(output_dir, cfg.worker_index, cfg.num_workers):
+    return _run(input_path, output_dir, generator, options, cfg, on_batch_written, name)
+
+
+def _run(input_path, output_dir, generator, options, cfg, on_batch_written, name) -> JobResult:
   written = failed = incomplete = 0
   for shard, lines in _read_shards(input_path, cfg.shard_size):
     if shard % cfg.num_workers != cfg.worker_index:
@@ -247,7 +286,7 @@ def run_generation_job(
         if os.path.exists(stale):
           os.remove(stale)
       continue
-    records = [_parse(input_path, n, line, cfg.id_field) for n, line in lines]
+    records = [_parse(input_path, n, line, cfg) for n, line in lines]
     order = [r[cfg.id_field] for r in records]
     done = {json.loads(line)[cfg.id_field] for line in _whole_lines(partial)}
     if not done <= set(order):

@@ -1,18 +1,27 @@
-"""`TextGenerator` over a langshift decoder: tokenise, left-pad to fixed shapes, decode, detokenise.
+"""`TextGenerator` over a langshift decoder: tokenise, schedule on the engine, detokenise.
 
-Shapes are bucketed (batch padded to `batch_size`, prompt length rounded up to `length_bucket`) so
-a stream of requests compiles a handful of programs rather than one per batch.
+`generate_tokens` runs continuous batching on the programs of `decode.py`: `batch_size` rows
+("slots") decode together, and between `decode` calls every finished row is refilled with the
+next waiting request (prefilled into that row alone), so a stream of requests keeps the batch
+full instead of decoding padding until the longest answer of a static batch ends. Requests are
+taken longest prompt first (similar lengths share a prefill and the longest compile up front),
+and answers come back in request order. Shapes are bucketed (prompt length rounded up to
+`length_bucket`, prefill groups of 2^k requests), so a stream compiles a handful of programs
+rather than one per batch.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import time
 from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
 
 from langshift.generation.chat_render import chat_renderer
-from langshift.generation.decode import make_generate_fn, stop_token_ids_from_config
+from langshift.generation.decode import DecodeSpec, make_engine, stop_token_ids_from_config
 from langshift.generation.interface import GenerationOptions, Message, truncate_at_stop
 from langshift.generation.sampling import SamplingParams
 from langshift.models.config import ModelConfig
@@ -37,6 +46,36 @@ def round_up(n: int, multiple: int) -> int:
   return -(-n // multiple) * multiple
 
 
+@dataclasses.dataclass
+class GenerationStats:
+  """Where the last `generate_tokens` call spent its time (host clock, device work finished)."""
+
+  requests: int = 0
+  prompt_tokens: int = 0
+  generated_tokens: int = 0  # stop tokens included
+  refills: int = 0  # requests started in a row while other rows were mid-answer
+  prefill_calls: int = 0
+  prefill_s: float = 0.0
+  decode_calls: int = 0
+  decode_steps: int = 0  # one model call for every row of the batch
+  decode_s: float = 0.0
+
+
+def _prefill_groups(requests: Sequence[int], lengths: Sequence[int], bucket: int, cap: int):
+  """Requests (in order) -> groups sharing one prefill call: same padded length, 2^k requests
+  (at most `cap`), so no call pads with dummy rows and few shapes get compiled."""
+  by_length: dict[int, list[int]] = {}
+  for r in requests:
+    by_length.setdefault(round_up(lengths[r], bucket), []).append(r)
+  groups = []
+  for padded, members in by_length.items():
+    while members:
+      size = min(cap, 1 << (len(members).bit_length() - 1))
+      groups.append((padded, members[:size]))
+      members = members[size:]
+  return groups
+
+
 class LocalGenerator:
   """Generation with in-memory params; satisfies `TextGenerator`."""
 
@@ -55,7 +94,18 @@ class LocalGenerator:
       render_chat: Callable[[Sequence[Message]], str] | None = None,
       mesh=None,
       rules=None,
+      continuous_batching: bool = True,
+      sort_by_length: bool = True,
+      kv_block: int = 0,
+      max_prefill_rows: int | None = None,
   ):
+    """`batch_size`: rows decoding together (under a mesh, a multiple of the devices the rules
+    spread `activation_batch` over). `continuous_batching=False` runs static batches (a batch
+    ends when its longest answer does) and `sort_by_length=False` keeps request order: both only
+    to measure what they buy. `kv_block` > 0 makes attention read only the cache slots up to the
+    longest row, rounded up to this many (0: the whole cache; slicing the cache cost more than
+    it saved on CPU, docs/benchmarks.md). `max_prefill_rows`: most prompts prefilled in one
+    call (default `batch_size`)."""
     self.config, self.params, self.tokenizer = config, params, tokenizer
     self.batch_size, self.length_bucket = batch_size, length_bucket
     self.max_prompt_length = max_prompt_length
@@ -75,6 +125,13 @@ class LocalGenerator:
         else tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in rules)
     )
     self.pad_id = config.pad_token_id if config.pad_token_id is not None else 0
+    self.continuous_batching, self.sort_by_length = continuous_batching, sort_by_length
+    self.kv_block = kv_block
+    self.max_prefill_rows = max_prefill_rows or batch_size
+    for name, value in (("batch_size", batch_size), ("length_bucket", length_bucket)):
+      if value < 1:
+        raise ValueError(f"LocalGenerator: {name}={value} must be at least 1")
+    self.last_stats = GenerationStats()
 
   def render_chat(self, messages: Sequence[Message]) -> str:
     render = self._render_chat or chat_renderer(self.tokenizer)
@@ -111,26 +168,99 @@ class LocalGenerator:
       self, token_lists: Sequence[Sequence[int]], options: GenerationOptions
   ) -> list[list[int]]:
     """New token ids per prompt, the stop token removed."""
-    sampling = SamplingParams(options.temperature, options.top_k, options.top_p)
-    fn = make_generate_fn(
-        self.config,
+    prompts = [list(t) for t in token_lists]
+    for i, ids in enumerate(prompts):
+      if not ids:
+        raise ValueError(f"generate_tokens: request {i} has an empty prompt")
+    self.last_stats = stats = GenerationStats(
+        requests=len(prompts), prompt_tokens=sum(len(p) for p in prompts)
+    )
+    if not prompts or options.max_new_tokens < 1:
+      return [[] for _ in prompts]
+    spec = DecodeSpec(
         options.max_new_tokens,
-        sampling,
+        SamplingParams(options.temperature, options.top_k, options.top_p),
         self.stop_token_ids,
         self.processors,
         self.pad_id,
-        self.mesh,
-        self.rules,
     )
-    results = []
-    for start in range(0, len(token_lists), self.batch_size):
-      chunk = token_lists[start : start + self.batch_size]
-      length = round_up(max(len(t) for t in chunk), self.length_bucket)
-      tokens, segs = left_pad(chunk, length, self.batch_size, self.pad_id)
-      rng = jax.random.fold_in(jax.random.key(options.seed), start)
-      out = fn(self.params, tokens, segs, rng)
-      toks, lengths, stopped = to_host(tuple(out))
-      for i in range(len(chunk)):
-        n = int(lengths[i]) - (1 if stopped[i] else 0)
-        results.append(toks[i, :n].tolist())
+    lengths = [len(p) for p in prompts]
+    capacity = round_up(max(lengths) + spec.max_new_tokens, self.length_bucket)
+    engine = make_engine(self.config, spec, self.batch_size, capacity, self.mesh, self.rules)
+    rng = jax.random.key(options.seed)
+    order = range(len(prompts))
+    if self.sort_by_length:
+      order = sorted(order, key=lambda r: -lengths[r])
+    waiting = collections.deque(order)
+    rows = self.batch_size
+    in_row = [-1] * rows  # request decoding in each row
+    position = [0] * rows  # each row's next cache slot (host copy, for the attention bucket)
+    results: list[list[int] | None] = [None] * len(prompts)
+    state = engine.init()
+    decode_params = engine.unstack(self.params)  # a per-layer copy of the weights while we run
+    while True:
+      free = [b for b in range(rows) if in_row[b] < 0]
+      if waiting and free and (self.continuous_batching or len(free) == rows):
+        starting = [waiting.popleft() for _ in range(min(len(free), len(waiting)))]
+        if len(free) < rows:
+          stats.refills += len(starting)
+        state = self._prefill(engine, state, starting, free, prompts, rng, stats)
+        for r, b in zip(starting, free):
+          in_row[b], position[b] = r, lengths[r]
+      busy = [b for b in range(rows) if in_row[b] >= 0]
+      if not busy:
+        break
+      longest = max(position[b] for b in busy)
+      kv_len, max_steps = capacity, capacity - longest
+      if self.kv_block:
+        kv_len = min(capacity, round_up(longest + self.kv_block, self.kv_block))
+        max_steps = kv_len - longest  # every row's position stays below kv_len
+      start = time.perf_counter()
+      state, steps = engine.decode(
+          decode_params,
+          state,
+          rng,
+          np.int32(max_steps),
+          np.bool_(self.continuous_batching and bool(waiting)),
+          kv_len=None if kv_len >= capacity else kv_len,
+      )
+      active, n_out, stopped, out, steps = to_host(
+          (state.active, state.n_out, state.stopped, state.out, steps)
+      )
+      stats.decode_s += time.perf_counter() - start
+      stats.decode_calls += 1
+      stats.decode_steps += int(steps)
+      for b in busy:
+        r = in_row[b]
+        position[b] = lengths[r] + int(n_out[b]) - 1
+        if not active[b]:
+          n = int(n_out[b])
+          stats.generated_tokens += n
+          results[r] = out[b, : n - int(stopped[b])].tolist()
+          in_row[b] = -1
     return results
+
+  def _prefill(self, engine, state, requests, free_rows, prompts, rng, stats):
+    """Prefills `requests` into `free_rows` (in order), a few shape-bucketed calls."""
+    row_of = dict(zip(requests, free_rows))
+    lengths = [len(p) for p in prompts]
+    for padded, group in _prefill_groups(
+        requests, lengths, self.length_bucket, self.max_prefill_rows
+    ):
+      tokens = np.full((len(group), padded), self.pad_id, np.int32)
+      for i, r in enumerate(group):
+        tokens[i, : lengths[r]] = prompts[r]
+      start = time.perf_counter()
+      state = engine.prefill(
+          self.params,
+          state,
+          tokens,
+          np.asarray([lengths[r] for r in group], np.int32),
+          np.asarray([row_of[r] for r in group], np.int32),
+          np.asarray(group, np.int32),
+          rng,
+      )
+      jax.block_until_ready(state.positions)
+      stats.prefill_s += time.perf_counter() - start
+      stats.prefill_calls += 1
+    return state

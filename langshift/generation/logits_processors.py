@@ -19,7 +19,9 @@ class DecodeContext(NamedTuple):
   """What a processor may look at besides the logits."""
 
   seen: jax.Array  # bool [B, V]: token occurs in the prompt or in the response so far.
-  step: jax.Array  # int scalar: index of the response token being chosen (0 = first).
+  # int [B] (or a scalar for every row): index of the response token being chosen (0 = first).
+  # Per row, because continuous batching runs rows at different points of their responses.
+  step: jax.Array
 
 
 LogitsProcessor = Callable[[jax.Array, DecodeContext], jax.Array]
@@ -80,12 +82,11 @@ class RuleBasedAdapter:
     if self.use_diversity_rule:
       r = r + jnp.where(context.seen, self.diversity_penalty, 0.0)
     if self.use_eos_rule:
-      ramp = self.eos_max * jnp.minimum(
-          context.step.astype(jnp.float32) / self.eos_ramp_length, 1.0
-      )
+      step = jnp.reshape(context.step, (-1, 1)).astype(jnp.float32)  # [B or 1, 1]
+      ramp = self.eos_max * jnp.minimum(step / self.eos_ramp_length, 1.0)
       eos = jnp.asarray(self.eos_token_ids, jnp.int32)
       # The EOS ramp replaces any other rule score on the end-of-turn tokens.
-      r = r.at[:, eos].set(ramp)
+      r = r.at[:, eos].set(jnp.broadcast_to(ramp, (batch, eos.shape[0])))
     return r
 
   def __call__(self, logits, context):

@@ -51,11 +51,18 @@ def top_p_filter(logits: jax.Array, p: float) -> jax.Array:
 
 
 def sample_next_token(logits: jax.Array, rng: jax.Array, params: SamplingParams) -> jax.Array:
-  """logits [B, V] -> token ids [B] (int32)."""
+  """logits [B, V] -> token ids [B] (int32).
+
+  `rng` is one key for the batch, or one key per row ([B]): the generation engine gives each
+  request its own key stream, so a sampled answer does not depend on its batch neighbours.
+  """
   logits = logits.astype(jnp.float32)
   if params.greedy:
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   logits = logits / params.temperature
   logits = top_k_filter(logits, params.top_k)
   logits = top_p_filter(logits, params.top_p)
+  if jnp.ndim(rng) == 1 and jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
+    sample = jax.vmap(lambda key, row: jax.random.categorical(key, row))
+    return sample(rng, logits).astype(jnp.int32)
   return jax.random.categorical(rng, logits, axis=-1).astype(jnp.int32)

@@ -1,6 +1,7 @@
 """Causal grouped-query attention with packed-segment masking, behind one implementation switch.
 
-Every implementation computes the same function:
+Every implementation computes the same function (the generation engine's one-token step,
+`slot_decode_attention`, too):
   query i may attend key j  iff  seg[i] == seg[j]  and  j <= i  and  i - j < sliding_window,
 where i, j are slot indices in the row (positions in the training row, cache slots when decoding).
 Segment ids keep packed documents apart; id 0 marks padding.
@@ -40,6 +41,31 @@ def xla_attention(q, k, v, mask):
   probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
   out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
   return out.reshape(b, t, h, d)
+
+
+def slot_decode_attention(q, k_t, v, positions, sliding_window=None, kv_len=None):
+  """One new query per row against the row's KV cache slots (the generation engine's step).
+
+  q [B, 1, H, D]; k_t [B, K, D, S] (keys transposed); v [B, K, S, D]; positions [B]: the query's
+  slot, which is also its position, so slot j is visible iff j <= position (and within the
+  sliding window). `kv_len` (static) reads only slots [0, kv_len): the caller guarantees every
+  row's position is below it. Same function as `xla_attention` with a causal mask.
+  """
+  b, _, h, d = q.shape
+  kv_heads = k_t.shape[1]
+  if kv_len is not None and kv_len < v.shape[2]:
+    k_t, v = k_t[..., :kv_len], v[:, :, :kv_len]
+  q = q.reshape(b, kv_heads, h // kv_heads, d)
+  logits = jnp.einsum("bkgd,bkds->bkgs", q, k_t, preferred_element_type=jnp.float32)
+  logits = logits * (1.0 / np.sqrt(d))
+  slots = jnp.arange(v.shape[2], dtype=jnp.int32)[None, :]
+  visible = slots <= positions[:, None]
+  if sliding_window is not None:
+    visible &= (positions[:, None] - slots) < sliding_window
+  logits = jnp.where(visible[:, None, None, :], logits, _MASK_VALUE)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  out = jnp.einsum("bkgs,bksd->bkgd", probs, v)
+  return out.reshape(b, 1, h, d)
 
 
 def blocked_causal_attention(q, k, v, segment_ids, sliding_window=None, block=128):

@@ -61,10 +61,66 @@ class AttentionInputs:
 
   positions: Array  # int [B, T]: rotary positions.
   segment_ids: Array  # int [B, T]: query segments (0 = padding).
-  kv_segment_ids: Array  # int [B, S]: key/value segments.
-  q_index: Array  # int [B, T]: slot of each query, for causality and the sliding window.
-  kv_index: Array  # int [B, S]: slot of each key/value.
+  kv_segment_ids: Array | None = None  # int [B, S]: key/value segments.
+  q_index: Array | None = None  # int [B, T]: slot of each query, for causality and the window.
+  kv_index: Array | None = None  # int [B, S]: slot of each key/value.
   cache_index: Array | None = None  # int []: first KV-cache slot written (decode only).
+  # Prefill: every layer also returns its keys and values (`LlamaDecoder.prefill`).
+  collect_kv: bool = flax.struct.field(pytree_node=False, default=False)
+  # One-token decode on a `SlotCache`: attend to slots [0, kv_len) only (None: all of them).
+  kv_len: int | None = flax.struct.field(pytree_node=False, default=None)
+
+
+@flax.struct.dataclass
+class LayerSlots:
+  """One layer of a `SlotCache`. Keys are stored transposed, so that both attention products of
+  a one-token step are plain matrix products over contiguous memory (on CPU the query-key product
+  took 2.4x less time than with keys as [slots, kv_heads, head_dim]; docs/benchmarks.md)."""
+
+  k: Array  # [B, kv_heads, head_dim, S]
+  v: Array  # [B, kv_heads, S, head_dim]
+
+  def write(self, k: Array, v: Array, positions: Array) -> LayerSlots:
+    """Writes one token's keys/values k, v [B, kv_heads, head_dim] at slot `positions` [B] of
+    each row: a scatter, which XLA does in place on a cache carried through the decode loop."""
+    rows = jnp.arange(k.shape[0])
+    return LayerSlots(
+        self.k.at[rows, :, :, positions].set(k.astype(self.k.dtype)),
+        self.v.at[rows, :, positions, :].set(v.astype(self.v.dtype)),
+    )
+
+
+@flax.struct.dataclass
+class SlotCache:
+  """The generation engine's KV cache: one row ("slot") per sequence, and slot j of a row holds
+  the keys and values of the row's token at position j (prompts start at slot 0, so no padding
+  sits inside a row and a row can be refilled with a new sequence on its own).
+
+  One buffer per layer rather than one [layers, ...] array: a layer then attends to its buffer
+  directly, where slicing layer i out of a stacked cache copied it (2 x 9 MB per layer and step
+  at batch 32, a third of the step on CPU).
+  """
+
+  layers: tuple[LayerSlots, ...]
+
+  @property
+  def capacity(self) -> int:
+    return self.layers[0].v.shape[2]
+
+  def write_prompts(self, k: Array, v: Array, slots: Array) -> SlotCache:
+    """Writes prefilled keys/values k, v [layers, G, T, kv_heads, head_dim] into rows `slots`
+    [G] at slots [0, T); an out-of-range row index (a padding request) writes nothing."""
+    t = k.shape[2]
+    k_t, v_t = k.transpose(0, 1, 3, 4, 2), v.transpose(0, 1, 3, 2, 4)
+    return SlotCache(
+        tuple(
+            LayerSlots(
+                c.k.at[slots, :, :, :t].set(k_t[i].astype(c.k.dtype), mode="drop"),
+                c.v.at[slots, :, :t, :].set(v_t[i].astype(c.v.dtype), mode="drop"),
+            )
+            for i, c in enumerate(self.layers)
+        )
+    )
 
 
 class Linear(nn.Module):
@@ -166,30 +222,45 @@ class Attention(_LayerPart):
         k, ("activation_batch", "activation_length", "activation_kv_heads", "activation_head_dim")
     )
 
-    new_cache = None
-    if layer_cache is not None:
-      # Write this step's keys/values at slots [cache_index, cache_index + T).
-      ck = jax.lax.dynamic_update_slice_in_dim(
-          layer_cache["k"], k.astype(layer_cache["k"].dtype), inputs.cache_index, axis=1
+    if isinstance(layer_cache, LayerSlots):
+      # One new token per row: write it at its position's slot, attend to the row's slots.
+      pos = inputs.positions[:, 0]
+      new_cache = layer_cache.write(k[:, 0], v[:, 0], pos)
+      out = attention_lib.slot_decode_attention(
+          q,
+          new_cache.k.astype(dt),
+          new_cache.v.astype(dt),
+          pos,
+          sliding_window=cfg.sliding_window,
+          kv_len=inputs.kv_len,
       )
-      cv = jax.lax.dynamic_update_slice_in_dim(
-          layer_cache["v"], v.astype(layer_cache["v"].dtype), inputs.cache_index, axis=1
-      )
-      new_cache = {"k": ck, "v": cv}
-      k, v = ck.astype(dt), cv.astype(dt)
+    else:
+      new_cache = None
+      if layer_cache is not None:
+        # Write this step's keys/values at slots [cache_index, cache_index + T).
+        ck = jax.lax.dynamic_update_slice_in_dim(
+            layer_cache["k"], k.astype(layer_cache["k"].dtype), inputs.cache_index, axis=1
+        )
+        cv = jax.lax.dynamic_update_slice_in_dim(
+            layer_cache["v"], v.astype(layer_cache["v"].dtype), inputs.cache_index, axis=1
+        )
+        new_cache = {"k": ck, "v": cv}
+        k, v = ck.astype(dt), cv.astype(dt)
+      elif inputs.collect_kv:
+        new_cache = {"k": k, "v": v}  # prefill: the caller stores them
 
-    out = attention_lib.dot_product_attention(
-        q,
-        k,
-        v,
-        q_segment_ids=inputs.segment_ids,
-        kv_segment_ids=inputs.kv_segment_ids,
-        q_index=inputs.q_index,
-        kv_index=inputs.kv_index,
-        sliding_window=cfg.sliding_window,
-        impl=cfg.attention_impl,
-        decoding=layer_cache is not None,
-    )
+      out = attention_lib.dot_product_attention(
+          q,
+          k,
+          v,
+          q_segment_ids=inputs.segment_ids,
+          kv_segment_ids=inputs.kv_segment_ids,
+          q_index=inputs.q_index,
+          kv_index=inputs.kv_index,
+          sliding_window=cfg.sliding_window,
+          impl=cfg.attention_impl,
+          decoding=layer_cache is not None,
+      )
     out = nn.with_logical_constraint(
         out, ("activation_batch", "activation_length", "activation_heads", "activation_head_dim")
     )
@@ -274,9 +345,18 @@ class LlamaDecoder(nn.Module):
     if not cfg.tie_word_embeddings:
       self.lm_head = Linear((cfg.vocab_size,), ("embed", "vocab"), dtype=dt, param_dtype=pdt)
 
-  def _backbone(self, tokens, inputs: AttentionInputs, kv_cache=None):
+  def embed(self, tokens):
     x = self.embed_tokens(tokens)
-    x = nn.with_logical_constraint(x, ("activation_batch", "activation_length", "activation_embed"))
+    return nn.with_logical_constraint(
+        x, ("activation_batch", "activation_length", "activation_embed")
+    )
+
+  def head(self, x):
+    """Final norm and output projection: hidden states [B, T, D] -> logits [B, T, V]."""
+    return self.logits_from_hidden(self.norm(x))
+
+  def _backbone(self, tokens, inputs: AttentionInputs, kv_cache=None):
+    x = self.embed(tokens)
     if self.config.scan_layers:
       x, new_kv = self.layers(x, kv_cache, inputs)
     else:
@@ -285,7 +365,7 @@ class LlamaDecoder(nn.Module):
         layer_cache = None if kv_cache is None else jax.tree.map(lambda c, i=i: c[i], kv_cache)
         x, c = layer(x, layer_cache, inputs)
         new_layers.append(c)
-      new_kv = None if kv_cache is None else jax.tree.map(lambda *c: jnp.stack(c), *new_layers)
+      new_kv = None if new_layers[0] is None else jax.tree.map(lambda *c: jnp.stack(c), *new_layers)
     return self.norm(x), new_kv
 
   def logits_from_hidden(self, hidden):
@@ -354,6 +434,99 @@ class LlamaDecoder(nn.Module):
         "index": start + t,
     }
     return self.logits_from_hidden(hidden), new_cache
+
+  def prefill(self, tokens, lengths):
+    """Runs right-padded prompts tokens [G, T] of `lengths` [G] for the generation engine.
+
+    Returns (fp32 logits of each prompt's last token [G, V], keys and values
+    [layers, G, T, kv_heads, head_dim] of every slot). Only the last position goes through the
+    output projection: full logits would be [G, T, V] (1.2 GB at 32 x 192 x 49k) for one row
+    each. Attention is the training path's (blocked, cuDNN or splash), so prompt logits equal the
+    training forward's.
+    """
+    g, t = tokens.shape
+    index = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (g, t))
+    segment_ids = (index < lengths[:, None]).astype(jnp.int32)  # right padding: segment 0
+    inputs = AttentionInputs(
+        positions=index,
+        segment_ids=segment_ids,
+        kv_segment_ids=segment_ids,
+        q_index=index,
+        kv_index=index,
+        collect_kv=True,
+    )
+    hidden, kv = self._backbone(tokens, inputs)
+    last = hidden[jnp.arange(g), lengths - 1]
+    logits = self.logits_from_hidden(last[:, None])[:, 0].astype(jnp.float32)
+    return logits, kv["k"], kv["v"]
+
+
+def init_slot_cache(config: ModelConfig, batch_size: int, capacity: int, dtype=None) -> SlotCache:
+  """An empty `SlotCache` of `batch_size` rows with `capacity` slots each."""
+  dtype = jnp.dtype(dtype or config.dtype)
+  kv, hd = config.num_kv_heads, config.dim_per_head
+  return SlotCache(
+      tuple(
+          LayerSlots(
+              jnp.zeros((batch_size, kv, hd, capacity), dtype),
+              jnp.zeros((batch_size, kv, capacity, hd), dtype),
+          )
+          for _ in range(config.num_layers)
+      )
+  )
+
+
+def unstack_layers(params) -> dict:
+  """`params` in the `scan_layers=False` layout (`layers_0`, `layers_1`, ...).
+
+  For stacked (scanned) params this copies the layer weights: `decode_step` runs its layers
+  unrolled on these, because slicing layer i out of the stacked weights inside the decode loop
+  copied every weight on every step (a third of the step on CPU). The generation engine does it
+  once per `generate_tokens` call.
+  """
+  params = nn.unbox(params)
+  if "layers" not in params:
+    return params
+  stacked = params["layers"]
+  num_layers = jax.tree.leaves(stacked)[0].shape[0]
+  out = {name: value for name, value in params.items() if name != "layers"}
+  for i in range(num_layers):
+    out[f"layers_{i}"] = jax.tree.map(lambda p, i=i: p[i], stacked)
+  return out
+
+
+def decode_step(
+    config: ModelConfig,
+    params,
+    tokens: Array,
+    positions: Array,
+    cache: SlotCache,
+    kv_len: int | None = None,
+) -> tuple[Array, SlotCache]:
+  """One token per row on a `SlotCache`: tokens [B] at `positions` [B] (= their slots).
+
+  `params` in the unrolled layout (`unstack_layers`). Returns (fp32 logits [B, V], the cache
+  with this token's keys/values written). The layers run unrolled, each on its own weights and
+  cache buffer, so nothing is sliced or copied per step and XLA writes the carried cache in
+  place; `nn.scan` with the cache as a scanned input and output copied both caches (71 MB each
+  at batch 32) in and out of the loop on every step. `kv_len` (static) limits attention to
+  slots [0, kv_len), which must hold every row's position.
+  """
+  if "layers" in params:
+    raise ValueError("decode_step: give params in the unrolled layout (llama.unstack_layers)")
+  model, layer = LlamaDecoder(config), DecoderLayer(config)
+  x = model.apply({"params": params}, tokens[:, None], method=LlamaDecoder.embed)
+  inputs = AttentionInputs(
+      positions=positions[:, None],
+      segment_ids=jnp.ones_like(positions)[:, None],
+      kv_len=kv_len,
+  )
+  new_layers = []
+  for i, layer_cache in enumerate(cache.layers):
+    x, new = layer.apply({"params": params[f"layers_{i}"]}, x, layer_cache, inputs)
+    new_layers.append(new)
+  logits = model.apply({"params": params}, x, method=LlamaDecoder.head)
+  return logits[:, 0].astype(jnp.float32), SlotCache(tuple(new_layers))
 
 
 def init_params(config: ModelConfig, rng: jax.Array):

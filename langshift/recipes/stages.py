@@ -11,6 +11,12 @@ Multi-host jobs: a host-side stage (tokenizer training, embedding surgery, expor
 process 0 only while the others wait at a barrier and then read its marker, so no two hosts
 write one folder; a stage marked `collective` (training) runs on every process. The workdir
 must be one filesystem all hosts see (NFS, a GCS FUSE mount), as for the checkpoints.
+
+One recipe per workdir: the first stage that runs locks the workdir for the job
+(`langshift.workdir_lock`, process 0 holding the file), so a second recipe on it fails naming
+the first. A training stage locks its own sub-workdir, a generation stage its output folder:
+different files, so the recipe never waits on itself. Reusing another workdir's finished stages
+(`recorded`) only reads it and takes no lock.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from typing import Any
 import jax
 from jax.experimental import multihost_utils
 
+from langshift import workdir_lock
+
 
 class StageInterrupted(Exception):
   """A stage stopped early and cleanly (e.g. preempted): no marker, the rerun continues it."""
@@ -38,8 +46,14 @@ class StageInterrupted(Exception):
 class StageRunner:
 
   def __init__(self, workdir: str, log: Callable[[str], None] = print):
+    self.workdir = workdir
     self.marker_dir = os.path.join(workdir, "stages")
     self.log = log if jax.process_index() == 0 else (lambda message: None)
+    self._lock: workdir_lock.DirectoryLock | None = None  # released with the runner
+
+  def _lock_workdir(self) -> None:
+    if self._lock is None:
+      self._lock = workdir_lock.acquire_for_job(self.workdir, purpose="recipe")
 
   def marker(self, name: str) -> str:
     return os.path.join(self.marker_dir, f"{name}.json")
@@ -62,6 +76,7 @@ class StageRunner:
     `clear_partial=False` keeps what a killed attempt left in `output` (a trainer resumes it).
     `collective`: every process runs `body` (it joins collectives); otherwise process 0 does.
     """
+    self._lock_workdir()
     if collective or jax.process_count() == 1:
       return self._run_here(name, output, body, inputs, clear_partial, collective)
     return self._run_on_process_zero(name, output, body, inputs, clear_partial)

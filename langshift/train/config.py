@@ -30,6 +30,11 @@ def base_config() -> ml_collections.ConfigDict:
   #    step 0. Its config.json decides the architecture; `model` then only sets numerics.
   # 3. Else random init of the architecture in `model`.
   c.init_from_hf = ""
+  # Resuming compares this config with the one stored in the checkpoint. "strict": a change of
+  # architecture, init, data, optimizer (or of train.steps while it sets the schedule's length)
+  # is an error listing the keys; "new_config": resume anyway with the new values (e.g. a longer
+  # schedule). Changes of evaluations, logging, checkpointing or mesh are always allowed.
+  c.resume_policy = "strict"
   # Tokenizer directory (tokenizer.json / .model + tokenizer_config.json); default: init_from_hf.
   c.tokenizer = ""
 

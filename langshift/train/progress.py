@@ -6,6 +6,7 @@ causal attention counted at half; the peak is per device times the device count.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Mapping
@@ -13,25 +14,45 @@ from collections.abc import Mapping
 import jax
 
 
-class Throughput:
-  """Tokens and steps since the last report; `report()` gives rates over that window."""
+def _now() -> float:
+  return time.perf_counter()
 
-  def __init__(self, flops_per_token: float, peak_flops: float):
+
+class Throughput:
+  """Tokens and steps since the last report; `report()` gives rates over that window.
+
+  Only training counts: the window starts at `restart()` (after the evaluations that run before
+  the first step) and time spent inside `excluded()` (evaluations, exports in the loop) is taken
+  out of it. `clock` (seconds; default `time.perf_counter`) is injectable for tests.
+  """
+
+  def __init__(self, flops_per_token: float, peak_flops: float, clock=None):
     self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
     self.tokens_seen = 0.0
-    self._reset()
+    self._clock = clock or _now
+    self.restart()
 
-  def _reset(self):
-    self._tokens, self._steps, self._t0 = 0.0, 0, time.perf_counter()
+  def restart(self):
+    """A new window from now, with nothing in it."""
+    self._tokens, self._steps, self._t0, self._excluded = 0.0, 0, self._clock(), 0.0
 
   def add_step(self, tokens: float) -> None:
     self.tokens_seen += tokens
     self._tokens += tokens
     self._steps += 1
 
+  @contextlib.contextmanager
+  def excluded(self):
+    """Work inside does not count toward the window's time."""
+    t0 = self._clock()
+    try:
+      yield
+    finally:
+      self._excluded += self._clock() - t0
+
   def report(self) -> dict[str, float]:
     """Rates since the previous report (then a new window starts)."""
-    dt = time.perf_counter() - self._t0
+    dt = self._clock() - self._t0 - self._excluded
     tokens_per_s = self._tokens / dt if dt > 0 else 0.0
     out = {
         "train/tokens_seen": self.tokens_seen,
@@ -41,7 +62,7 @@ class Throughput:
         if self.peak_flops
         else 0.0,
     }
-    self._reset()
+    self.restart()
     return out
 
 

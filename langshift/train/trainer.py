@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from langshift import faults
+from langshift import faults, workdir_lock
 from langshift.checkpoints import hf_config
 from langshift.checkpoints.hf_export import copy_tokenizer_files, export_hf_model
 from langshift.checkpoints.hf_import import load_hf_params
@@ -30,7 +30,7 @@ from langshift.models.llama import LlamaDecoder, abstract_params
 from langshift.parallel import sharding as sharding_lib
 from langshift.parallel.host_transfer import to_global
 from langshift.parallel.mesh import create_mesh
-from langshift.train import checkpointing, flops, optimizer
+from langshift.train import checkpointing, flops, optimizer, validation
 from langshift.train import state as state_lib
 from langshift.train import step as step_lib
 from langshift.train.config import ARCHITECTURE_KEYS, NUMERICS_KEYS
@@ -93,6 +93,12 @@ class Run:
   writer: MetricsWriter
   flops_per_token: float
   peak_flops: float
+  # The workdir's lock (process 0 holds the file), released when the loop ends.
+  lock: workdir_lock.DirectoryLock = dataclasses.field(
+      default_factory=lambda: workdir_lock.DirectoryLock(None)
+  )
+  # One line each: checkpoints set aside, a resume with a changed config (printed at the start).
+  notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def setup(
@@ -104,19 +110,23 @@ def setup(
 ) -> Run:
   """Resolves the run. Nothing in `workdir` is written before every input has been checked.
 
+  Every setting is validated first (`validation.py`), then the workdir is locked (one writer:
+  a second run on it fails naming the holder), temporary folders of killed saves are removed and
+  the newest checkpoint that verifies is restored, its config compared with this one.
+
   `train_iter` replaces the configured data and `evaluators` the `config.evals` table (tests,
   notebooks); a supplied iterator is checkpointed too if it has get_state/set_state.
   """
   tc = config.train
-  if tc.global_batch_size % tc.microbatches:
-    raise ValueError(
-        f"train.global_batch_size={tc.global_batch_size} is not divisible by "
-        f"train.microbatches={tc.microbatches}"
-    )
+  validation.check_config(config)
   devices = jax.devices()[: config.mesh.num_devices or None]
   mesh = create_mesh(config.mesh.ici.to_dict(), config.mesh.dcn.to_dict(), devices)
+  validation.check_mesh(config, mesh)
   rules = sharding_lib.rules_from_config(config.logical_rules)
   model_cfg = resolve_model_config(config)
+  validation.check_model(config, model_cfg)
+  if train_iter is None:
+    validation.check_data_config(config)
   model = LlamaDecoder(model_cfg)
   tokenizer_dir = config.tokenizer or config.init_from_hf
   tokenizer = _load_tokenizer(tokenizer_dir, model_cfg)
@@ -159,13 +169,23 @@ def setup(
         ),
     )
 
-  manager = checkpointing.make_manager(
-      workdir, config.checkpoint.every_steps, config.checkpoint.keep, config.checkpoint.async_save
-  )
-  state, init_source = _initial_state(
-      config, manager, abstract_state, shardings, model, tx, model_cfg, mesh, rules, train_iter
-  )
-  _write_run_files(config, workdir, tokenizer_dir)
+  lock = workdir_lock.acquire_for_job(workdir, purpose=f"training run (recipe {config.recipe})")
+  manager = None
+  try:
+    manager = checkpointing.make_manager(
+        workdir, config.checkpoint.every_steps, config.checkpoint.keep, config.checkpoint.async_save
+    )
+    checkpointing.remove_temporary(str(manager.directory))
+    state, init_source, notes = _initial_state(
+        config, manager, abstract_state, shardings, model, tx, model_cfg, mesh, rules, train_iter
+    )
+    _write_run_files(config, workdir, tokenizer_dir)
+    writer = MetricsWriter(workdir, resume_step=int(state.step))
+  except BaseException:
+    if manager is not None:
+      checkpointing.finish_after_failure(manager)
+    lock.release()
+    raise
 
   train_step = jax.jit(
       step_lib.make_train_step(
@@ -197,9 +217,11 @@ def setup(
       batch_sharding=batch_sharding,
       evaluators=evaluators,
       manager=manager,
-      writer=MetricsWriter(workdir),
+      writer=writer,
       flops_per_token=flops.train_flops_per_token(model_cfg, tc.seq_len),
       peak_flops=peak,
+      lock=lock,
+      notes=notes,
   )
 
 
@@ -220,21 +242,49 @@ def _load_tokenizer(path: str, model_cfg: ModelConfig):
 def _initial_state(
     config, manager, abstract_state, shardings, model, tx, model_cfg, mesh, rules, train_iter
 ):
-  """(state, source) by the documented precedence: checkpoint > init_from_hf > random."""
+  """(state, source, notes) by the documented precedence: checkpoint > init_from_hf > random.
+
+  A checkpoint is the newest that verifies (`checkpointing.restore_latest_good`); `notes` are
+  the one-line reports of newer ones set aside and of a resume with a changed config.
+  """
+  notes: list[str] = []
   if manager.latest_step() is not None:
     logging.info("Resuming from %s (step %d)", manager.directory, manager.latest_step())
     target = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings
     )
-    state, iterator_state = checkpointing.restore(manager, target)
-    if iterator_state is not None and hasattr(train_iter, "set_state"):
-      train_iter.set_state(iterator_state)
-    return state, f"checkpoint step {int(state.step)}"
+
+    def check_config(where: str, stored: dict | None) -> None:
+      changes = validation.resume_differences(stored, config) if stored else []
+      if not changes:
+        return
+      shown = ", ".join(changes[:6]) + (f" and {len(changes) - 6} more" if len(changes) > 6 else "")
+      if config.resume_policy != "new_config":
+        raise ValueError(
+            f"{where} was written with another config: {shown}; rerun with "
+            "--config.resume_policy=new_config to continue it with the new values, or use a new "
+            "workdir"
+        )
+      notes.append(
+          f"langshift: resuming {where} with a changed config (resume_policy=new_config): {shown}"
+      )
+
+    restored = checkpointing.restore_latest_good(manager, target, check_config=check_config)
+    notes[:0] = [f"langshift: {line}" for line in restored.set_aside]
+    if not restored.verified:
+      logging.warning(
+          "%s has no checksums (written before they existed): restored unverified",
+          checkpointing.step_dir(manager, restored.step),
+      )
+    if restored.iterator_state is not None and hasattr(train_iter, "set_state"):
+      train_iter.set_state(restored.iterator_state)
+    return restored.state, f"checkpoint step {int(restored.state.step)}", notes
   rng = jax.random.PRNGKey(config.seed)
   if config.init_from_hf:
     params = load_hf_params(config.init_from_hf, model_cfg, mesh=mesh, rules=rules)
-    return state_lib.state_from_params(params, tx, rng, shardings), f"hf:{config.init_from_hf}"
-  return state_lib.init_train_state(model, tx, mesh, rules, rng, shardings), "random"
+    state = state_lib.state_from_params(params, tx, rng, shardings)
+    return state, f"hf:{config.init_from_hf}", notes
+  return state_lib.init_train_state(model, tx, mesh, rules, rng, shardings), "random", notes
 
 
 def _write_run_files(config, workdir: str, tokenizer_dir: str) -> None:
@@ -261,6 +311,20 @@ def train_and_evaluate(
 
 
 def train_loop(run: Run) -> dict[str, Any]:
+  """Trains `run` to `train.steps` (or a preemption, or the end of the data). On an error, the
+  checkpoint being saved is finished (or its temporary folder removed) before the error
+  propagates; the workdir lock is released either way."""
+  try:
+    return _loop(run)
+  except BaseException:
+    checkpointing.finish_after_failure(run.manager)
+    run.writer.close()
+    raise
+  finally:
+    run.lock.release()
+
+
+def _loop(run: Run) -> dict[str, Any]:
   config, tc, writer = run.config, run.config.train, run.writer
   state, total = run.state, tc.steps
   start = int(state.step)
@@ -297,9 +361,12 @@ def train_loop(run: Run) -> dict[str, Any]:
       writer.write(step_done, out)
       progress.update(step_done, out)
 
+  for note in run.notes:
+    writer.message(note)
   with jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
     before = evaluate([e for e in run.evaluators if e.at_start], start)
   writer.message(_start_line(run, start, total, before))
+  meter.restart()  # the first window starts with the first step, not before the evaluations
 
   pending = None  # the previous step's metrics, read once the next step is dispatched
   stop_reason = "completed"
@@ -319,9 +386,11 @@ def train_loop(run: Run) -> dict[str, Any]:
         if due:
           log(*pending)
           pending = None
-          evaluate(due, step)
+          with meter.excluded():  # evaluation time is not training throughput
+            evaluate(due, step)
         if every(step, config.checkpoint.export_hf_every, total, last=False):
-          _export(run, state.params, f"hf_step_{step}")
+          with meter.excluded():
+            _export(run, state.params, f"hf_step_{step}")
         faults.fault_point("step", step)
         if preempt.requested or run.manager.reached_preemption(step):
           stop_reason = "preempted"

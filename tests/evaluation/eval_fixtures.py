@@ -15,13 +15,18 @@ CHATML = (
 
 
 class ByteTokenizer:
-  """ids 0/1/2 = pad/BOS/EOS, then the 256 byte values."""
+  """ids 0/1/2 = pad/BOS/EOS, then the 256 byte values; `adds_bos`: its special-token encoding
+  starts with BOS (as Llama's does)."""
 
   bos_id, eos_ids, special_tokens_map = 1, (2,), {}
   chat_template = CHATML
 
-  def encode(self, text):
-    return [b + 3 for b in text.encode("utf-8")]
+  def __init__(self, adds_bos: bool = False):
+    self.adds_bos = adds_bos
+
+  def encode(self, text, add_special_tokens=False):
+    ids = [b + 3 for b in text.encode("utf-8")]
+    return [self.bos_id] + ids if add_special_tokens and self.adds_bos else ids
 
   def decode(self, ids, skip_special_tokens=False):
     del skip_special_tokens  # pad/BOS/EOS are never rendered

@@ -1,7 +1,6 @@
 import csv
 import json
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -17,6 +16,7 @@ from langshift.evaluation.benchmarks.arabic import (
 )
 from langshift.evaluation.benchmarks.tables import BenchmarkFormatError
 from langshift.evaluation.harness import run_eval_suite
+from langshift.evaluation.scoring import Scored
 from langshift.evaluation.tasks import load_suite
 
 MMLU_COLUMNS = [
@@ -312,22 +312,21 @@ def test_aratrust_strips_the_options_own_letters(aratrust_dir):
 
 
 class PrefersAlif:
-  """Scripted scorer: the next token is always "أ"; remembers every prompt it scored."""
+  """Scripted scorer: the answer "أ" is always likeliest; remembers every prompt it scored."""
 
   def __init__(self):
     self.prompts = []
 
-  def encode(self, text):
-    return [ord(c) for c in text] if len(text) == 1 else [ord(c) for c in text.strip()] + [0]
-
   def render_chat(self, messages):
     return messages[-1]["content"]
 
-  def next_token_logprobs(self, prompts, chat=False):
-    self.prompts += list(prompts)
-    row = np.full(2048, -5.0)
-    row[ord("أ")] = -0.1
-    return np.tile(row, (len(prompts), 1))
+  def encode_pair(self, context, continuation):
+    if not self.prompts or self.prompts[-1] != context:
+      self.prompts.append(context)
+    return list(context.encode()), list(continuation.encode())
+
+  def loglikelihood_tokens(self, encoded):
+    return [Scored(-0.1 if bytes(c).decode() == " أ" else -5.0, len(c), False) for _, c in encoded]
 
 
 def test_suite_runs_through_the_harness_with_expected_accuracy(

@@ -69,7 +69,23 @@ def test_cli_evaluates_a_saved_checkpoint_on_a_suite(tmp_path):
           }
       )
   )
+  settings = {"eval/settings/" + k for k in ("bos", "max_length", "chat", "num_fewshot")}
   for protocol in ("base", "auto"):  # auto -> instruct: the tokenizer has a chat template
     out = evaluate_model_dir(str(model_dir), str(tmp_path / "suite.json"), protocol=protocol)
-    assert set(out) == {"eval/mc/accuracy", "eval/micro_avg"}
+    assert set(out) == {"eval/mc/accuracy", "eval/mc/acc_norm", "eval/micro_avg"} | settings
     assert out["eval/mc/accuracy"] in (0.0, 1 / 3, 2 / 3, 1.0)
+    assert out["eval/settings/chat"] == float(protocol == "auto")
+  # The tokenizer adds no BOS: by default none is prepended; --bos=true forces it, and the
+  # setting is written with the metrics. --num_fewshot overrides the task's count.
+  assert out["eval/settings/bos"] == 0.0
+  samples = []
+  forced = evaluate_model_dir(
+      str(model_dir),
+      str(tmp_path / "suite.json"),
+      protocol="base",
+      bos="true",
+      num_fewshot=2,
+      samples=samples,
+  )
+  assert forced["eval/settings/bos"] == 1.0 and forced["eval/settings/num_fewshot"] == 2.0
+  assert samples[0]["prompt"].count("Answer: B") == 2

@@ -6,27 +6,26 @@ import pytest
 from eval_fixtures import ByteTokenizer, tiny_model
 
 from langshift.evaluation.harness import run_eval_suite
+from langshift.evaluation.scoring import Scored
 from langshift.evaluation.tasks import Suite, load_suite, resolve_suite_path
 
 
 class ScriptedScorer:
-  """Always prefers label "A"; NLL of a text = 1 nat per character."""
+  """Always prefers the answer "A"; log-likelihood of a text = -1 nat per character."""
 
-  def encode(self, text):
-    return [ord(c) for c in text] if len(text) == 1 else [ord(c) for c in text.strip()] + [0]
+  settings = {"bos": 0.0}
 
   def render_chat(self, messages):
     return messages[-1]["content"]
 
-  def next_token_logprobs(self, prompts, chat=False):
-    import numpy as np
+  def encode_pair(self, context, continuation):
+    return list(context.encode()), list(continuation.encode())
 
-    row = np.full(256, -5.0)
-    row[ord("A")] = -0.1
-    return np.tile(row, (len(prompts), 1))
+  def loglikelihood_tokens(self, encoded):
+    return [Scored(-0.1 if bytes(c).strip() == b"A" else -5.0, len(c), False) for _, c in encoded]
 
-  def token_nll(self, texts):
-    return [(float(len(t)), len(t)) for t in texts]
+  def loglikelihood_rolling(self, texts):
+    return [Scored(-float(len(t)), len(t), False) for t in texts]
 
 
 class EchoGenerator:
@@ -90,9 +89,16 @@ def test_suite_metrics_names_and_micro_average(suite_path):
   base = run_eval_suite(suite_path, scorer=ScriptedScorer(), generator=EchoGenerator())
   assert base["eval/mc/accuracy"] == 0.5
   assert base["eval/copy/length_ratio"] == 1.0  # base protocol: k-shot completion, copied exactly
-  # Perplexity: 1 nat per token overall and per language; never part of the average.
+  # Perplexity: 1 nat per token overall and per language; never part of the average. Per byte:
+  # "abcd" and "ab" are 6 bytes, 6 nats; per word: 2 words.
   assert base["eval/ppl/ppl"] == pytest.approx(math.e)
   assert base["eval/ppl/ppl_ru"] == pytest.approx(math.e)
+  assert base["eval/ppl/bits_per_byte"] == pytest.approx(1 / math.log(2))
+  assert base["eval/ppl/bits_per_byte_en"] == pytest.approx(1 / math.log(2))
+  assert base["eval/ppl/word_perplexity"] == pytest.approx(math.exp(3))
+  # The settings the numbers depend on are written with them.
+  assert base["eval/settings/bos"] == 0.0 and base["eval/settings/chat"] == 0.0
+  assert base["eval/settings/num_fewshot"] == -1.0
   instruct = run_eval_suite(
       suite_path, scorer=ScriptedScorer(), generator=EchoGenerator(), chat=True
   )
@@ -106,11 +112,22 @@ def test_suite_metrics_names_and_micro_average(suite_path):
       "eval/align/language_alignment",
       "eval/copy/length_ratio",
       "eval/micro_avg",
+      "eval/settings/chat",
+      "eval/settings/num_fewshot",
   ]
 
 
+def test_renamed_and_data_dir_suites_are_one_line_errors():
+  with pytest.raises(FileNotFoundError, match="'mini_darumeru' is now 'handbook_mini'"):
+    resolve_suite_path("mini_darumeru")
+  with pytest.raises(
+      ValueError, match="suite 'darumeru' reads files you supply: give their folder"
+  ):
+    load_suite(resolve_suite_path("darumeru"))
+
+
 def test_builtin_suite_runs_end_to_end_on_a_tiny_model():
-  suite = load_suite(resolve_suite_path("mini_darumeru"), max_examples=2)
+  suite = load_suite(resolve_suite_path("handbook_mini"), max_examples=2)
   assert len(suite.tasks) >= 20 and {t.type for t in suite.tasks} == {
       "choice",
       "generation",

@@ -68,6 +68,10 @@ class _FakeHosts:
     monkeypatch.setattr(stages.jax, "process_count", lambda: 2)
     monkeypatch.setattr(stages.jax, "process_index", lambda: index)
     monkeypatch.setattr(stages.multihost_utils, "sync_global_devices", self.barriers.append)
+    # The job's workdir lock is agreed with a broadcast from process 0: here process 0 took it.
+    monkeypatch.setattr(
+        stages.multihost_utils, "broadcast_one_to_all", lambda tree, is_source=None: tree
+    )
 
 
 def test_host_stage_runs_on_process_zero_then_meets_the_others(tmp_path, monkeypatch):

@@ -73,7 +73,7 @@ def test_main_runs_resumes_exactly_and_exports(setup, tmp_path):
       "--config.evals.suite.every_steps=3",
       "--config.evals.suite.max_examples=2",
       "--config.checkpoint.export_hf_every=4",
-      config="experiments/demo.py:suite=mini_darumeru",
+      config="experiments/demo.py:suite=handbook_mini",
   )
   assert straight.returncode == 0, straight.stderr[-3000:]
   assert "held-out perplexity" in straight.stdout

@@ -87,8 +87,11 @@ def test_sigterm_on_one_host_stops_both_at_the_same_step(setup, tmp_path):
   work = tmp_path / "run"
   steps = 60
   # A maintenance event on the second host only, delivered right after its step 5.
+  # One schedule length for the run and its shorter rerun (train.steps would otherwise set it,
+  # and a resume that changes it is refused).
+  schedule = "--config.optimizer.total_steps=60"
   procs = multiprocess_testing.start(
-      _args(setup, work, steps=steps, every=1000),
+      _args(setup, work, steps=steps, every=1000) + [schedule],
       extra_env=[{}, {"LANGSHIFT_FAULT": "term@step=5"}],
   )
   out = _check(multiprocess_testing.wait(procs))
@@ -99,6 +102,8 @@ def test_sigterm_on_one_host_stops_both_at_the_same_step(setup, tmp_path):
   for host in range(2):
     assert (work / "checkpoints" / str(stopped) / "data" / f"process_{host}-of-2.json").exists()
 
-  out = _check(multiprocess_testing.run(_args(setup, work, steps=stopped + 2, every=1000)))
+  out = _check(
+      multiprocess_testing.run(_args(setup, work, steps=stopped + 2, every=1000) + [schedule])
+  )
   assert f"from checkpoint step {stopped}" in out
   assert max(_losses(work)) == stopped + 2

@@ -72,17 +72,17 @@ def test_every_is_periodic_and_fires_at_the_last_step():
             r"config\.evals\.bench\.kind='perplexty'; expected one of \('perplexity', 'suite'\)",
         ),
         (
-            lambda t: dict(kind="suite", suite="mini_darumeru", every_step=3),
+            lambda t: dict(kind="suite", suite="handbook_mini", every_step=3),
             ValueError,
             r"unknown field\(s\) \['every_step'\] in config\.evals\.bench",
         ),
         (
-            lambda t: suite_eval(suite="mini_darumeru", tasks="*_arr"),
+            lambda t: suite_eval(suite="handbook_mini", tasks="*_arr"),
             ValueError,
-            r"config\.evals\.bench\.tasks='\*_arr' matches no task of 'mini_darumeru'",
+            r"config\.evals\.bench\.tasks='\*_arr' matches no task of 'handbook_mini'",
         ),
         (
-            lambda t: suite_eval(suite="mini_darumeru", every_steps=-1),
+            lambda t: suite_eval(suite="handbook_mini", every_steps=-1),
             ValueError,
             r"config\.evals\.bench\.every_steps=-1",
         ),
@@ -145,7 +145,7 @@ def test_evaluations_run_at_start_every_n_steps_and_at_the_end(text, tmp_path):
 
 
 def test_suite_tasks_are_chosen_by_name_pattern(text, tmp_path):
-  config = _config(text, ar=suite_eval(suite="mini_darumeru", tasks="*_ar, language_id"))
+  config = _config(text, ar=suite_eval(suite="handbook_mini", tasks="*_ar, language_id"))
   (suite,) = setup(config, str(tmp_path / "w"), train_iter=_iter(config)).evaluators
   assert [t.name for t in suite.suite.tasks] == [
       "copy_sentence_ar",

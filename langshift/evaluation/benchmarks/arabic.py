@@ -6,7 +6,7 @@ Alignment for Arabic LLMs", arXiv:2412.03253) reports its Arabic models on Arabi
 ACVA (Huang et al. 2023, AceGPT, arXiv:2309.12053) and AraTrust (Alghamdi et al. 2024,
 arXiv:2403.09017). The loaders read local copies of the published files (CSV, JSON lines or the
 Hugging Face Parquet conversions) and `build_arabic_suite` writes a suite directory that
-`harness.run_eval_suite` runs with next-token choice scoring.
+`harness.run_eval_suite` runs (whole-answer log-likelihood choice scoring).
 
 Every benchmark becomes one task per subject or category (an ArabicMMLU subject, an EXAMS subject,
 an ACVA category, an AraTrust category), so few-shot demonstrations come from the same subject, as

@@ -1,0 +1,99 @@
+# shellcheck shell=bash
+# Shared by launch/tpu/*.sh (sourced): dry-run printing, the gcloud check, TPU names.
+#
+# Every script takes --dry-run: it then prints each command it would run, one per line, quoted so
+# that the line can be pasted into a shell, and runs nothing (gcloud need not be installed).
+
+DRY_RUN=0
+PROJECT=""
+GCLOUD=${GCLOUD:-gcloud}  # tests and wrappers may point this elsewhere
+
+die() {
+  echo "$(basename "$0"): $*" >&2
+  exit 1
+}
+
+# One word as a shell reads it back: bare when safe, else single-quoted.
+quote() {
+  if [[ $1 =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
+    printf '%s' "$1"
+  else
+    printf "'%s'" "${1//\'/\'\\\'\'}"
+  fi
+}
+
+# A command line, each word quoted.
+quote_all() {
+  local out="" word
+  for word in "$@"; do
+    out+="$(quote "$word") "
+  done
+  printf '%s' "${out% }"
+}
+
+# Runs a command, or prints it under --dry-run.
+run() {
+  if ((DRY_RUN)); then
+    quote_all "$@"
+    echo
+  else
+    "$@"
+  fi
+}
+
+# gcloud must be installed, logged in and have a project (outside --dry-run).
+need_gcloud() {
+  ((DRY_RUN)) && return 0
+  command -v "$GCLOUD" >/dev/null 2>&1 ||
+    die "gcloud not found: install the Google Cloud CLI, or rehearse with --dry-run"
+  local account
+  account=$("$GCLOUD" config get-value account 2>/dev/null) || true
+  [[ -n $account ]] || die "gcloud is not logged in: run gcloud auth login"
+  if [[ -z $PROJECT ]]; then
+    PROJECT=$("$GCLOUD" config get-value project 2>/dev/null) || true
+    [[ -n $PROJECT ]] || die "gcloud has no project: pass --project=ID or gcloud config set project ID"
+  fi
+}
+
+# The flags every gcloud TPU command takes.
+location_flags() {
+  printf '%s\n' "--zone=$ZONE"
+  if [[ -n $PROJECT ]]; then
+    printf '%s\n' "--project=$PROJECT"
+  fi
+}
+
+require() {
+  local name=$1 value=$2
+  [[ -n $value ]] || die "missing --$name"
+}
+
+# gcloud's accelerator type: v5e-16 is called v5litepod-16; others are as written.
+accelerator_type() {
+  case $1 in
+    v5e-*) echo "v5litepod-${1#v5e-}" ;;
+    v[2-6]*-[0-9]* | v5litepod-[0-9]* | v6e-[0-9]*) echo "$1" ;;
+    *) die "--accelerator-type=$1: expected e.g. v4-32, v5e-16 (v5litepod-16), v5p-8, v6e-8" ;;
+  esac
+}
+
+# The TPU software image for a generation (Cloud TPU's documented runtime versions).
+default_runtime_version() {
+  case $1 in
+    v4-*) echo "tpu-ubuntu2204-base" ;;
+    v5litepod-*) echo "v2-alpha-tpuv5-lite" ;;
+    v5p-*) echo "v2-alpha-tpuv5" ;;
+    v6e-*) echo "v2-alpha-tpuv6e" ;;
+    *) die "no default runtime version for $1: pass --version" ;;
+  esac
+}
+
+# gs://BUCKET/PATH as the gcsfuse mount on every worker (launch/tpu/worker_setup.sh mounts
+# BUCKET at /gcs/BUCKET); other paths are unchanged.
+gcs_to_mount() {
+  if [[ $1 == gs://* ]]; then
+    echo "/gcs/${1#gs://}"
+  else
+    echo "$1"
+  fi
+}
