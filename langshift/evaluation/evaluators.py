@@ -9,6 +9,9 @@ the experiment's `evals` table, one entry per evaluation:
   config.evals.handbook = suite_eval(suite="handbook_mini", every_steps=500, max_examples=8)
       a benchmark suite (langshift/evaluation/harness.py) -> `eval/<task>/<metric>`,
       `eval/micro_avg`
+  config.evals.answers = response_eval(prompts="prompts.jsonl", max_examples=16)
+      answers to a JSONL prompt file (langshift/evaluation/response_eval.py) ->
+      `eval/language_match[/<lang>]`, `eval/reference_nll[/<lang>]`, `eval/response_chars`
 
 Every entry has `kind`, `every_steps` (0: only at the end of training), `at_start` (also before
 the first step) and `prefix` (the metric namespace, "eval"). Building resolves everything an
@@ -29,6 +32,7 @@ import jax
 import ml_collections
 
 from langshift.data import config as data_config_lib
+from langshift.generation.interface import GenerationOptions
 from langshift.parallel.host_transfer import to_global
 
 _COMMON_FIELDS = dict(kind="", every_steps=0, at_start=False, prefix="eval")
@@ -42,6 +46,11 @@ def perplexity_eval(**fields) -> ml_collections.ConfigDict:
 def suite_eval(**fields) -> ml_collections.ConfigDict:
   """An entry of `config.evals`: a benchmark suite (built-in name or suite JSON path)."""
   return _entry(_suite_fields(), fields, "suite_eval")
+
+
+def response_eval(**fields) -> ml_collections.ConfigDict:
+  """An entry of `config.evals`: response-language match and reference NLL on a prompt file."""
+  return _entry(_response_fields(), fields, "response_eval")
 
 
 def _perplexity_fields() -> dict[str, Any]:
@@ -71,9 +80,24 @@ def _suite_fields() -> dict[str, Any]:
   )
 
 
+def _response_fields() -> dict[str, Any]:
+  return dict(
+      _COMMON_FIELDS,
+      kind="response",
+      prompts="",  # JSONL: {"prompt", "language", optional "reference"} per line
+      max_examples=16,  # per language (0: every prompt)
+      max_new_tokens=64,
+      chat=True,  # each prompt as a user turn of the chat template; False: raw continuation
+      batch_size=8,
+      bos="auto",  # for chat=False prompts and references, as in suite_eval
+      reference_nll=True,  # also score the lines' `reference` answers
+  )
+
+
 _KINDS: dict[str, Callable[[], dict[str, Any]]] = {
     "perplexity": _perplexity_fields,
     "suite": _suite_fields,
+    "response": _response_fields,
 }
 
 
@@ -242,6 +266,77 @@ class SuiteEvaluator(Evaluator):
     return f"{self.name} micro-average {start}{after[self.metric]:.3f}"
 
 
+class ResponseEvaluator(Evaluator):
+  """Generates answers to a prompt file and measures their language (and reference NLL)."""
+
+  def __init__(self, name: str, entry, ctx: EvalContext):
+    super().__init__(name, entry)
+    # pylint: disable=import-outside-toplevel
+    from langshift.evaluation import response_eval as response_lib
+    from langshift.evaluation.scoring import resolve_bos
+
+    where = f"config.evals.{name}"
+    if not entry.prompts:
+      raise ValueError(f"{where}.prompts is empty: give a JSONL prompt file")
+    if ctx.tokenizer is None:
+      raise ValueError(
+          f"{where}: responses need a tokenizer (set config.tokenizer or config.init_from_hf)"
+      )
+    if entry.max_new_tokens < 1 or entry.max_examples < 0 or entry.batch_size < 1:
+      raise ValueError(
+          f"{where}: max_new_tokens={entry.max_new_tokens}, batch_size={entry.batch_size} must "
+          f"be >= 1 and max_examples={entry.max_examples} >= 0"
+      )
+    try:
+      self.prompts = response_lib.load_response_prompts(entry.prompts, entry.max_examples)
+    except (ValueError, FileNotFoundError) as e:
+      raise type(e)(f"{where}.prompts: {e}") from e
+    if entry.chat:
+      from langshift.generation.chat_render import chat_renderer
+
+      try:
+        chat_renderer(ctx.tokenizer)
+      except ValueError as e:
+        raise ValueError(f"{where}.chat=True: {e}") from e
+    try:
+      self._bos = resolve_bos(ctx.tokenizer, entry.bos)
+    except ValueError as e:
+      raise ValueError(f"{where}.bos: {e}") from e
+    self._ctx, self._entry, self._lib = ctx, entry, response_lib
+    self.metric = f"{self.prefix}/language_match"
+
+  def __call__(self, params):
+    # pylint: disable=import-outside-toplevel
+    from langshift.evaluation.scoring import LocalScorer
+    from langshift.generation.local_backend import LocalGenerator
+
+    ctx, entry = self._ctx, self._entry
+    generator = LocalGenerator(
+        ctx.model_config,
+        params,
+        ctx.tokenizer,
+        batch_size=entry.batch_size,
+        mesh=ctx.mesh,
+        rules=ctx.rules,
+        add_bos=self._bos,
+    )
+    scorer = None
+    if entry.reference_nll:
+      scorer = LocalScorer(
+          ctx.model_config, params, ctx.tokenizer, batch_size=entry.batch_size, bos=self._bos
+      )
+    options = GenerationOptions(max_new_tokens=entry.max_new_tokens)
+    return self._lib.evaluate_responses(
+        self.prompts, generator, scorer, chat=entry.chat, options=options, prefix=self.prefix
+    )
+
+  def headline(self, before, after):
+    if self.metric not in after:
+      return None
+    start = f"{before[self.metric]:.3f} -> " if self.metric in before else ""
+    return f"{self.name} response-language match {start}{after[self.metric]:.3f}"
+
+
 def _with_defaults(defaults: dict[str, Any], entry, where: str) -> ml_collections.ConfigDict:
   """The entry with every field its kind has (an entry written as a plain dict may give only
   some); unknown fields are an error naming them."""
@@ -258,7 +353,11 @@ def _with_defaults(defaults: dict[str, Any], entry, where: str) -> ml_collection
   return full
 
 
-_BUILDERS = {"perplexity": PerplexityEvaluator, "suite": SuiteEvaluator}
+_BUILDERS = {
+    "perplexity": PerplexityEvaluator,
+    "suite": SuiteEvaluator,
+    "response": ResponseEvaluator,
+}
 
 
 def build_evaluators(evals_config, ctx: EvalContext) -> list[Evaluator]:
