@@ -51,6 +51,10 @@ _SOURCE_FIELDS: dict[str, Any] = dict(
     messages_field="messages",
     prompt_field="prompt",
     response_field="response",
+    # InsCP (Chen & Lee 2024, arXiv:2405.20175): every record's `prompt_field` (the question) and
+    # `response_field` (the answer) become two samples, {text_field: question} then
+    # {text_field: answer}; perplexity scores then align with these samples.
+    qa_split=False,
     text_unit="line",  # format=text: one document per line, per blank-line paragraph, or per file
     # format=tfds: `tfds.data_source(tfds_name, split=split, data_dir=data_dir or None)`.
     tfds_name="",

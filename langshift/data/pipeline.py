@@ -70,11 +70,10 @@ def _open_selected(src, on_bad_record: str, path: str | None = None, piece_bytes
 
 def _selected(src, records):
   if src.perplexity_scores:
-    scores = selection.load_scores(src.perplexity_scores)
-    if len(scores) != len(records):
-      raise ValueError(
-          f"source {src.name}: {len(scores)} perplexity scores for {len(records)} " "records"
-      )
+    try:
+      scores = selection.load_scores(src.perplexity_scores, len(records))
+    except ValueError as e:
+      raise ValueError(f"source {src.name}: {e}") from None
   else:
     scores = selection.scores_from_records(records, src.perplexity_field)
   keep = selection.select_by_perplexity(

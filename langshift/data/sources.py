@@ -328,6 +328,46 @@ class SubsetSource(Sequence):
     return self.base[int(self.indices[int(i)])]
 
 
+class QuestionAnswerSamples(Sequence):
+  """`base` with every question/answer record read as two text records, the question then the
+  answer (InsCP, Chen & Lee 2024, arXiv:2405.20175: each question and each answer is its own
+  sample); sample 2i is record i's `question_field`, sample 2i + 1 its `answer_field`."""
+
+  def __init__(
+      self,
+      base: Sequence,
+      question_field: str,
+      answer_field: str,
+      text_field: str,
+      on_bad_record: str = "raise",
+  ):
+    self.base, self._fields, self._text = base, (question_field, answer_field), text_field
+    self.name = getattr(base, "name", "")
+    self.bad_records = getattr(base, "bad_records", None) or BadRecordLog(self.name)
+    self._on_bad_record = on_bad_record
+
+  def __len__(self):
+    return 2 * len(self.base)
+
+  def __getitem__(self, i):
+    record_index, part = divmod(int(i), 2)
+    where, record = self.base[record_index]
+    if record is None:
+      return where, None
+    field = self._fields[part]
+    value = record.get(field) if isinstance(record, dict) else None
+    if not isinstance(value, str):
+      error = RecordError(
+          f"{where}: qa_split needs a string field {field!r} (the "
+          f"{('question', 'answer')[part]}); the record has {sorted(record)}"
+      )
+      if self._on_bad_record != "skip":
+        raise error
+      self.bad_records.skip(error)
+      return where, None
+    return f"{where} ({('question', 'answer')[part]})", {self._text: value}
+
+
 # The key a piece's record carries: (piece index, number of pieces) of its document, so that only
 # the first piece gets BOS and only the last EOS.
 PIECE_KEY = "__langshift_piece__"
@@ -424,6 +464,15 @@ def open_source(src, on_bad_record: str = "raise", path: str | None = None) -> S
 
   `path` overrides `src.path` (the pinch mixer fills in "{lang}").
   """
+  records = _open_records(src, on_bad_record, path)
+  if src.get("qa_split"):
+    records = QuestionAnswerSamples(
+        records, src.prompt_field, src.response_field, src.text_field, on_bad_record
+    )
+  return records
+
+
+def _open_records(src, on_bad_record: str, path: str | None) -> Sequence:
   if src.format == "tfds":
     return TfdsSource(src.tfds_name, src.split, src.data_dir, src.name)
   pattern = path if path is not None else src.path
