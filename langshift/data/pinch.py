@@ -7,8 +7,9 @@ in English and in each translation. A mixture is a list of `(language, example i
 `budget` entries, made by pure, seeded functions:
 
   pinch_mixture     P% of the budget spread evenly over the non-English languages, the rest
-                    English (P = 1 of 4,640 gives 46 multilingual examples, 4-5 per language
-                    over 11 languages; the paper reports about 40)
+                    English (P = 1 of 4,640 gives round(46.4) = 46 multilingual examples, 4-5
+                    per language over 11 languages, where the paper speaks of 40); or a
+                    multilingual count fixed directly (`multilingual=40`, the paper's figure)
   uniform_mixture   the budget split evenly over a set of languages (language-count study)
   language_count_schedule   the language sets of that study: the first 1, 2, ... languages
 
@@ -90,17 +91,27 @@ def pinch_mixture(
     assignment: str = "disjoint",
     seed: int = 0,
     num_source_examples: int | None = None,
+    multilingual: int | None = None,
 ) -> Mixture:
-  """`round(P% of budget)` examples spread evenly over `languages`, the rest in `english`."""
+  """`round(P% of budget)` examples (or `multilingual`, when given) spread evenly over
+  `languages`, the rest in `english`."""
   if not 0 <= percent <= 100:
     raise ValueError(f"percent={percent} is not in [0, 100]")
   if english in languages:
     raise ValueError(f"{english!r} is the base language; list only the others in `languages`")
-  multilingual = int(round(budget * percent / 100))
+  if multilingual is None:
+    multilingual = multilingual_count(budget, percent)
+  elif not 0 <= multilingual <= budget:
+    raise ValueError(f"multilingual={multilingual} is not in [0, budget={budget}]")
   counts = {english: budget - multilingual, **even_split(multilingual, languages, seed)}
   return assign_examples(
       counts, num_source_examples or budget, assignment=assignment, seed=seed, english=english
   )
+
+
+def multilingual_count(budget: int, percent: float) -> int:
+  """round(P% of budget): the number of non-English examples of a pinch mixture."""
+  return int(round(budget * percent / 100))
 
 
 def uniform_mixture(

@@ -16,6 +16,7 @@ RECIPES = {
     "cpt": "langshift.train.trainer:train_and_evaluate",
     "lep": "langshift.recipes.lep:run_lep",
     "native_align": "langshift.recipes.native_alignment:run_native_alignment",
+    "pinch": "langshift.recipes.pinch:run_pinch",
 }
 
 

@@ -1,0 +1,130 @@
+"""A pinch of multilinguality: instruction tuning on an English set in which a share P of the
+examples, spread over other languages, is replaced by their translations at a fixed budget
+(Shaham et al. 2024, "Multilingual Instruction Tuning With Just a Pinch of Multilinguality",
+arXiv:2401.01854).
+
+Default: the published setting: 4,640 examples (LIMA's 1,000 and 3,640 first turns of
+OpenAssistant) in 12 parallel languages (Sec. 2.1), P = 1. The paper tunes PaLM 2, which is not
+public; the student here is a Llama-3-8B (or Mistral-7B, `model=mistral`) base model you supply.
+Fine-tuning hyper-parameters are langshift's choice (LR 1e-5, 3 epochs of 2048-token rows; see
+docs/recipes.md). Paths are yours (nothing is downloaded); the set is in the layout of
+`langshift/data/parallel_sets.py` (its loaders read LIMA, OpenAssistant and translations by id):
+
+  python -m langshift.main --config=experiments/pinch.py --workdir=workdir/pinch \\
+      --config.init_from_hf=/models/Meta-Llama-3-8B --config.pinch.parallel_set=/data/pinch12
+
+Arguments (`--config=experiments/pinch.py:<arg>`):
+  model=mistral  Mistral-7B as the student.
+  size=cpu       SmolLM2-135M-Instruct on the offline six-language handbook set
+                 (`.cache/corpora/handbook_parallel`, prepared by launch/setup_env.sh): a budget
+                 of 100 examples (so P% is P examples), one epoch, each run a few minutes.
+  size=tiny      seconds; the tests give init_from_hf and the parallel set.
+  study=percent  (default) P% of the budget over the non-English languages (Sec. 3).
+  study=languages  the budget split evenly over the first `num_languages` of the study's
+                 languages (Sec. 4: en, ar, fi, it, ru, sw; on the handbook set en, ar, it, ru,
+                 es, zh, whose held-out languages are es and zh up to 4 languages).
+  count=N        fix the number of multilingual examples directly: the paper speaks of 40
+                 examples at P = 1, while round(1% of 4,640) = 46 (the default); count=40 gives
+                 the paper's figure (pinch.multilingual_examples, -1 = from P).
+  assignment=parallel  the non-English languages share translations of the same instructions
+                 (default disjoint: every instruction once).
+
+`sweep()`: P in {0, 1, 10, 20, ..., 100}, then the language-count study (1..6 languages). For the
+IF score, tune monolingual references first (cells `pinch.split=monolingual,pinch.monolingual=L`)
+and give every cell `--config.pinch.evaluate.responses=True
+--config.pinch.evaluate.monolingual_workdir=<root>/pinch.split=monolingual,pinch.monolingual={lang}`
+and a judge (`pinch.evaluate.judge`: a local checkpoint or an OpenAI-compatible server).
+"""
+
+from langshift import config_lib
+from langshift.evaluation.evaluators import response_eval
+from langshift.recipes.pinch import pinch_config
+from langshift.train.config import base_config
+
+HANDBOOK_SET = ".cache/corpora/handbook_parallel"
+SMOLLM2 = ".cache/smollm2-135m-instruct"
+ARGS = dict(
+    model=("llama3", "mistral"),
+    size=("full", "cpu", "tiny"),
+    study=("percent", "languages"),
+    count=-1,
+    assignment=("disjoint", "parallel"),
+)
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, **ARGS)
+  c = base_config()
+  c.recipe = "pinch"
+  c.pinch = pinch_config()
+  p = c.pinch
+  p.update(
+      budget=4640,
+      percent=1.0,
+      multilingual_examples=arg.count,
+      split="pinch" if arg.study == "percent" else "uniform",
+      num_languages=4,
+      assignment=arg.assignment,
+      epochs=3.0,
+  )
+  p.evaluate.update(responses=True, max_new_tokens=512)
+  # The judge-free scores per language, on the held-out prompts the mixture stage writes
+  # (`prompts` left empty: the recipe fills it in): eval/language_match/<lang>,
+  # eval/reference_nll/<lang>.
+  c.evals.responses = response_eval(max_examples=100, max_new_tokens=256, batch_size=32)
+  c.data.update(packing="greedy", overlong="truncate")
+  c.model.update(dtype="bfloat16", param_dtype="float32", remat_policy="full")
+  c.train.update(global_batch_size=32, seq_len=2048, log_every=10, loss_chunk_size=1024)
+  c.optimizer.update(learning_rate=1e-5, warmup_steps=20, schedule="cosine", weight_decay=0.1)
+  c.checkpoint.update(every_steps=200, keep=2, export_hf_at_end=True, export_dtype="bfloat16")
+  c.mesh.ici.update(data=1, fsdp=-1, tensor=1)
+  if arg.model == "mistral":
+    c.optimizer.learning_rate = 5e-6
+  if arg.size == "cpu":
+    _cpu(c)
+  elif arg.size == "tiny":
+    _tiny(c)
+  return c
+
+
+def _cpu(c):
+  """SmolLM2-135M-Instruct on the handbook set; one epoch of 100 examples, a few minutes."""
+  p = c.pinch
+  c.init_from_hf = SMOLLM2
+  p.update(
+      parallel_set=HANDBOOK_SET,
+      budget=100,
+      languages=("ar", "es", "it", "ru", "zh"),
+      study_languages=("en", "ar", "it", "ru", "es", "zh"),
+      epochs=1.0,
+      max_eval_examples=8,
+  )
+  p.evaluate.update(responses=False, max_new_tokens=48, batch_size=8)
+  c.evals.responses.update(max_examples=8, max_new_tokens=48, batch_size=8)
+  c.model.update(dtype="float32", remat_policy="none")
+  c.train.update(global_batch_size=4, seq_len=512, log_every=2, loss_chunk_size=0)
+  c.optimizer.update(learning_rate=5e-5, warmup_steps=2, mu_dtype="")
+  c.checkpoint.update(every_steps=1000, keep=1, export_dtype="float32")
+
+
+def _tiny(c):
+  """Seconds; the tests give init_from_hf and pinch.parallel_set."""
+  p = c.pinch
+  p.update(budget=12, percent=50.0, languages=("ar", "ru"), study_languages=("en", "ar", "ru"))
+  p.update(epochs=0.0, max_eval_examples=2, num_languages=2)
+  p.evaluate.update(responses=True, max_new_tokens=4, batch_size=4)
+  c.evals.responses.update(max_examples=2, max_new_tokens=4, batch_size=4)
+  c.model.update(dtype="float32", remat_policy="none")
+  c.train.update(steps=2, global_batch_size=2, seq_len=64, log_every=1, loss_chunk_size=0)
+  c.optimizer.update(learning_rate=1e-3, warmup_steps=1, mu_dtype="")
+  c.checkpoint.update(every_steps=2, keep=1, export_dtype="float32", async_save=False)
+  c.mesh.num_devices = 1
+
+
+def sweep():
+  """The paper's two studies: the share P (Sec. 3) and the number of languages (Sec. 4)."""
+  percents = [{"pinch.percent": float(p)} for p in (0, 1, *range(10, 101, 10))]
+  counts = [
+      {"pinch.split": "uniform", "pinch.num_languages": k} for k in range(1, 7)
+  ]  # on the six study languages; the cpu variant has six too
+  return percents + counts

@@ -1,0 +1,282 @@
+"""A pinch of multilinguality: the mixtures the experiment file configures, the IF score against
+hand-computed judge outcomes, one-line errors for bad input, and a tiny run of every stage."""
+
+import json
+import os
+import sys
+
+import native_alignment_fixtures as fx
+import pytest
+
+from langshift import config_lib
+from langshift.data import parallel_sets, pinch
+from langshift.evaluation.judge import FIRST, SECOND
+from langshift.recipes import pinch as pinch_recipe
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, REPO)
+from experiments import pinch as experiment  # noqa: E402
+
+TEXT = {
+    "en": "The package manager installs software and keeps the system up to date.",
+    "ar": "يقوم مدير الحزم بتثبيت البرامج ويحافظ على تحديث النظام.",
+    "ru": "Менеджер пакетов устанавливает программы и поддерживает систему в актуальном виде.",
+}
+
+
+def write_set(root, languages=("en", "ar", "ru"), train=20, heldout=3, drop=None):
+  """A parallel set of `train` / `heldout` ids per language; `drop=(lang, k)` removes one id."""
+  splits = {}
+  for split, n in (("train", train), ("heldout", heldout)):
+    splits[split] = {
+        lang: [
+            {
+                "id": f"{split}-{k:03d}",
+                "lang": lang,
+                "messages": parallel_sets.pair_messages(
+                    f"{TEXT.get(lang, TEXT['en'])} ({k}) ?", f"{TEXT.get(lang, TEXT['en'])} {k}."
+                ),
+            }
+            for k in range(n)
+        ]
+        for lang in languages
+    }
+  parallel_sets.write_parallel_set(str(root), splits, source="test")
+  if drop:
+    lang, k = drop
+    path = os.path.join(root, "train", f"{lang}.jsonl")
+    with open(path, encoding="utf-8") as f:
+      lines = f.readlines()
+    del lines[k]
+    with open(path, "w", encoding="utf-8") as f:
+      f.writelines(lines)
+  return str(root)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+  root = tmp_path_factory.mktemp("pinch")
+  return dict(
+      parallel_set=write_set(root / "set"), model=fx.write_chat_model(root / "model"), root=root
+  )
+
+
+def _tiny(inputs, arg="tiny", **overrides):
+  config = experiment.get_config(arg)
+  config.init_from_hf = inputs["model"]
+  config.pinch.parallel_set = inputs["parallel_set"]
+  return config_lib.apply_overrides(config, overrides)
+
+
+def _read(path):
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+# --- The mixtures as the experiment file configures them ---------------------------------------
+
+
+def test_published_setting_is_46_multilingual_of_4640_or_the_papers_40():
+  default = experiment.get_config()
+  p = default.pinch
+  assert (p.budget, p.percent, p.english, len(p.languages)) == (4640, 1.0, "en", 11)
+  counts = pinch.language_counts(pinch_recipe.tuned_counts(p, 4640, seed=0))
+  assert sum(counts.values()) == 4640
+  assert counts["en"] == 4640 - 46  # round(1% of 4,640)
+  assert set(counts) == {"en", *p.languages}
+  assert {counts[lang] for lang in p.languages} == {4, 5}
+  fixed = experiment.get_config("count=40").pinch
+  counts = pinch.language_counts(pinch_recipe.tuned_counts(fixed, 4640, seed=0))
+  assert counts["en"] == 4600 and sum(counts.values()) == 4640
+  study = experiment.get_config("study=languages").pinch
+  assert (
+      pinch_recipe.tuned_languages(study) == ["en", "ar", "fi", "it", "ru"][: study.num_languages]
+  )
+  counts = pinch.language_counts(pinch_recipe.tuned_counts(study, 4640, seed=0))
+  assert counts == {lang: 1160 for lang in ("en", "ar", "fi", "it")}
+
+
+def test_tiny_mixtures_disjoint_parallel_and_language_count(inputs, tmp_path):
+  config = _tiny(inputs)
+  summary = pinch_recipe.build_mixture(config, str(tmp_path / "a"))
+  records = _read(tmp_path / "a" / "train.jsonl")
+  assert summary["examples"] == 12 and summary["multilingual_examples"] == 6  # 50% of 12
+  assert (summary["examples/ar"], summary["examples/ru"], summary["examples/en"]) == (3, 3, 6)
+  assert len({r["id"] for r in records}) == 12  # disjoint: every instruction once
+  ar = next(r for r in records if r["lang"] == "ar")
+  assert ar["messages"][1]["content"].startswith(TEXT["ar"])  # the Arabic text of that id
+  prompts = _read(tmp_path / "a" / "prompts.jsonl")
+  assert [(p["language"], p["id"]) for p in prompts[:2]] == [
+      ("en", "heldout-000"),
+      ("en", "heldout-001"),
+  ]
+  assert len(prompts) == 6 and prompts[0]["reference"] == f"{TEXT['en']} 0."  # 2 per language
+
+  parallel = _tiny(inputs, "tiny,assignment=parallel")
+  pinch_recipe.build_mixture(parallel, str(tmp_path / "b"))
+  records = _read(tmp_path / "b" / "train.jsonl")
+  ids = {lang: {r["id"] for r in records if r["lang"] == lang} for lang in ("ar", "ru")}
+  assert ids["ar"] == ids["ru"] and len(ids["ar"]) == 3  # translations of the same instructions
+
+  fixed = pinch_recipe.build_mixture(_tiny(inputs, "tiny,count=2"), str(tmp_path / "c"))
+  assert fixed["multilingual_examples"] == 2 and fixed["examples/en"] == 10
+
+  for k, expected in ((1, {"en": 12}), (3, {"en": 4, "ar": 4, "ru": 4})):
+    study = _tiny(inputs, "tiny,study=languages", **{"pinch.num_languages": k})
+    summary = pinch_recipe.build_mixture(study, str(tmp_path / f"k{k}"))
+    assert {k2[len("examples/") :]: v for k2, v in summary.items() if "/" in k2} == expected
+
+
+def test_cpu_variant_on_the_offline_set_and_the_sweep_grid():
+  sweep = experiment.sweep()
+  assert [c["pinch.percent"] for c in sweep if "pinch.percent" in c] == [
+      0.0,
+      1.0,
+      10.0,
+      20.0,
+      30.0,
+      40.0,
+      50.0,
+      60.0,
+      70.0,
+      80.0,
+      90.0,
+      100.0,
+  ]
+  assert [c["pinch.num_languages"] for c in sweep if "pinch.num_languages" in c] == [
+      1,
+      2,
+      3,
+      4,
+      5,
+      6,
+  ]
+  config = experiment.get_config("cpu")
+  if not os.path.exists(os.path.join(config.pinch.parallel_set, "manifest.json")):
+    pytest.skip("the offline set is prepared by launch/setup_env.sh")
+  counts = pinch.language_counts(pinch_recipe.tuned_counts(config.pinch, 293, seed=0))
+  assert counts["en"] == 99 and sum(counts.values()) == 100  # P = 1 of 100: one example
+  p10 = config_lib.apply_overrides(config, {"pinch.percent": 10.0}).pinch
+  counts = pinch.language_counts(pinch_recipe.tuned_counts(p10, 293, seed=0))
+  assert counts == {"en": 90, "ar": 2, "es": 2, "it": 2, "ru": 2, "zh": 2}
+  k4 = config_lib.apply_overrides(config, {"pinch.split": "uniform", "pinch.num_languages": 4})
+  counts = pinch.language_counts(pinch_recipe.tuned_counts(k4.pinch, 293, seed=0))
+  assert counts == {"en": 25, "ar": 25, "it": 25, "ru": 25}  # es, zh stay held out
+
+
+# --- The IF score --------------------------------------------------------------------------
+
+
+def test_if_score_from_hand_computed_two_order_outcomes():
+  # Verdicts per (question, first shown, second shown); the model's answers are "m*", the
+  # monolingual reference's "r*".
+  verdicts = {
+      ("q1", "m1", "r1"): FIRST,  # the model picked in both orders: win (1)
+      ("q1", "r1", "m1"): SECOND,
+      ("q2", "m2", "r2"): FIRST,  # picked first both times (position bias): tie (0.5)
+      ("q2", "r2", "m2"): FIRST,
+      ("q3", "m3", "r3"): SECOND,  # the reference picked in both: loss (0)
+      ("q3", "r3", "m3"): FIRST,
+      ("q4", "m4", "r4"): None,  # unparsable verdict: tie (0.5)
+      ("q4", "r4", "m4"): SECOND,
+      ("q5", "m5", "r5"): FIRST,  # Russian: one win
+      ("q5", "r5", "m5"): SECOND,
+  }
+  calls = []
+
+  def judge(triples):
+    calls.append(list(triples))
+    return [verdicts[t] for t in triples]
+
+  items = [
+      {"language": lang, "prompt": f"q{k}", "response": f"m{k}"}
+      for lang, k in (("ar", 1), ("ar", 2), ("ar", 3), ("ar", 4), ("ru", 5))
+  ]
+  references = {(it["language"], it["prompt"]): "r" + it["response"][1:] for it in items}
+  scores = pinch_recipe.if_scores(judge, items, references)
+  assert scores["if_score/ar"] == pytest.approx(100 * (1 + 0.5 + 0 + 0.5) / 4)  # 50.0
+  assert (scores["if_win/ar"], scores["if_tie/ar"], scores["if_loss/ar"]) == (0.25, 0.5, 0.25)
+  assert scores["if_score/ru"] == 100.0 and scores["if_pairs/ru"] == 1.0
+  assert len(calls) == 2 and len(calls[0]) == 8  # one batched call per language, both orders
+  with pytest.raises(ValueError, match="no answer in 'ru'"):
+    pinch_recipe.if_scores(judge, items, {k: v for k, v in references.items() if k[0] == "ar"})
+
+
+# --- Bad input -----------------------------------------------------------------------------
+
+
+def test_bad_input_is_a_one_line_error_naming_it(inputs, tmp_path):
+  cases = [
+      ({"pinch.percent": 150.0}, "config.pinch.percent=150.0"),
+      ({"pinch.budget": 21}, "budget=21 is larger than the parallel set .*train \\(20 examples"),
+      ({"pinch.multilingual_examples": 13}, "multilingual_examples=13"),
+      ({"pinch.languages": ("ar", "sw")}, "language 'sw' is not in the parallel set"),
+  ]
+  for overrides, message in cases:
+    with pytest.raises(ValueError, match=message) as e:
+      pinch_recipe.check_pinch_config(_tiny(inputs, **overrides))
+    assert "\n" not in str(e.value)
+  uneven = write_set(tmp_path / "uneven", drop=("ru", 4))
+  with pytest.raises(ValueError, match=r"train/ru: lacks id 'train-004'"):
+    pinch_recipe.check_pinch_config(_tiny(inputs, **{"pinch.parallel_set": uneven}))
+  klingon = write_set(tmp_path / "klingon", languages=("en", "ar", "qaa"))
+  with pytest.raises(ValueError, match="language 'qaa' is not one the offline language identifier"):
+    pinch_recipe.check_pinch_config(
+        _tiny(inputs, **{"pinch.parallel_set": klingon, "pinch.languages": ("ar",)})
+    )
+
+
+# --- Every stage on a tiny model -----------------------------------------------------------
+
+
+def test_tiny_run_every_stage_and_the_if_score(inputs, tmp_path, monkeypatch):
+  # The monolingual references' answers: a workdir per language holding evaluate/responses.jsonl.
+  prompts = list(
+      pinch_recipe.prompt_records(
+          parallel_sets.read_parallel_set(inputs["parallel_set"], "heldout"), 2
+      )
+  )
+  for lang in ("en", "ar", "ru"):
+    rows = [
+        {"language": p["language"], "prompt": p["prompt"], "response": "REFERENCE"}
+        for p in prompts
+        if p["language"] == lang
+    ]
+    os.makedirs(tmp_path / f"mono-{lang}" / "evaluate")
+    fx.data_fixtures.write_jsonl(tmp_path / f"mono-{lang}" / "evaluate" / "responses.jsonl", rows)
+  # A judge that always prefers the reference's answer, in either order: IF score 0.
+  monkeypatch.setattr(
+      pinch_recipe,
+      "make_judge",
+      lambda role: lambda triples: [FIRST if a == "REFERENCE" else SECOND for _, a, _ in triples],
+  )
+  config = _tiny(
+      inputs,
+      **{
+          "pinch.evaluate.monolingual_workdir": str(tmp_path / "mono-{lang}"),
+          "pinch.evaluate.judge.base_url": "http://127.0.0.1:9/v1",
+      },
+  )
+  work = str(tmp_path / "work")
+  result = pinch_recipe.run_pinch(config, work)
+  assert result["status"] == "done"
+  assert os.path.exists(os.path.join(work, "sft", "hf", "config.json"))
+  sft = result["stages"]["sft"]
+  assert sft["step"] == 2 and sft["tokens_seen"] > 0
+  final = {}
+  for row in _read(os.path.join(work, "sft", "metrics.jsonl")):
+    final.update(row)
+  for lang in ("en", "ar", "ru"):
+    assert 0.0 <= final[f"eval/language_match/{lang}"] <= 1.0
+    assert final[f"eval/reference_nll/{lang}"] > 0.0
+  evaluation = result["stages"]["evaluate"]
+  assert {evaluation[f"if_score/{lang}"] for lang in ("en", "ar", "ru")} == {0.0}
+  assert evaluation["if_pairs/ar"] == 2.0
+  responses = _read(os.path.join(work, "evaluate", "responses.jsonl"))
+  assert len(responses) == 6 and {r["language"] for r in responses} == {"en", "ar", "ru"}
+  # The mixture the SFT stage trained on: loss on assistant tokens only, from the mixture file.
+  sft_config = pinch_recipe.sft_config(config, pinch_recipe.paths(work))
+  assert sft_config.data.sources.mixture.loss == "assistant"
+  assert sft_config.evals.responses.prompts.endswith("mixture/prompts.jsonl")
+  again = pinch_recipe.run_pinch(config, work)
+  assert all(s["skipped"] for s in again["stages"].values())
