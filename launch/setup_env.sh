@@ -19,16 +19,23 @@ if [ ! -d .cache/debian-handbook/usr/share/doc/debian-handbook/html ]; then
    || echo "setup_env: could not fetch debian-handbook (apt-get download); the demo needs it" >&2
 fi
 # Demo inputs, prepared once: SmolLM2 as safetensors, and handbook languages as JSONL (Russian
-# for the demo and LEP, Arabic for native alignment).
+# for the demo and LEP, Arabic for native alignment, Traditional Chinese for InsCP).
 [ -f .cache/smollm2-135m-instruct/config.json ] || \
   .venv/bin/python -m langshift.checkpoints.gguf_to_hf --out_dir=.cache/smollm2-135m-instruct >/dev/null
-for lang in ru-RU ar-MA; do
+for lang in ru-RU ar-MA zh-TW; do
   if [ -d .cache/debian-handbook/usr/share/doc/debian-handbook/html/$lang ] && \
      [ ! -f .cache/corpora/debian_handbook/$lang/train.jsonl ]; then
     .venv/bin/python -m langshift.data.debian_handbook --root=.cache/debian-handbook --lang=$lang \
       --out=.cache/corpora/debian_handbook >/dev/null
   fi
 done
+# InsCP: the zh-TW book's Traditional Chinese paragraphs (LID-filtered) and the language-alignment
+# prompt set (zh-TW and en-US sentences of held-out pages).
+if [ -d .cache/debian-handbook/usr/share/doc/debian-handbook/html/zh-TW ] && \
+   [ ! -f .cache/corpora/inscp/zh-TW/prompts.jsonl ]; then
+  .venv/bin/python -m langshift.data.inscp_corpus --handbook=.cache/debian-handbook \
+    --inscp_out=.cache/corpora/inscp/zh-TW >/dev/null
+fi
 # The offline parallel instruction set (handbook paragraphs in six languages) for the pinch runs.
 if [ -d .cache/debian-handbook/usr/share/doc/debian-handbook/html/en-US ] && \
    [ ! -f .cache/corpora/handbook_parallel/manifest.json ]; then

@@ -1,0 +1,106 @@
+"""Offline InsCP data from the Debian handbook: Traditional Chinese text to continue pre-training
+on, held-out text, and a language-alignment prompt set in Traditional Chinese and English.
+
+InsCP (Chen & Lee 2024, "InstructionCP: A fast approach to transfer Large Language Models into
+target language", arXiv:2405.20175, Sec. 4.2) measures the share of responses in the prompt's
+language on 2,000 TED sentences. The offline stand-in: the first sentence of held-out handbook
+paragraphs, zh-TW pages for the Traditional Chinese prompts and the same pages in en-US for the
+English ones (the held-out pages are never trained on); the rest of the paragraph is the
+`reference` answer (the reference-NLL metric of `langshift/evaluation/response_eval.py`).
+
+The zh-TW book is only partly translated (many paragraphs are still English), so every paragraph
+is kept only when offline LID labels it `zh-Hant`.
+
+  python -m langshift.data.inscp_corpus --handbook=.cache/debian-handbook \\
+      --inscp_out=.cache/corpora/inscp/zh-TW
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from absl import app, flags
+
+from langshift.data import debian_handbook
+from langshift.evaluation.language_id import detect_language
+
+HELDOUT_EVERY = 20  # every 20th page held out, as `debian_handbook.write_corpus` does
+MIN_CHARS = 40
+# A sentence ends at 。！？ (CJK) or at . ! ? followed by a space.
+_SENTENCE_END = re.compile(r"(?<=[。！？])|(?<=[.!?])\s+")
+
+
+def first_sentence(text: str, max_chars: int = 200) -> tuple[str, str]:
+  """(first sentence, the rest) of a paragraph; the sentence is at most `max_chars`."""
+  parts = [p for p in _SENTENCE_END.split(text, maxsplit=1) if p is not None]
+  head = parts[0].strip()[:max_chars]
+  rest = text[len(parts[0]) :].strip() if len(parts) > 1 else ""
+  return head, rest
+
+
+def write_inscp_corpus(
+    handbook: str, out_dir: str, *, lang: str = "zh-TW", english: str = "en-US"
+) -> dict[str, int]:
+  """train.jsonl / heldout.jsonl of {"text"} (target-language paragraphs only) and prompts.jsonl
+  of {"prompt", "language", "reference"}; returns the counts."""
+  label = {"zh-TW": "zh-Hant", "zh-CN": "zh-Hans"}.get(lang, lang.split("-")[0])
+  os.makedirs(out_dir, exist_ok=True)
+  counts = dict(train=0, heldout=0, prompts_target=0, prompts_english=0, dropped_other_language=0)
+  files = {
+      k: open(os.path.join(out_dir, f"{k}.jsonl"), "w", encoding="utf-8")
+      for k in ("train", "heldout")
+  }
+  prompts = []
+  try:
+    for i, page in enumerate(debian_handbook.language_pages(handbook, lang)):
+      split = "heldout" if i % HELDOUT_EVERY == HELDOUT_EVERY - 1 else "train"
+      paragraphs = debian_handbook.page_paragraphs(page)
+      src_page = os.path.join(handbook, debian_handbook.HTML_DIR, english, os.path.basename(page))
+      english_paras = debian_handbook.page_paragraphs(src_page) if os.path.exists(src_page) else []
+      aligned = len(english_paras) == len(paragraphs)
+      for j, para in enumerate(paragraphs):
+        if len(para) < MIN_CHARS:
+          continue
+        if detect_language(para) != label:
+          counts["dropped_other_language"] += 1
+          continue
+        files[split].write(json.dumps({"text": para}, ensure_ascii=False) + "\n")
+        counts[split] += 1
+        if split == "heldout":
+          prompts.append(_prompt(para, lang))
+          counts["prompts_target"] += 1
+          if aligned and detect_language(english_paras[j]) == "en":
+            prompts.append(_prompt(english_paras[j], "en"))
+            counts["prompts_english"] += 1
+  finally:
+    for f in files.values():
+      f.close()
+  with open(os.path.join(out_dir, "prompts.jsonl"), "w", encoding="utf-8") as f:
+    f.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in prompts)
+  return counts
+
+
+def _prompt(paragraph: str, language: str) -> dict:
+  sentence, rest = first_sentence(paragraph)
+  record = {"prompt": sentence, "language": language}
+  if rest:
+    record["reference"] = rest
+  return record
+
+
+# Flag names distinct from `debian_handbook`'s (imported here, it defines --root/--lang/--out).
+_HANDBOOK = flags.DEFINE_string("handbook", ".cache/debian-handbook", "Unpacked debian-handbook.")
+_TARGET = flags.DEFINE_string("target_lang", "zh-TW", "Target language directory of the book.")
+_INSCP_OUT = flags.DEFINE_string("inscp_out", ".cache/corpora/inscp/zh-TW", "Output folder.")
+
+
+def main(argv):
+  del argv
+  counts = write_inscp_corpus(_HANDBOOK.value, _INSCP_OUT.value, lang=_TARGET.value)
+  print(f"{_INSCP_OUT.value}: {counts}")
+
+
+if __name__ == "__main__":
+  app.run(main)
