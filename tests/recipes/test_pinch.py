@@ -285,3 +285,36 @@ def test_tiny_run_every_stage_and_the_if_score(inputs, tmp_path, monkeypatch):
   assert sft_config.evals.responses.prompts.endswith("mixture/prompts.jsonl")
   again = pinch_recipe.run_pinch(config, work)
   assert all(s["skipped"] for s in again["stages"].values())
+
+
+# --- The sweep's report --------------------------------------------------------------------
+
+
+def test_report_tables_one_column_per_language_and_plots(tmp_path):
+  from langshift.recipes import pinch_report  # pylint: disable=import-outside-toplevel
+
+  cells = [
+      ("pinch.percent=0.0", {"pinch.percent": 0.0}, {"ar": 0.25, "en": 1.0}),
+      ("pinch.percent=10.0", {"pinch.percent": 10.0}, {"ar": 0.75, "en": 1.0}),
+      (
+          "pinch.split=uniform,pinch.num_languages=2",
+          {"pinch.split": "uniform", "pinch.num_languages": 2},
+          {"ar": 0.5, "en": 0.875},
+      ),
+  ]
+  for name, _, match in cells:
+    os.makedirs(tmp_path / name / "sft")
+    row = {"step": 9, **{f"eval/language_match/{k}": v for k, v in match.items()}}
+    row["eval/reference_nll/ar"] = 2.5
+    fx.data_fixtures.write_jsonl(tmp_path / name / "sft" / "metrics.jsonl", [row])
+  manifest = {"experiment": "experiments/pinch.py:cpu", "flags": [], "cells": []}
+  manifest["cells"] = [{"name": n, "overrides": o} for n, o, _ in cells]
+  with open(tmp_path / "sweep.json", "w") as f:
+    json.dump(manifest, f)
+  paths = pinch_report.write_report(str(tmp_path))
+  with open(paths["md"]) as f:
+    text = f.read()
+  assert "| P=0 | 0.25 | 1 |" in text and "| P=10 | 0.75 | 1 |" in text
+  assert "| 2 languages | 0.5 | 0.875 |" in text
+  assert "reference NLL" in text and "IF score" not in text  # no judge ran
+  assert os.path.getsize(paths["language_match"]) > 0
