@@ -107,21 +107,23 @@ def _cpu(c):
   c.inscp.instruct = SMOLLM2
   c.data.sources.zh.update(path=f"{CORPUS}/train.jsonl", qa_split=False)
   c.evals.heldout.data.sources.zh.path = f"{CORPUS}/heldout.jsonl"
-  c.evals.heldout.update(every_steps=0, max_batches=4)
-  c.evals.alignment.update(prompts=f"{CORPUS}/prompts.jsonl", max_new_tokens=48, batch_size=16)
+  c.evals.heldout.update(every_steps=0, max_batches=2)
+  c.evals.alignment.update(
+      prompts=f"{CORPUS}/prompts.jsonl", max_examples=12, max_new_tokens=32, batch_size=24
+  )
   # Retention: multiple-choice tasks of the offline suite, through the chat template.
   c.evals.retention = suite_eval(
       suite="handbook_mini",
-      tasks="translation_zh-Hant,continuation_zh-Hant,language_id",
-      max_examples=16,
+      tasks="continuation_zh-Hant,language_id",
+      max_examples=8,
       chat=True,
       at_start=True,
       prefix="retention",
   )
   c.model.update(dtype="float32", remat_policy="none")
-  c.train.update(steps=24, global_batch_size=4, seq_len=256, log_every=4, loss_chunk_size=0)
-  c.optimizer.update(learning_rate=5e-5, warmup_steps=4, mu_dtype="")
-  c.checkpoint.update(every_steps=12, keep=1, export_dtype="float32")
+  c.train.update(steps=20, global_batch_size=4, seq_len=256, log_every=4, loss_chunk_size=0)
+  c.optimizer.update(learning_rate=1e-4, warmup_steps=4, mu_dtype="")
+  c.checkpoint.update(every_steps=20, keep=1, export_dtype="float32")
   c.inscp.score.update(max_length=512, batch_size=16, shard_size=256)
 
 
