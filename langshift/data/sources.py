@@ -51,7 +51,15 @@ class BadRecordLog:
 
 
 def expand_paths(pattern: str) -> list[str]:
-  """Sorted files matching a glob (or several, comma-separated); `gs://` works via etils.epath."""
+  """Sorted files matching a glob (or several, comma-separated); `gs://` works via etils.epath.
+
+  A pattern that names an existing file as a whole is that file, commas and all (a sweep's cell
+  workdirs are named "key=value,key=value").
+  """
+  if "," in pattern and not any(c in pattern for c in _GLOB_CHARS):
+    whole = epath.Path(pattern.strip())
+    if whole.is_file():
+      return [str(whole)]
   files = []
   for part in (p.strip() for p in pattern.split(",")):
     if not part:

@@ -318,3 +318,16 @@ def test_report_tables_one_column_per_language_and_plots(tmp_path):
   assert "| 2 languages | 0.5 | 0.875 |" in text
   assert "reference NLL" in text and "IF score" not in text  # no judge ran
   assert os.path.getsize(paths["language_match"]) > 0
+
+
+def test_a_mixture_file_under_a_sweep_cell_name_with_commas_is_read(tmp_path):
+  from langshift.data.sources import expand_paths  # pylint: disable=import-outside-toplevel
+
+  cell = tmp_path / "pinch.split=uniform,pinch.num_languages=2" / "mixture"
+  os.makedirs(cell)
+  (cell / "train.jsonl").write_text("{}\n")
+  assert expand_paths(str(cell / "train.jsonl")) == [str(cell / "train.jsonl")]
+  (tmp_path / "a.jsonl").write_text("{}\n")
+  (tmp_path / "b.jsonl").write_text("{}\n")  # a list of files still splits at commas
+  both = expand_paths(f"{tmp_path}/a.jsonl,{tmp_path}/b.jsonl")
+  assert both == [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
