@@ -30,11 +30,13 @@ Arguments (`--config=experiments/pinch.py:<arg>`):
   assignment=parallel  the non-English languages share translations of the same instructions
                  (default disjoint: every instruction once).
 
-`sweep()`: P in {0, 1, 10, 20, ..., 100}, then the language-count study (1..6 languages). For the
-IF score, tune monolingual references first (cells `pinch.split=monolingual,pinch.monolingual=L`)
-and give every cell `--config.pinch.evaluate.responses=True
---config.pinch.evaluate.monolingual_workdir=<root>/pinch.split=monolingual,pinch.monolingual={lang}`
-and a judge (`pinch.evaluate.judge`: a local checkpoint or an OpenAI-compatible server).
+`sweep()`: P in {0, 1, 10, 20, ..., 100}, then the language-count study (1..6 languages);
+`python -m langshift.recipes.pinch_report --root=<sweep root>` then writes one table per score
+(cell x language) and a plot per score like the paper's figures. For the IF score, first tune one
+reference per evaluated language L (`--config.pinch.split=monolingual --config.pinch.monolingual=L`,
+workdir `<refs>/mono-L`), then give the sweep `--config.pinch.evaluate.monolingual_workdir=
+<refs>/mono-{lang}` and a judge (`pinch.evaluate.judge`: a local checkpoint or an
+OpenAI-compatible server); each cell's evaluate stage writes `if_score/<lang>`.
 """
 
 from langshift import config_lib
