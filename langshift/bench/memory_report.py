@@ -3,6 +3,8 @@
   python -m langshift.bench.memory_report --model=llama3_8b --devices=1 --trainable=embeddings
   python -m langshift.bench.memory_report --model=llama3_8b --devices=16 --fsdp=16 \
       --trainable=all --param_dtype=bfloat16
+  python -m langshift.bench.memory_report --model=llama3_8b --devices=1 --trainable=lora \
+      --lora_rank=8 --param_dtype=bfloat16
 
 The step is lowered on `jax.ShapeDtypeStruct`s carrying the real shardings and compiled for
 simulated CPU devices (`--devices` sets `--xla_force_host_platform_device_count` before jax is
@@ -34,6 +36,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from langshift.models import lora as lora_lib  # noqa: E402
 from langshift.models.config import ModelConfig  # noqa: E402
 from langshift.models.llama import LlamaDecoder, abstract_params  # noqa: E402
 from langshift.parallel import sharding as sharding_lib  # noqa: E402
@@ -86,7 +89,9 @@ _DEVICES = flags.DEFINE_integer("devices", 1, "Simulated devices in the mesh.")
 _DATA = flags.DEFINE_integer("data", 1, "Mesh data axis.")
 _FSDP = flags.DEFINE_integer("fsdp", -1, "Mesh fsdp axis (-1: the rest).")
 _TENSOR = flags.DEFINE_integer("tensor", 1, "Mesh tensor axis.")
-_TRAINABLE = flags.DEFINE_string("trainable", "all", "Trainable preset (all, embeddings).")
+_TRAINABLE = flags.DEFINE_string("trainable", "all", "Trainable preset (all, embeddings, lora).")
+_LORA_RANK = flags.DEFINE_integer("lora_rank", 8, "LoRA rank (--trainable=lora).")
+_LORA_TARGETS = flags.DEFINE_list("lora_targets", ["attention", "mlp"], "LoRA targets.")
 _PARAM_DTYPE = flags.DEFINE_string("param_dtype", "float32", "Master-weight dtype.")
 _MU_DTYPE = flags.DEFINE_string("mu_dtype", "", "Adam first-moment dtype ('' = param dtype).")
 _BATCH = flags.DEFINE_integer("batch", 8, "Global rows per step.")
@@ -104,14 +109,20 @@ def main(argv):
       param_dtype=_PARAM_DTYPE.value,
       remat_policy=_REMAT.value,
   )
+  train = base_config().train
+  train.trainable = _TRAINABLE.value
+  train.lora.update(rank=_LORA_RANK.value, targets=tuple(_LORA_TARGETS.value))
+  if _TRAINABLE.value == "lora":  # adapters in fp32 on the frozen base (train.lora.param_dtype)
+    cfg = lora_lib.with_lora(cfg, train.lora)
+  trainable = optimizer.trainable_spec(train)
   mesh = create_mesh({"data": _DATA.value, "fsdp": _FSDP.value, "tensor": _TENSOR.value})
   rules = sharding_lib.DEFAULT_LOGICAL_RULES
   model = LlamaDecoder(cfg)
   opt = base_config().optimizer  # the engine's defaults, as an experiment would start from
   opt.update(total_steps=1000, mu_dtype=_MU_DTYPE.value)
   abstract = nn.unbox(abstract_params(cfg))
-  tx, schedule = optimizer.make_optimizer(opt, abstract, _TRAINABLE.value)
-  mask = optimizer.trainable_mask(abstract, _TRAINABLE.value)
+  tx, schedule = optimizer.make_optimizer(opt, abstract, trainable)
+  mask = optimizer.trainable_mask(abstract, trainable)
   abstract_state, shardings = state_lib.state_shardings(model, tx, mesh, rules)
   bs = sharding_lib.batch_sharding(mesh)
   b, t = _BATCH.value, _SEQ.value
@@ -136,12 +147,18 @@ def main(argv):
   gib = 2.0**30
   n_params = sum(x.size for x in jax.tree.leaves(abstract_state.params))
   n_opt = sum(x.size for x in jax.tree.leaves(abstract_state.opt_state) if x.ndim)
+  opt_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract_state.opt_state))
+  n_trainable = sum(
+      x.size for x, m in zip(jax.tree.leaves(abstract_state.params), jax.tree.leaves(mask)) if m
+  )
   args, out = mem.argument_size_in_bytes, mem.output_size_in_bytes
   alias, temp = mem.alias_size_in_bytes, mem.temp_size_in_bytes
   peak = args + out - alias + temp
   print(
-      f"{_MODEL.value}: {n_params / 1e9:.2f}B params ({_PARAM_DTYPE.value}), optimizer-state "
-      f"elements {n_opt / 1e9:.2f}B, trainable={_TRAINABLE.value}, mesh {dict(mesh.shape)}, "
+      f"{_MODEL.value}: {n_params / 1e9:.2f}B params ({_PARAM_DTYPE.value}), trainable "
+      f"{n_trainable / 1e6:.1f}M, optimizer-state elements {n_opt / 1e9:.3f}B "
+      f"({opt_bytes / gib:.3f} GiB), trainable={_TRAINABLE.value}"
+      f"{f' r={_LORA_RANK.value}' if cfg.lora else ''}, mesh {dict(mesh.shape)}, "
       f"batch {b}x{t} in {_MICRO.value} microbatch(es), remat={_REMAT.value}"
   )
   print(

@@ -19,6 +19,7 @@ import numpy as np
 from langshift.checkpoints import hf_config
 from langshift.checkpoints.param_mapping import our_path, tensor_mappings
 from langshift.checkpoints.safetensors_io import write_sharded_safetensors
+from langshift.models import lora as lora_lib
 from langshift.models.config import ModelConfig
 from langshift.parallel.host_transfer import to_host
 
@@ -45,8 +46,15 @@ def export_hf_model(
     max_shard_bytes: int = 5 * 2**30,
     generation_config: dict | None = None,
 ) -> str:
-  """Writes `out_dir`; `dtype=None` keeps the param dtype (bit-exact round trips)."""
+  """Writes `out_dir`; `dtype=None` keeps the param dtype (bit-exact round trips).
+
+  Low-rank adapters (`cfg.lora`) are merged into their kernels (W + alpha/r * A B, in float32
+  on the host, one leaf at a time): the export is a plain model. `export_peft_adapter` writes the
+  adapters alone.
+  """
   out_dtype = None if dtype is None else np.dtype(jnp.dtype(dtype))
+  scale = cfg.lora.scale if cfg.lora is not None else None
+  cfg = cfg.replace(lora=None)
   is_writer = jax.process_index() == 0
   if is_writer:
     os.makedirs(out_dir, exist_ok=True)
@@ -54,15 +62,15 @@ def export_hf_model(
   def hf_tensors():
     for m in tensor_mappings(cfg):
       if not m.per_layer:
-        yield m.hf_name, _convert(_fetch(params, m.path), m.to_hf, out_dtype)
+        yield m.hf_name, _convert(_fetch_merged(params, m.path, scale), m.to_hf, out_dtype)
         continue
       if cfg.scan_layers:
-        stacked = _fetch(params, our_path(m, cfg))
+        stacked = _fetch_merged(params, our_path(m, cfg), scale)
         for layer in range(cfg.num_layers):
           yield m.hf_name.format(layer=layer), _convert(stacked[layer], m.to_hf, out_dtype)
       else:
         for layer in range(cfg.num_layers):
-          leaf = _fetch(params, our_path(m, cfg, layer))
+          leaf = _fetch_merged(params, our_path(m, cfg, layer), scale)
           yield m.hf_name.format(layer=layer), _convert(leaf, m.to_hf, out_dtype)
 
   tensors = hf_tensors()
@@ -129,6 +137,18 @@ def _fetch(params, path):
   for k in path:
     leaf = leaf[k]
   return to_host(leaf)
+
+
+def _fetch_merged(params, path, scale):
+  """The leaf at `path`, with its adapters merged in when the kernel has them."""
+  leaf = _fetch(params, path)
+  parent = params
+  for k in path[:-1]:
+    parent = parent[k]
+  if scale is None or path[-1] != "kernel" or "lora_a" not in parent:
+    return leaf
+  a, b = to_host(parent["lora_a"]), to_host(parent["lora_b"])
+  return lora_lib.merge_kernel(leaf, a, b, scale)
 
 
 def _convert(x, to_hf, out_dtype):

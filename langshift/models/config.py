@@ -45,6 +45,9 @@ class ModelConfig:
   bos_token_id: int | None = None
   eos_token_id: int | tuple[int, ...] | None = None
   pad_token_id: int | None = None
+  # Low-rank adapters on the kernels `lora.targets` picks (a `langshift.models.lora.LoraConfig`);
+  # None: none. Set by the trainer for `train.trainable="lora"`; exports merge them away.
+  lora: Any = None
 
   # --- numerics and memory; none of these changes the function the model computes ---
   dtype: str = "float32"  # compute (activation) dtype

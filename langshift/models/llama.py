@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from langshift.models import attention as attention_lib
+from langshift.models import lora as lora_lib
 from langshift.models.config import ModelConfig
 from langshift.models.rope import apply_rope, inverse_frequencies
 
@@ -136,6 +137,7 @@ class Linear(nn.Module):
   use_bias: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  lora: Any = None  # langshift.models.lora.LoraConfig of the model, or None
 
   @nn.compact
   def __call__(self, x):
@@ -148,9 +150,10 @@ class Linear(nn.Module):
     # backward is ~20% faster on CPU than with [batch, length] kept apart).
     lead = x.shape[: x.ndim - self.in_axes]
     n_in, n_out = int(np.prod(in_shape)), int(np.prod(self.out_shape))
-    y = jnp.dot(
-        x.astype(self.dtype).reshape(-1, n_in), jnp.asarray(kernel, self.dtype).reshape(n_in, n_out)
-    )
+    x2d = x.astype(self.dtype).reshape(-1, n_in)
+    y = jnp.dot(x2d, jnp.asarray(kernel, self.dtype).reshape(n_in, n_out))
+    if self._has_adapter():
+      y = y + self._adapter(x2d, in_shape, n_in, n_out)
     y = y.reshape(lead + tuple(self.out_shape))
     if self.use_bias:
       bias = self.param(
@@ -161,6 +164,38 @@ class Linear(nn.Module):
       )
       y = y + jnp.asarray(bias, self.dtype)
     return y
+
+  def _has_adapter(self) -> bool:
+    # At init the kernel path decides; afterwards the params do (see langshift/models/lora.py).
+    if self.lora is None:
+      return False
+    if self.is_initializing():
+      return self.lora.targets_kernel("/".join(self.scope.path) + "/kernel")
+    return self.has_variable("params", "lora_a")
+
+  def _adapter(self, x2d, in_shape, n_in, n_out):
+    lora = self.lora
+    pdt = jnp.dtype(lora.param_dtype)
+    a = self.param(
+        "lora_a",
+        _init(self.names[: self.in_axes] + (None,), lora_lib.kernel_uniform_init(n_in)),
+        in_shape + (lora.rank,),
+        pdt,
+    )
+    b = self.param(
+        "lora_b",
+        _init((None,) + self.names[self.in_axes :], nn.initializers.zeros),
+        (lora.rank,) + tuple(self.out_shape),
+        pdt,
+    )
+
+    def dropout(h):
+      if lora.dropout == 0.0 or not self.has_rng(lora_lib.DROPOUT_RNG):
+        return h  # no dropout rng: evaluation and generation
+      keep = jax.random.bernoulli(self.make_rng(lora_lib.DROPOUT_RNG), 1.0 - lora.dropout, h.shape)
+      return jnp.where(keep, h / (1.0 - lora.dropout), 0).astype(h.dtype)
+
+    return lora_lib.adapter_delta(x2d, a, b, lora, self.dtype, n_in, n_out, dropout)
 
 
 class RMSNorm(nn.Module):
@@ -206,6 +241,7 @@ class Attention(_LayerPart):
           use_bias=bias,
           dtype=dt,
           param_dtype=pdt,
+          lora=cfg.lora,
           name=name,
       )(x)
 
@@ -271,6 +307,7 @@ class Attention(_LayerPart):
         use_bias=cfg.o_bias,
         dtype=dt,
         param_dtype=pdt,
+        lora=cfg.lora,
         name="o_proj",
     )(out)
     return out, new_cache
@@ -284,7 +321,15 @@ class MLP(_LayerPart):
     cfg, (dt, pdt) = self.config, self.dtypes
 
     def dense(name, features, names):
-      return Linear((features,), names, use_bias=cfg.mlp_bias, dtype=dt, param_dtype=pdt, name=name)
+      return Linear(
+          (features,),
+          names,
+          use_bias=cfg.mlp_bias,
+          dtype=dt,
+          param_dtype=pdt,
+          lora=cfg.lora,
+          name=name,
+      )
 
     gate = dense("gate_proj", cfg.intermediate_size, ("embed", "mlp"))(x)
     up = dense("up_proj", cfg.intermediate_size, ("embed", "mlp"))(x)
@@ -333,7 +378,7 @@ class LlamaDecoder(nn.Module):
       scanned = nn.scan(
           layer_cls,
           variable_axes={"params": 0},
-          split_rngs={"params": True},
+          split_rngs={"params": True, lora_lib.DROPOUT_RNG: True},
           in_axes=(0, nn.broadcast),
           length=cfg.num_layers,
           metadata_params={nn.PARTITION_NAME: "layers"},
@@ -343,7 +388,9 @@ class LlamaDecoder(nn.Module):
       self.layers = [layer_cls(cfg) for _ in range(cfg.num_layers)]
     self.norm = RMSNorm(cfg.rms_norm_eps, dt, pdt)
     if not cfg.tie_word_embeddings:
-      self.lm_head = Linear((cfg.vocab_size,), ("embed", "vocab"), dtype=dt, param_dtype=pdt)
+      self.lm_head = Linear(
+          (cfg.vocab_size,), ("embed", "vocab"), dtype=dt, param_dtype=pdt, lora=cfg.lora
+      )
 
   def embed(self, tokens):
     x = self.embed_tokens(tokens)

@@ -104,9 +104,25 @@ def base_config() -> ml_collections.ConfigDict:
           global_batch_size=8,  # rows per optimizer step (all microbatches, all hosts)
           seq_len=512,
           microbatches=1,  # gradient accumulation: global_batch_size / microbatches rows at a time
-          # Trainable parameters: a preset ("all", "embeddings") or a list of regexes over parameter
-          # paths such as "layers/self_attn/.*". Frozen parameters hold no optimizer state.
+          # Trainable parameters: a preset ("all", "embeddings", "lora") or a list of regexes over
+          # parameter paths such as "layers/self_attn/.*". Frozen parameters hold no optimizer
+          # state.
           trainable="all",
+          # Low-rank adapters for trainable="lora" (langshift/models/lora.py): rank r, alpha (the
+          # update is scaled by alpha / r), dropout on the adapter input, `targets` (presets
+          # "attention", "mlp", "lm_head" or regexes over kernel paths; unscanned layers are
+          # "layers_<i>/..."), `train_embeddings` (also train embed_tokens/lm_head in full) and
+          # the adapters' own param dtype (the frozen base keeps model.param_dtype).
+          lora=ml_collections.ConfigDict(
+              dict(
+                  rank=8,
+                  alpha=16.0,
+                  dropout=0.0,
+                  targets=("attention", "mlp"),
+                  train_embeddings=False,
+                  param_dtype="float32",
+              )
+          ),
           z_loss=0.0,
           # >0: cross-entropy over this many positions at a time (big vocabularies).
           loss_chunk_size=0,

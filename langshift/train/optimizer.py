@@ -19,6 +19,8 @@ TRAINABLE_PRESETS = {
     "all": (".*",),
     # LEP step 2: input embeddings and the output projection (the same matrix when tied).
     "embeddings": (r"^embed_tokens/", r"^lm_head/"),
+    # Low-rank adapters only (train.lora; langshift/models/lora.py): the base weights are frozen.
+    "lora": (r"/lora_[ab]$",),
 }
 SCHEDULES = ("cosine", "wsd", "constant")
 
@@ -36,6 +38,14 @@ def path_mask(params, patterns: Sequence[str]):
       params,
       is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata),
   )
+
+
+def trainable_spec(train) -> str | tuple[str, ...]:
+  """What `train.trainable` selects: "lora" with `train.lora.train_embeddings` adds the
+  embeddings (trained in full, like PEFT's `modules_to_save`) to the adapters."""
+  if train.trainable == "lora" and train.lora.train_embeddings:
+    return TRAINABLE_PRESETS["lora"] + TRAINABLE_PRESETS["embeddings"]
+  return train.trainable
 
 
 def trainable_mask(params, trainable: str | Sequence[str]):

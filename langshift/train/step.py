@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from langshift.models import lora as lora_lib
 from langshift.train.loss import chunked_cross_entropy, weighted_cross_entropy
 from langshift.train.state import TrainState
 
@@ -30,14 +31,14 @@ def merge_trainable(trainable, frozen):
   )
 
 
-def loss_sums(model, params, batch, *, z_loss=0.0, loss_chunk_size=0):
-  """(weighted loss sum, weight sum) of one (micro)batch."""
-  kwargs = dict(positions=batch["positions"], segment_ids=batch["segment_ids"])
+def loss_sums(model, params, batch, *, z_loss=0.0, loss_chunk_size=0, rngs=None):
+  """(weighted loss sum, weight sum) of one (micro)batch; `rngs` (LoRA dropout) only in training."""
+  kwargs = dict(positions=batch["positions"], segment_ids=batch["segment_ids"], rngs=rngs)
   if loss_chunk_size:
     hidden = model.apply({"params": params}, batch["inputs"], return_hidden=True, **kwargs)
 
     def project(h):
-      return model.apply({"params": params}, h, method=model.logits_from_hidden)
+      return model.apply({"params": params}, h, method=model.logits_from_hidden, rngs=rngs)
 
     return chunked_cross_entropy(
         hidden, project, batch["targets"], batch["loss_weights"], loss_chunk_size, z_loss
@@ -58,10 +59,20 @@ def make_train_step(
 ):
   """Returns train_step(state, batch) -> (state, metrics); jit it with shardings and donation."""
 
-  def grads_of(trainable, frozen, batch):
+  lora = getattr(model.config, "lora", None)
+  uses_dropout = lora is not None and lora.dropout > 0
+
+  def grads_of(trainable, frozen, batch, key):
+    rngs = {lora_lib.DROPOUT_RNG: key} if uses_dropout else None
+
     def f(t):
       s, w = loss_sums(
-          model, merge_trainable(t, frozen), batch, z_loss=z_loss, loss_chunk_size=loss_chunk_size
+          model,
+          merge_trainable(t, frozen),
+          batch,
+          z_loss=z_loss,
+          loss_chunk_size=loss_chunk_size,
+          rngs=rngs,
       )
       return s, w
 
@@ -70,21 +81,23 @@ def make_train_step(
 
   def train_step(state: TrainState, batch):
     trainable, frozen = split_trainable(state.params, trainable_mask)
+    # Dropout masks from the state's RNG and step: a resumed run draws the same ones.
+    keys = jax.random.split(jax.random.fold_in(state.rng, state.step), microbatches)
     if microbatches == 1:
-      loss_sum, weight_sum, grad_sum = grads_of(trainable, frozen, batch)
+      loss_sum, weight_sum, grad_sum = grads_of(trainable, frozen, batch, keys[0])
     else:
       micro = jax.tree.map(
           lambda x: x.reshape((microbatches, x.shape[0] // microbatches) + x.shape[1:]), batch
       )
       zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), trainable)
 
-      def body(carry, mb):
-        s, w, g = grads_of(trainable, frozen, mb)
+      def body(carry, mb_and_key):
+        s, w, g = grads_of(trainable, frozen, *mb_and_key)
         cs, cw, cg = carry
         return (cs + s, cw + w, jax.tree.map(lambda a, b: a + b.astype(jnp.float32), cg, g)), None
 
       (loss_sum, weight_sum, grad_sum), _ = jax.lax.scan(
-          body, (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zeros), micro
+          body, (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zeros), (micro, keys)
       )
     denom = jnp.maximum(weight_sum, 1.0)
     grads = jax.tree.map(lambda g, p: (g / denom).astype(p.dtype), grad_sum, trainable)

@@ -24,7 +24,9 @@ from langshift import faults, workdir_lock
 from langshift.checkpoints import hf_config
 from langshift.checkpoints.hf_export import copy_tokenizer_files, export_hf_model
 from langshift.checkpoints.hf_import import load_hf_params
+from langshift.checkpoints.peft_export import export_peft_adapter
 from langshift.evaluation.evaluators import EvalContext, Evaluator, build_evaluators
+from langshift.models import lora as lora_lib
 from langshift.models.config import ModelConfig, model_config_from_dict
 from langshift.models.llama import LlamaDecoder, abstract_params
 from langshift.parallel import sharding as sharding_lib
@@ -125,6 +127,8 @@ def setup(
   rules = sharding_lib.rules_from_config(config.logical_rules)
   model_cfg = resolve_model_config(config)
   validation.check_model(config, model_cfg)
+  if tc.trainable == "lora":
+    model_cfg = lora_lib.with_lora(model_cfg, tc.lora)
   if train_iter is None:
     validation.check_data_config(config)
   model = LlamaDecoder(model_cfg)
@@ -136,7 +140,8 @@ def setup(
     opt_cfg = ml_collections.ConfigDict(opt_cfg.to_dict())
     opt_cfg.total_steps = opt_cfg.total_steps or tc.steps  # documented default: train.steps
   shapes = nn.unbox(abstract_params(model_cfg))
-  tx, schedule = optimizer.make_optimizer(opt_cfg, shapes, tc.trainable)
+  trainable = optimizer.trainable_spec(tc)
+  tx, schedule = optimizer.make_optimizer(opt_cfg, shapes, trainable)
   abstract_state, shardings = state_lib.state_shardings(model, tx, mesh, rules)
   batch_sharding = sharding_lib.batch_sharding(mesh)
 
@@ -192,7 +197,7 @@ def setup(
           model,
           tx,
           schedule,
-          optimizer.trainable_mask(shapes, tc.trainable),
+          optimizer.trainable_mask(shapes, trainable),
           microbatches=tc.microbatches,
           z_loss=tc.z_loss,
           loss_chunk_size=tc.loss_chunk_size,
@@ -282,6 +287,9 @@ def _initial_state(
   rng = jax.random.PRNGKey(config.seed)
   if config.init_from_hf:
     params = load_hf_params(config.init_from_hf, model_cfg, mesh=mesh, rules=rules)
+    if model_cfg.lora is not None:  # fresh adapters on the loaded base weights
+      adapters = lora_lib.init_adapters(model_cfg, jax.random.fold_in(rng, 1), shardings.params)
+      params = lora_lib.add_adapters(params, adapters)
     state = state_lib.state_from_params(params, tx, rng, shardings)
     return state, f"hf:{config.init_from_hf}", notes
   return state_lib.init_train_state(model, tx, mesh, rules, rng, shardings), "random", notes
@@ -428,6 +436,8 @@ def _loop(run: Run) -> dict[str, Any]:
   summary.update({f"{k}_after": v for k, v in after.items()})
   if config.checkpoint.export_hf_at_end:
     summary["hf_export"] = _export(run, state.params, "hf")
+    if run.model_config.lora is not None:
+      summary["peft_adapter"] = _export_adapter(run, state.params, "hf_adapter")
   writer.message(_done_line(run, summary, before, after))
   writer.close()
   return summary
@@ -454,6 +464,24 @@ def _done_line(run: Run, summary, before, after) -> str:
   if "hf_export" in summary:
     line += f"; HF export: {summary['hf_export']}"
   return line
+
+
+def _export_adapter(run: Run, params, name: str) -> str:
+  """The adapters of a LoRA run in the PEFT layout, for the init_from_hf base model ("" where
+  PEFT has no layout for the run: embeddings trained in full on tied embeddings)."""
+  out = os.path.join(run.workdir, name)
+  lc = run.config.train.lora
+  if lc.train_embeddings and run.model_config.tie_word_embeddings:
+    run.writer.message("langshift: no PEFT adapter export (tied embeddings trained in full)")
+    return ""
+  export_peft_adapter(
+      params,
+      run.model_config,
+      out,
+      base_model=run.config.init_from_hf,
+      modules_to_save=("embed_tokens", "lm_head") if lc.train_embeddings else (),
+  )
+  return out
 
 
 def _export(run: Run, params, name: str) -> str:

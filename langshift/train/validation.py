@@ -39,6 +39,7 @@ RESUME_KEYS = (
     "train.global_batch_size",
     "train.seq_len",
     "train.trainable",
+    "train.lora",
     "train.z_loss",
 )
 # Inside those: speed and memory knobs that leave the state and the data order alone.
@@ -98,6 +99,13 @@ def check_config(config) -> None:
         f"config.train.seq_len={tc.seq_len}"
     )
   _number("train.z_loss", tc.z_loss, 0.0, math.inf)
+  if tc.trainable == "lora":
+    _integer("train.lora.rank", tc.lora.rank, 1)
+    _number("train.lora.alpha", tc.lora.alpha, 0.0, math.inf, low_open=True)
+    _number("train.lora.dropout", tc.lora.dropout, 0.0, 1.0, high_open=True)
+    _choice("train.lora.param_dtype", tc.lora.param_dtype, DTYPES)
+    if not tc.lora.targets:
+      _fail("train.lora.targets", tc.lora.targets, "at least one preset or regex")
 
   if isinstance(opt.learning_rate, (int, float)) and opt.learning_rate == 0:
     raise ValueError(

@@ -71,6 +71,6 @@ def test_trainable_selection_errors():
       "layers": {"mlp": {"up_proj": {"kernel": True}}},
   }
   with pytest.raises(ValueError, match="not a preset"):
-    trainable_mask(params, "lora")
+    trainable_mask(params, "qlora")
   with pytest.raises(ValueError, match="matches no parameter"):
     trainable_mask(params, ["^nothing"])
