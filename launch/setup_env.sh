@@ -19,10 +19,11 @@ if [ ! -d .cache/debian-handbook/usr/share/doc/debian-handbook/html ]; then
    || echo "setup_env: could not fetch debian-handbook (apt-get download); the demo needs it" >&2
 fi
 # Demo inputs, prepared once: SmolLM2 as safetensors, and handbook languages as JSONL (Russian
-# for the demo and LEP, Arabic for native alignment, Traditional Chinese for InsCP).
+# for the demo and LEP, Arabic for native alignment, Traditional Chinese for InsCP, English for
+# non-instructional fine-tuning).
 [ -f .cache/smollm2-135m-instruct/config.json ] || \
   .venv/bin/python -m langshift.checkpoints.gguf_to_hf --out_dir=.cache/smollm2-135m-instruct >/dev/null
-for lang in ru-RU ar-MA zh-TW; do
+for lang in ru-RU ar-MA zh-TW en-US; do
   if [ -d .cache/debian-handbook/usr/share/doc/debian-handbook/html/$lang ] && \
      [ ! -f .cache/corpora/debian_handbook/$lang/train.jsonl ]; then
     .venv/bin/python -m langshift.data.debian_handbook --root=.cache/debian-handbook --lang=$lang \

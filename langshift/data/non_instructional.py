@@ -9,6 +9,7 @@ with loss on the assistant span (`source_config(template="pair")`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from langshift.data import formatting
@@ -30,14 +31,72 @@ def midpoint_split(text: str, offsets: Sequence[tuple[int, int]]) -> tuple[str, 
   return text[:cut].rstrip(), text[cut:].lstrip()
 
 
-def split_documents(texts: Sequence[str], tokenizer) -> list[dict[str, str]]:
-  """`{"prompt": first half, "reference": second half}` per document (batched tokenization)."""
-  encoded = tokenizer.encode_batch_with_offsets(list(texts))
-  out = []
-  for text, (_, offsets) in zip(texts, encoded):
+SPLIT_UNITS = ("token", "word", "char")
+
+# The teacher's request (the paper asks GPT-3.5/4 to continue the first half and gives no exact
+# wording, so this minimal one is langshift's; `noninstruct.continue_prompt` overrides it).
+CONTINUE_PROMPT = (
+    "Continue the following text. Write only the continuation, without repeating the text or "
+    "commenting on it.\n\n{text}"
+)
+
+
+def unit_offsets(texts: Sequence[str], unit: str, tokenizer=None) -> list[list[tuple[int, int]]]:
+  """Character offsets of each text's split units: student tokens, whitespace words or chars."""
+  if unit == "token":
+    return [offsets for _, offsets in tokenizer.encode_batch_with_offsets(list(texts))]
+  if unit == "word":
+    return [[m.span() for m in re.finditer(r"\S+", t)] for t in texts]
+  if unit == "char":
+    return [[(i, i + 1) for i in range(len(t))] for t in texts]
+  raise ValueError(f"split unit {unit!r}; expected one of {SPLIT_UNITS}")
+
+
+def truncate(text: str, offsets: Sequence[tuple[int, int]], max_units: int) -> str:
+  """`text` cut after its first `max_units` units, moved back to the last whitespace before
+  that point when there is one (a token may end inside a word)."""
+  if len(offsets) <= max_units:
+    return text
+  end = offsets[max_units - 1][1]
+  space = max((i for i in range(end, 0, -1) if text[i].isspace()), default=None)
+  return text[: space if space else end].rstrip()
+
+
+def split_documents(
+    texts: Sequence[str], tokenizer=None, *, unit: str = "token", min_units: int = 0
+) -> list[dict[str, str] | None]:
+  """`{"prompt": first half, "reference": second half, "units": n}` per document, or None for a
+  document of fewer than `min_units` units (too short to split into a prompt and an answer)."""
+  out: list[dict[str, str] | None] = []
+  for text, offsets in zip(texts, unit_offsets(texts, unit, tokenizer)):
+    if len(offsets) < max(min_units, 2):
+      out.append(None)
+      continue
     first, second = midpoint_split(text, offsets)
-    out.append({"prompt": first, "reference": second})
+    out.append({"prompt": first, "reference": second, "units": len(offsets)})
   return out
+
+
+def continuation_messages(first_half: str, prompt: str = CONTINUE_PROMPT) -> list[dict[str, str]]:
+  """The teacher's conversation: one user turn asking for the continuation of `first_half`."""
+  return [{"role": "user", "content": prompt.format(text=first_half)}]
+
+
+def join_continuations(
+    outputs: Sequence[dict], *, output_field: str = "completion"
+) -> tuple[list[dict[str, str]], list[str]]:
+  """Generation-job outputs -> pair records `{"id", "prompt", "response"}` (the fields of
+  `source_config(template="pair")`): the job writes the teacher's text to `output_field`
+  ("completion" by default) and the record carries the first half in `first_half`. Returns
+  (pairs, ids of empty continuations), the latter left out."""
+  pairs, empty = [], []
+  for o in outputs:
+    response = (o.get(output_field) or "").strip()
+    if not response:
+      empty.append(o["id"])
+      continue
+    pairs.append({"id": o["id"], "prompt": o["first_half"], "response": response})
+  return pairs, empty
 
 
 def build_pair(first_half: str, continuation: str) -> dict[str, object]:

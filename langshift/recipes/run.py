@@ -17,6 +17,7 @@ RECIPES = {
     "lep": "langshift.recipes.lep:run_lep",
     "inscp": "langshift.recipes.inscp:run_inscp",
     "native_align": "langshift.recipes.native_alignment:run_native_alignment",
+    "noninstruct": "langshift.recipes.non_instructional:run_non_instructional",
     "pinch": "langshift.recipes.pinch:run_pinch",
 }
 
