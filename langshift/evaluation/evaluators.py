@@ -91,6 +91,9 @@ def _response_fields() -> dict[str, Any]:
       batch_size=8,
       bos="auto",  # for chat=False prompts and references, as in suite_eval
       reference_nll=True,  # also score the lines' `reference` answers
+      # Decode through Hewitt et al. 2024's rule-based adapter ("all") or one of its ablations
+      # ("no_eos", "no_uniform", "no_diversity"); "": plain decoding.
+      rule_adapter="",
   )
 
 
@@ -302,6 +305,14 @@ class ResponseEvaluator(Evaluator):
       self._bos = resolve_bos(ctx.tokenizer, entry.bos)
     except ValueError as e:
       raise ValueError(f"{where}.bos: {e}") from e
+    self._processors = ()
+    if entry.rule_adapter:
+      from langshift.generation.logits_processors import rule_based_adapter
+
+      try:
+        self._processors = (rule_based_adapter(ctx.tokenizer, entry.rule_adapter),)
+      except ValueError as e:
+        raise ValueError(f"{where}.rule_adapter: {e}") from e
     self._ctx, self._entry, self._lib = ctx, entry, response_lib
     self.metric = f"{self.prefix}/language_match"
 
@@ -319,6 +330,7 @@ class ResponseEvaluator(Evaluator):
         mesh=ctx.mesh,
         rules=ctx.rules,
         add_bos=self._bos,
+        processors=self._processors,
     )
     scorer = None
     if entry.reference_nll:

@@ -120,3 +120,28 @@ def hewitt_token_biases(
         if len(ids) == 1:
           biases[int(ids[0])] = bias
   return tuple(sorted(biases.items()))
+
+
+# Named settings of the rule-based adapter: the full adapter and the ablations of Hewitt et al.
+# 2024 (each without one rule), for the generation CLI (`run_job --rule_adapter`) and
+# `response_eval(rule_adapter=...)`.
+RULE_ADAPTER_VARIANTS = {
+    "all": {},
+    "no_eos": {"use_eos_rule": False},
+    "no_uniform": {"use_uniform_rule": False},
+    "no_diversity": {"use_diversity_rule": False},
+}
+
+
+def rule_based_adapter(tokenizer, variant: str = "all", negative_bias: float = -4.0):
+  """`RuleBasedAdapter` for a langshift tokenizer: its end-of-turn ids for the EOS ramp and
+  `hewitt_token_biases` of its vocabulary; `variant` names an ablation (RULE_ADAPTER_VARIANTS)."""
+  if variant not in RULE_ADAPTER_VARIANTS:
+    raise ValueError(f"rule adapter {variant!r}; expected one of {tuple(RULE_ADAPTER_VARIANTS)}")
+  if not tokenizer.eos_ids:
+    raise ValueError(f"rule adapter: tokenizer {tokenizer.path} has no end-of-turn token")
+  return RuleBasedAdapter(
+      eos_token_ids=tuple(int(i) for i in tokenizer.eos_ids),
+      token_biases=hewitt_token_biases(tokenizer.encode, negative_bias=negative_bias),
+      **RULE_ADAPTER_VARIANTS[variant],
+  )

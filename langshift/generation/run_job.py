@@ -36,11 +36,23 @@ _WORKERS = flags.DEFINE_integer("num_workers", 1, "Number of workers sharing the
 _ID_FIELD = flags.DEFINE_string("id_field", "id", "Unique record key that outputs are matched by.")
 _OUTPUT_FIELD = flags.DEFINE_string("output_field", "completion", "Field of the generated text.")
 _GENERATOR = flags.DEFINE_string("generator_name", None, "Recorded in outputs' `generator`.")
+_RULE_ADAPTER = flags.DEFINE_enum(
+    "rule_adapter",
+    None,
+    ["all", "no_eos", "no_uniform", "no_diversity"],
+    "Local backend: decode through Hewitt et al. 2024's rule-based adapter (arXiv:2409.14254), "
+    "or one of its ablations (each without one rule).",
+)
+_RULE_NEGATIVE_BIAS = flags.DEFINE_float(
+    "rule_negative_bias", -4.0, "The adapter's negative uniform token bias."
+)
 
 
 def main(argv):
   del argv
   # pylint: disable=import-outside-toplevel
+  if _RULE_ADAPTER.value and not _MODEL_DIR.value:
+    raise app.UsageError("--rule_adapter needs the local backend (--model_dir)")
   if _OPENAI_URL.value:
     from langshift.generation.openai_client import OpenAIGenerator
 
@@ -54,11 +66,16 @@ def main(argv):
   elif _MODEL_DIR.value:
     from langshift.checkpoints.hf_import import load_hf_model
     from langshift.generation.local_backend import LocalGenerator
+    from langshift.generation.logits_processors import rule_based_adapter
     from langshift.tokenization.tokenizer import load_tokenizer
 
     config, params = load_hf_model(_MODEL_DIR.value)
+    tokenizer = load_tokenizer(_MODEL_DIR.value)
+    processors = ()
+    if _RULE_ADAPTER.value:
+      processors = (rule_based_adapter(tokenizer, _RULE_ADAPTER.value, _RULE_NEGATIVE_BIAS.value),)
     generator = LocalGenerator(
-        config, params, load_tokenizer(_MODEL_DIR.value), batch_size=_BATCH.value
+        config, params, tokenizer, batch_size=_BATCH.value, processors=processors
     )
   else:
     raise app.UsageError("give --model_dir or --openai_base_url")

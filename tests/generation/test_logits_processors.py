@@ -1,5 +1,8 @@
+import types
+
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from langshift.generation.logits_processors import (
     DecodeContext,
@@ -7,6 +10,7 @@ from langshift.generation.logits_processors import (
     RuleBasedAdapter,
     apply_processors,
     hewitt_token_biases,
+    rule_based_adapter,
 )
 from langshift.generation.sampling import top_k_filter, top_p_filter
 
@@ -77,3 +81,32 @@ def test_top_k_and_top_p_filters_on_hand_values():
   assert np.isfinite(np.asarray(top_p_filter(logits, 0.01))).tolist() == [
       [True, False, False, False]
   ]
+
+
+# Hewitt et al. 2024's ablations, each one rule off, against logits computed by hand: base
+# log-probs plus the log-softmax of the rule scores that remain.
+@pytest.mark.parametrize(
+    "variant, rules",
+    [
+        # token:        0 ("I", -4)  1 (seen: -1.5)  2 ("-", +1)  3      4 (EOS: ramp 7.5 at 125)
+        ("all", [-4.0, -1.5, 1.0, 0.0, 7.5]),
+        ("no_eos", [-4.0, -1.5, 1.0, 0.0, 0.0]),
+        ("no_uniform", [0.0, -1.5, 0.0, 0.0, 7.5]),
+        ("no_diversity", [-4.0, 0.0, 1.0, 0.0, 7.5]),
+    ],
+)
+def test_rule_adapter_ablations_on_hand_computed_logits(variant, rules):
+  tokenizer = types.SimpleNamespace(
+      eos_ids=(4,), path="toy", encode=lambda s: {"I": [0], "-": [2]}.get(s, [1, 1])
+  )
+  adapter = rule_based_adapter(tokenizer, variant)
+  base = np.asarray([0.5, 1.0, -0.3, 2.0, 0.0])
+  want = _log_softmax(base) + _log_softmax(rules)
+  got = adapter(jnp.asarray(base[None]), _ctx([[False, True, False, False, False]], 125))
+  np.testing.assert_allclose(np.asarray(got)[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_rule_adapter_variant_errors_name_the_value():
+  tokenizer = types.SimpleNamespace(eos_ids=(4,), path="toy", encode=lambda s: [1, 1])
+  with pytest.raises(ValueError, match=r"rule adapter 'no_rules'; expected one of"):
+    rule_based_adapter(tokenizer, "no_rules")
