@@ -55,6 +55,7 @@ def score_tables(rows: Sequence[dict]) -> dict[str, tuple[list[str], list[tuple[
       if values:
         table.append((_label(row), values))
     if table:
+      languages.sort(key=lambda lang: (lang != "en", lang))  # English first, as in the paper
       out[score] = (languages, table)
   return out
 

@@ -314,8 +314,9 @@ def test_report_tables_one_column_per_language_and_plots(tmp_path):
   paths = pinch_report.write_report(str(tmp_path))
   with open(paths["md"]) as f:
     text = f.read()
-  assert "| P=0 | 0.25 | 1 |" in text and "| P=10 | 0.75 | 1 |" in text
-  assert "| 2 languages | 0.5 | 0.875 |" in text
+  assert "| cell | en | ar |" in text  # English first
+  assert "| P=0 | 1 | 0.25 |" in text and "| P=10 | 1 | 0.75 |" in text
+  assert "| 2 languages | 0.875 | 0.5 |" in text
   assert "reference NLL" in text and "IF score" not in text  # no judge ran
   assert os.path.getsize(paths["language_match"]) > 0
 
