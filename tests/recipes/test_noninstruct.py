@@ -217,3 +217,24 @@ def test_long_documents_are_cut_at_a_word_end_before_the_split():
   assert ni.truncate(text, offsets, 13) == "alpha beta"  # char 13 falls inside "gamma"
   assert ni.truncate(text, ni.unit_offsets([text], "word")[0], 3) == "alpha beta gamma"
   assert ni.truncate(text, offsets, 100) == text
+
+
+def test_evaluate_stage_judges_the_tuned_student_against_the_untuned_one(inputs, tmp_path):
+  prompts = tmp_path / "judge.jsonl"
+  fx.data_fixtures.write_jsonl(
+      prompts, [{"prompt": f"Explain the {w}.", "language": "en"} for w in ("kernel", "disk")]
+  )
+  work = str(tmp_path / "work")
+  with fx.FakeTeacher() as teacher:
+    overrides = {
+        "noninstruct.heldout.path": "",
+        "noninstruct.evaluate.judge_prompts": str(prompts),
+        "noninstruct.evaluate.answer_max_new_tokens": 4,
+        "noninstruct.evaluate.judge.base_url": teacher.url,
+    }
+    ni_lib.run_non_instructional(_config(inputs, teacher.url, **overrides), work, log=print)
+    # Two prompts, each judged in both orders; the fake answers no verdict: every pair a tie.
+    judged = [r for r in teacher.requests if not r.startswith("Continue the following text.")]
+    assert len(judged) == 4
+  metrics = json.loads(open(os.path.join(work, "evaluate", "metrics.json")).read())
+  assert metrics["judge/score"] == 50.0 and metrics["judge/tie_rate"] == 1.0
