@@ -108,6 +108,9 @@ def _plot(root: str, score: str, rows) -> str | None:
     for lang, points in sorted(lines.items()):
       points.sort()
       ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=lang)
+    if not lines:  # cells of this study have not finished
+      ax.text(0.5, 0.5, "no finished cells", ha="center", va="center", transform=ax.transAxes)
+      continue
     ax.set_xlabel("P (% multilingual examples)" if key == PERCENT else "languages in tuning")
     ax.set_ylabel(score)
     ax.set_title(title, fontsize=10)
