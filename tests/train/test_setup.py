@@ -69,7 +69,8 @@ def test_every_is_periodic_and_fires_at_the_last_step():
         (
             lambda t: dict(kind="perplexty"),
             ValueError,
-            r"config\.evals\.bench\.kind='perplexty'; expected one of \('perplexity', 'suite'\)",
+            r"config\.evals\.bench\.kind='perplexty'; expected one of "
+            r"\('perplexity', 'suite', 'response'\)",
         ),
         (
             lambda t: dict(kind="suite", suite="handbook_mini", every_step=3),
