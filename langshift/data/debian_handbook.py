@@ -102,17 +102,21 @@ def aligned_pairs(root: str, lang: str, source_lang: str = "en-US") -> list[tupl
   return pairs
 
 
-_ROOT = flags.DEFINE_string("root", ".cache/debian-handbook", "Unpacked debian-handbook package.")
-_LANG = flags.DEFINE_string("lang", "ru-RU", "Book language directory (ru-RU, ar-MA, zh-TW, ...).")
-_OUT = flags.DEFINE_string("out", ".cache/corpora/debian_handbook", "Output root.")
+def _define_flags() -> None:
+  """The CLI's flags, defined when it runs: tests import several of these modules into one
+  process, and absl refuses a flag name defined twice."""
+  flags.DEFINE_string("root", ".cache/debian-handbook", "Unpacked debian-handbook package.")
+  flags.DEFINE_string("lang", "ru-RU", "Book language directory (ru-RU, ar-MA, zh-TW, ...).")
+  flags.DEFINE_string("out", ".cache/corpora/debian_handbook", "Output root.")
 
 
 def main(argv):
   del argv
-  out = os.path.join(_OUT.value, _LANG.value)
-  counts = write_corpus(_ROOT.value, _LANG.value, out)
+  out = os.path.join(flags.FLAGS.out, flags.FLAGS.lang)
+  counts = write_corpus(flags.FLAGS.root, flags.FLAGS.lang, out)
   print(f"{out}: {counts['train']} train / {counts['heldout']} held-out paragraphs")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -108,19 +108,28 @@ def build_examples(
 
 
 # Named apart from debian_handbook's --root/--out, which are defined on import.
-_ROOT = flags.DEFINE_string("handbook", ".cache/debian-handbook", "Unpacked debian-handbook.")
-_OUT = flags.DEFINE_string("parallel_out", ".cache/corpora/handbook_parallel", "Output root.")
-_LANGS = flags.DEFINE_list("languages", list(HANDBOOK_LANGUAGES), "Paper language codes.")
+
+
+def _define_flags() -> None:
+  """The CLI's flags, defined when it runs: tests import several of these modules into one
+  process, and absl refuses a flag name defined twice."""
+  flags.DEFINE_string("handbook", ".cache/debian-handbook", "Unpacked debian-handbook.")
+  flags.DEFINE_string("parallel_out", ".cache/corpora/handbook_parallel", "Output root.")
+  flags.DEFINE_list("languages", list(HANDBOOK_LANGUAGES), "Paper language codes.")
 
 
 def main(argv):
   del argv
-  splits = build_examples(_ROOT.value, _LANGS.value)
+  splits = build_examples(flags.FLAGS.handbook, flags.FLAGS.languages)
   manifest = parallel_sets.write_parallel_set(
-      _OUT.value, splits, source="debian-handbook (consecutive aligned paragraphs)"
+      flags.FLAGS.parallel_out, splits, source="debian-handbook (consecutive aligned paragraphs)"
   )
-  print(f"{_OUT.value}: {manifest['splits']} examples per language in {manifest['languages']}")
+  print(
+      f"{flags.FLAGS.parallel_out}: {manifest['splits']} examples per language in "
+      f"{manifest['languages']}"
+  )
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -91,16 +91,24 @@ def _prompt(paragraph: str, language: str) -> dict:
 
 
 # Flag names distinct from `debian_handbook`'s (imported here, it defines --root/--lang/--out).
-_HANDBOOK = flags.DEFINE_string("handbook", ".cache/debian-handbook", "Unpacked debian-handbook.")
-_TARGET = flags.DEFINE_string("target_lang", "zh-TW", "Target language directory of the book.")
-_INSCP_OUT = flags.DEFINE_string("inscp_out", ".cache/corpora/inscp/zh-TW", "Output folder.")
+
+
+def _define_flags() -> None:
+  """The CLI's flags, defined when it runs: tests import several of these modules into one
+  process, and absl refuses a flag name defined twice."""
+  flags.DEFINE_string("handbook", ".cache/debian-handbook", "Unpacked debian-handbook.")
+  flags.DEFINE_string("target_lang", "zh-TW", "Target language directory of the book.")
+  flags.DEFINE_string("inscp_out", ".cache/corpora/inscp/zh-TW", "Output folder.")
 
 
 def main(argv):
   del argv
-  counts = write_inscp_corpus(_HANDBOOK.value, _INSCP_OUT.value, lang=_TARGET.value)
-  print(f"{_INSCP_OUT.value}: {counts}")
+  counts = write_inscp_corpus(
+      flags.FLAGS.handbook, flags.FLAGS.inscp_out, lang=flags.FLAGS.target_lang
+  )
+  print(f"{flags.FLAGS.inscp_out}: {counts}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -122,15 +122,19 @@ def _plot(root: str, score: str, rows) -> str | None:
   return path
 
 
-_ROOT = flags.DEFINE_string("root", None, "A pinch sweep's root (langshift.sweep --root).")
+def _define_flags() -> None:
+  """The CLI's flags, defined when it runs: tests import several of these modules into one
+  process, and absl refuses a flag name defined twice."""
+  flags.DEFINE_string("root", None, "A pinch sweep's root (langshift.sweep --root).")
 
 
 def main(argv):
   del argv
-  for kind, path in write_report(_ROOT.value).items():
+  for kind, path in write_report(flags.FLAGS.root).items():
     print(f"{kind}: {path}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   flags.mark_flag_as_required("root")
   app.run(main)
