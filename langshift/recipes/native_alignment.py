@@ -42,6 +42,7 @@ from langshift.data import config as data_config_lib
 from langshift.data.pipeline import derived_seed
 from langshift.recipes import rewrite_io as rio
 from langshift.recipes import roles
+from langshift.recipes import stages as stages_lib
 from langshift.recipes.stages import StageInterrupted, StageRunner
 
 STAGE_DIRS = dict(
@@ -201,7 +202,7 @@ def run_native_alignment(
     else:
       summary = runner.run(name, p[name], body, inputs=inputs, **kwargs)
     stages[name] = summary
-    runner.log(f"langshift: stage {name}: {_counts(summary)}")
+    runner.log(f"langshift: stage {name}: {stages_lib.format_counts(summary)}")
     return summary
 
   run("dedup", lambda: deduplicate_corpus(config, p["dedup"]), source=upstream)
@@ -241,14 +242,6 @@ def _interrupted(runner, stages, name, e):
   runner.log(f"langshift: stopped during {name}; rerun the same command to continue")
   stages[name] = e.summary
   return {"status": "preempted", "stages": stages, "export": None}
-
-
-def _counts(summary: dict[str, Any]) -> str:
-  shown = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and k != "skipped"}
-  return (
-      ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
-      or "done"
-  )
 
 
 def check_native_align_config(config) -> None:
@@ -509,7 +502,7 @@ def filter_seed_rewrites(config, p: dict[str, str]) -> dict[str, Any]:
   if not kept:
     raise ValueError(
         f"stage filter: none of the {len(pieces)} rewritten seed pieces passed the filters "
-        f"({_counts(result.counts)}); see {p['seed']}/rewrites.jsonl"
+        f"({stages_lib.format_counts(result.counts)}); see {p['seed']}/rewrites.jsonl"
     )
   return summary
 
@@ -637,7 +630,7 @@ def rewrite_corpus(config, p: dict[str, str]) -> dict[str, Any]:
     ids = [ids[k] for k in result.kept]
   if not ids:
     raise ValueError(
-        f"stage rewrite: no rewritten document is left ({_counts(summary)}); the "
+        f"stage rewrite: no rewritten document is left ({stages_lib.format_counts(summary)}); the "
         "student would train on original text only (set rewritten_fraction=0)"
     )
   summary["kept"] = rio.write_jsonl(

@@ -40,6 +40,7 @@ from langshift.data import non_instructional as ni
 from langshift.data.pipeline import derived_seed
 from langshift.recipes import rewrite_io as rio
 from langshift.recipes import roles
+from langshift.recipes import stages as stages_lib
 from langshift.recipes.stages import StageInterrupted, StageRunner
 
 STAGE_DIRS = dict(
@@ -146,7 +147,7 @@ def run_non_instructional(
 
   def run(name, body, **kwargs):
     stages[name] = runner.run(name, p[name], body, inputs=stage_inputs(config, name), **kwargs)
-    runner.log(f"langshift: stage {name}: {_counts(stages[name])}")
+    runner.log(f"langshift: stage {name}: {stages_lib.format_counts(stages[name])}")
 
   run("split", lambda: split_corpus(config, p))
   if config.noninstruct.mode == "continuation":
@@ -163,14 +164,6 @@ def run_non_instructional(
   export = os.path.join(p["sft"], "hf")
   runner.log(f"langshift: non-instructional fine-tuning done; student: {export}")
   return {"status": "done", "stages": stages, "export": export}
-
-
-def _counts(summary: dict[str, Any]) -> str:
-  shown = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and k != "skipped"}
-  return (
-      ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
-      or "done"
-  )
 
 
 def check_noninstruct_config(config) -> None:

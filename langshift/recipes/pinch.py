@@ -39,6 +39,7 @@ from langshift.data import parallel_sets
 from langshift.data import pinch as pinch_lib
 from langshift.data.pipeline import derived_seed
 from langshift.recipes import roles
+from langshift.recipes import stages as stages_lib
 from langshift.recipes.stages import StageInterrupted, StageRunner
 
 STAGE_DIRS = dict(mixture="mixture", sft="sft", evaluate="evaluate")
@@ -271,7 +272,7 @@ def run_pinch(
   def run(name, body, **kwargs):
     summary = runner.run(name, p[name], body, inputs=stage_inputs(config, name), **kwargs)
     stages[name] = summary
-    runner.log(f"langshift: stage {name}: {_counts(summary)}")
+    runner.log(f"langshift: stage {name}: {stages_lib.format_counts(summary)}")
     return summary
 
   run("mixture", lambda: build_mixture(config, p["mixture"]))
@@ -286,11 +287,6 @@ def run_pinch(
   export = os.path.join(p["sft"], "hf")
   runner.log(f"langshift: pinch done; tuned model: {export}")
   return {"status": "done", "stages": stages, "export": export}
-
-
-def _counts(summary: Mapping[str, Any]) -> str:
-  shown = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and k != "skipped"}
-  return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
 
 
 def _write_jsonl(path: str, records) -> int:

@@ -191,3 +191,12 @@ def _show(values: dict[str, Any], key: str) -> str:
 def _plain(value):
   """JSON for numpy scalars in summaries."""
   return value.item() if hasattr(value, "item") else str(value)
+
+
+def format_counts(summary: dict[str, Any]) -> str:
+  """A stage summary's numbers as one log line: `kept=15, seconds=3.2` ("done" if none)."""
+  shown = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and k != "skipped"}
+  return (
+      ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+      or "done"
+  )
