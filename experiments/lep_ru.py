@@ -21,6 +21,11 @@ works too):
                  published numbers: with base = instruct the propagation map is the identity.
   size=tiny      a seconds-long CPU run of every stage (the end-to-end test); give lep.base and
                  lep.instruct. size=cpu is SmolLM2's CPU sizing; size=full the paper's.
+  calibrate      the optional last stage: the propagated model answers a prompt set and is tuned
+                 on its own answers with LoRA (r 8, alpha 1, lr 2.5e-5) on its first and last
+                 layers plus the embeddings (langshift/recipes/lep_calibration.py). Give the
+                 prompts (--config.lep.calibration.prompts=ru_prompts.jsonl); model=smollm2 uses
+                 the offline parallel set's Russian instructions (`launch/setup_env.sh`).
 `sweep()` lists the paper's tokenizer x propagation ablation as overrides.
 """
 
@@ -31,9 +36,12 @@ from langshift.recipes.lep import lep_config
 from langshift.train.config import base_config
 
 CORPUS = ".cache/corpora/debian_handbook/ru-RU"
+PARALLEL_SET = ".cache/corpora/handbook_parallel"  # Russian instructions of the offline set
 SMOLLM2 = ".cache/smollm2-135m-instruct"
 # size=auto: "cpu" for smollm2, "full" otherwise.
-ARGS = dict(model=("llama3", "mistral", "smollm2"), size=("auto", "full", "cpu", "tiny"))
+ARGS = dict(
+    model=("llama3", "mistral", "smollm2"), size=("auto", "full", "cpu", "tiny"), calibrate=False
+)
 
 
 def get_config(arg=None):
@@ -73,17 +81,34 @@ def get_config(arg=None):
   heldout.packing = "boundary"
   c.evals.heldout = perplexity_eval(data=heldout, every_steps=500, max_batches=8)
 
+  # Calibration (paper, Sec. 3.4): LoRA r 8, alpha 1, lr 2.5e-5 on the first and last layers and
+  # the embeddings; one epoch over the self-generated answers (open in the paper).
+  c.lep.calibration.enabled = arg.calibrate
+
   if arg.model == "mistral":
     c.lep.new_vocab_size = 32_000
     c.optimizer.learning_rate = 1e-4
   elif arg.model == "smollm2":
     c.lep.update(base=SMOLLM2, instruct=SMOLLM2, new_vocab_size=8_000)
+    c.lep.calibration.update(
+        prompts=f"{PARALLEL_SET}/train/ru.jsonl",
+        heldout_prompts=f"{PARALLEL_SET}/heldout/ru.jsonl",
+    )
   if size == "cpu":
     c.model.update(dtype="float32", remat_policy="none")
     c.train.update(global_batch_size=4, seq_len=256, steps=20, log_every=5, loss_chunk_size=0)
     c.evals.heldout.update(every_steps=0, max_batches=2)
     c.optimizer.update(learning_rate=1e-3, warmup_steps=2)
     c.checkpoint.update(every_steps=10, keep=1)
+    c.lep.calibration.update(
+        max_prompts=64,
+        max_heldout_prompts=16,
+        heldout_max_new_tokens=64,
+        global_batch_size=8,
+        seq_len=512,
+        warmup_steps=1,
+    )
+    c.lep.calibration.answerer.update(max_new_tokens=128, batch_size=16, dtype="float32")
   elif size == "tiny":
     c.lep.update(new_vocab_size=600, tokenizer_max_texts=2_000)
     c.model.update(dtype="float32", remat_policy="none")
@@ -91,6 +116,16 @@ def get_config(arg=None):
     c.evals.heldout.update(every_steps=0, max_batches=1)
     c.optimizer.update(learning_rate=1e-2, warmup_steps=1)
     c.checkpoint.update(every_steps=2, keep=1)
+    c.lep.calibration.update(
+        max_heldout_prompts=2,
+        heldout_max_new_tokens=4,
+        global_batch_size=8,
+        seq_len=64,
+        epochs=3.0,  # a few steps, so that a killed calibration has a checkpoint to resume
+        warmup_steps=1,
+        learning_rate=1e-2,  # large enough that the tests see the adapters move
+    )
+    c.lep.calibration.answerer.update(max_new_tokens=8, batch_size=4, dtype="float32")
   return c
 
 
@@ -102,4 +137,7 @@ def sweep():
       {"lep.tokenizer_variant": "extended"},
       {"lep.tokenizer_variant": "optimized", "lep.shrink_to": 64_000, "lep.max_new_tokens": 64_000},
   ]
-  return [{**v, "lep.propagation": p} for v in variants for p in ("swap", "overlap", "conversion")]
+  grid = [{**v, "lep.propagation": p} for v in variants for p in ("swap", "overlap", "conversion")]
+  # The paper's last row: the Extended/Conversion model calibrated.
+  calibrated = {"lep.tokenizer_variant": "extended", "lep.propagation": "conversion"}
+  return grid + [{**calibrated, "lep.calibration.enabled": True}]

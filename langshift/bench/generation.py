@@ -204,6 +204,11 @@ def run_langshift(generator, conversations, options) -> RunResult:
     seconds = time.perf_counter() - start
   del texts
   stats = getattr(generator, "last_stats", None)
+  if stats is not None:  # where the prefill time goes: many small refill calls or a few large
+    print(
+        f"   langshift: {stats.prefill_calls} prefill calls for {stats.requests} requests "
+        f"({stats.refills} refilled into running batches), {stats.decode_calls} decode calls"
+    )
   # generate_tokens drops the stop token; a row shorter than the budget ended on one (-1 marks it).
   outputs = [list(o) + ([-1] if len(o) < options.max_new_tokens else []) for o in outs]
   return RunResult(

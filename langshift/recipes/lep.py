@@ -3,7 +3,8 @@
 Learned embedding propagation: Tikhomirov & Chernyshev 2024, "Facilitating large language model
 Russian adaptation with Learned Embedding Propagation", arXiv:2412.21140.
 
-One config, four resumable stages (`langshift/recipes/stages.py`), each writing one folder:
+One config, four resumable stages (`langshift/recipes/stages.py`), each writing one folder, and
+two optional ones:
 
   tokenizer_new/  the target tokenizer (config.lep.tokenizer_variant) trained on the text of
                   config.data's source files;
@@ -14,7 +15,11 @@ One config, four resumable stages (`langshift/recipes/stages.py`), each writing 
                   float32 export, the donor of the next stage;
   lep_instruct/   the instruct model with embeddings propagated from the donor (swap | overlap |
                   conversion), its own chat tokens appended with their rows, its chat template
-                  and special ids: an HF checkpoint + tokenizer for transformers/vLLM.
+                  and special ids: an HF checkpoint + tokenizer for transformers/vLLM;
+  calibration_answers/, calibrated/
+                  (with `lep.calibration.enabled`, `lep_calibration.py`) the propagated model's
+                  answers to a prompt set, and LoRA on its first and last layers plus the
+                  embeddings trained on them: calibrated/hf is then the chat model.
 
 A killed run continues: finished stages are skipped, CPT resumes from its own checkpoint. The
 recipe's settings are the `lep` section (`lep_config()`); the engine settings CPT needs are
@@ -40,7 +45,7 @@ from langshift.embeddings.initialization import INIT_METHODS, resize_embedding_p
 from langshift.embeddings.param_tree import embedding_matrices
 from langshift.embeddings.propagation import PROPAGATION_METHODS, propagate_embedding_params
 from langshift.embeddings.vocabulary_map import build_vocabulary_map
-from langshift.recipes import lep_inputs
+from langshift.recipes import lep_calibration, lep_inputs
 from langshift.recipes.stages import StageInterrupted, StageRunner
 from langshift.tokenization.adaptation import VARIANTS, build_tokenizer
 from langshift.tokenization.extension import next_free_id
@@ -52,7 +57,13 @@ from langshift.tokenization.tokenizer_files import (
 )
 from langshift.tokenization.vocabulary import vocabulary
 
-STAGE_DIRS = dict(tokenizer="tokenizer_new", init="base_init", cpt="cpt", propagate="lep_instruct")
+STAGE_DIRS = dict(
+    tokenizer="tokenizer_new",
+    init="base_init",
+    cpt="cpt",
+    propagate="lep_instruct",
+    **lep_calibration.STAGE_DIRS,
+)
 # Generation settings of the instruct model that name token ids (remapped to the new vocabulary).
 GENERATION_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
@@ -81,9 +92,11 @@ def lep_config() -> ml_collections.ConfigDict:
           # Dtype of the chunked least-squares products; they are summed and solved in float64
           # either way. float32 is ~4x faster on CPU; it moves the fitted map by ~1e-6 relative,
           # and ~3 in 10,000 bf16 entries of the result round the other way (docs/benchmarks.md).
-          propagation_products="float32",
+          propagation_products="float32",  # float32 | float64
+          # Optional step 4: LoRA self-calibration of the propagated model (lep_calibration.py).
+          calibration=lep_calibration.calibration_config(),
       )
-  )  # float32 | float64
+  )
 
 
 # Settings the CPT stage needs and the experiment file must state (the recipe checks them rather
@@ -127,6 +140,8 @@ TOKENIZER_SOURCE_FIELDS = (
 
 def stage_inputs(config, stage: str) -> dict[str, Any]:
   """The flat config values stage `stage` reads: what its marker records and compares."""
+  if stage in lep_calibration.STAGE_KEYS:
+    return lep_calibration.stage_inputs(config_lib.select, config, stage)
   inputs = config_lib.select(config, STAGE_KEYS[stage])
   if stage == "tokenizer":
     for src in resolve_sources(config.data):
@@ -185,8 +200,35 @@ def run_lep(
       ),
       inputs=stage_inputs(config, "propagate"),
   )
-  runner.log(f"langshift: LEP done; instruct model with the new vocabulary: {paths['propagate']}")
-  return {"status": "done", "stages": stages, "export": paths["propagate"]}
+  export = paths["propagate"]
+  if lep.calibration.enabled:
+    stages["calibration_answers"] = runner.run(
+        "calibration_answers",
+        paths["calibration_answers"],
+        lambda: lep_calibration.generate_answers(
+            config, paths["calibration_answers"], paths["propagate"]
+        ),
+        inputs=stage_inputs(config, "calibration_answers"),
+        clear_partial=False,
+    )
+    try:
+      stages["calibrate"] = runner.run(
+          "calibrate",
+          paths["calibrate"],
+          lambda: lep_calibration.calibrate(
+              config, paths["calibrate"], paths["calibration_answers"], paths["propagate"]
+          ),
+          inputs=stage_inputs(config, "calibrate"),
+          clear_partial=False,
+          collective=True,
+      )
+    except StageInterrupted as e:
+      runner.log("langshift: LEP stopped during calibration; rerun the same command to continue")
+      stages["calibrate"] = e.summary
+      return {"status": "preempted", "stages": stages, "export": None}
+    export = os.path.join(paths["calibrate"], "hf")
+  runner.log(f"langshift: LEP done; instruct model with the new vocabulary: {export}")
+  return {"status": "done", "stages": stages, "export": export}
 
 
 def check_lep_config(config) -> None:
@@ -211,6 +253,7 @@ def check_lep_config(config) -> None:
   ):
     if value not in choices:
       raise ValueError(f"config.lep.{key}={value!r}; expected one of {choices}")
+  lep_calibration.check_calibration_config(config)
   if lep.tokenizer_variant == "optimized" and not lep.shrink_to:
     raise ValueError("config.lep.tokenizer_variant='optimized' needs config.lep.shrink_to")
   flat = config_lib.flatten(config)

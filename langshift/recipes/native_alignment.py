@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -383,36 +382,20 @@ def _run_job(
     barrier=lambda: None,
 ) -> dict[str, float]:
   """Runs (or resumes) the generation job; returns this call's throughput (documents and
-  generated tokens per second, counted on the records this call wrote — by every host, read
-  after `barrier` — and peak memory). Requests that failed stop the stage: they are recorded
-  and the rerun retries them."""
-  # pylint: disable=import-outside-toplevel
-  from langshift.generation.job import JobConfig, read_failures, read_outputs, run_generation_job
-
-  cfg = JobConfig(
-      shard_size=role.shard_size,
-      fault_counter=f"{stage}_records",  # LANGSHIFT_FAULT=kill@rewrite_records=N in tests
-      batch_size=role.batch_size,
+  generated tokens per second, counted on the records this call wrote — by every host — and peak
+  memory). Requests that failed stop the stage: they are recorded and the rerun retries them."""
+  new, seconds = roles.run_job(
+      requests_path,
+      out_dir,
+      generator,
+      role,
+      seed,
+      stage=stage,  # LANGSHIFT_FAULT=kill@rewrite_records=N in tests
       output_field="rewrite",
       worker_index=worker_index,
       num_workers=num_workers,
-      generator_name=roles.role_name(role),
+      barrier=barrier,
   )
-  before = {o["id"] for o in read_outputs(out_dir, include_incomplete=True)}
-  start = time.perf_counter()
-  result = run_generation_job(
-      requests_path, out_dir, generator, roles.generation_options(role, seed), cfg
-  )
-  barrier()
-  seconds = time.perf_counter() - start
-  # Read from the shared output folder, so that every host of a multi-host job stops alike.
-  failed = read_failures(out_dir)
-  if failed or result.incomplete_shards:
-    raise RuntimeError(
-        f"stage {stage}: {len(failed)} requests failed (see {out_dir}/failures-*.jsonl; first: "
-        f"{failed[0]['error'] if failed else 'none'}); rerun the same command to retry them"
-    )
-  new = [o for o in read_outputs(out_dir, include_incomplete=True) if o["id"] not in before]
   length = roles.length_fn(role)
   tokens = sum(length(o["rewrite"]) for o in new)
   docs = len({o["doc_id"] for o in new if int(o["piece"]) == int(o["pieces"]) - 1})

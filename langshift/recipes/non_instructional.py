@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -298,42 +297,24 @@ def teacher_continuations(config, p) -> dict[str, Any]:
   """Stage 2: the teacher continues every first half (the resumable generation job: a killed
   run continues, each request answered exactly once). Failed requests stop the stage with one
   line; the rerun retries only them."""
-  # pylint: disable=import-outside-toplevel
-  from langshift.generation.job import JobConfig, read_failures, read_outputs, run_generation_job
+  from langshift.generation.job import read_outputs  # pylint: disable=import-outside-toplevel
 
   n, out = config.noninstruct, os.path.join(p["teacher"], "outputs")
-  role = n.teacher
-  cfg = JobConfig(
-      shard_size=role.shard_size,
-      batch_size=role.batch_size,
-      output_field="completion",
-      fault_counter="teacher_records",  # LANGSHIFT_FAULT=kill@teacher_records=N in tests
-      generator_name=roles.role_name(role),
-  )
-  requests = os.path.join(p["split"], "requests.jsonl")
-  before = len(read_outputs(out, include_incomplete=True)) if os.path.isdir(out) else 0
-  start = time.perf_counter()
-  run_generation_job(
-      requests,
+  new, seconds = roles.run_job(
+      os.path.join(p["split"], "requests.jsonl"),
       out,
-      roles.make_generator(role, rules=config.logical_rules),
-      roles.generation_options(role, derived_seed(config.seed, "teacher")),
-      cfg,
+      roles.make_generator(n.teacher, rules=config.logical_rules),
+      n.teacher,
+      derived_seed(config.seed, "teacher"),
+      stage="teacher",
+      output_field="completion",
   )
-  seconds = time.perf_counter() - start
-  failed = read_failures(out)
-  if failed:
-    raise RuntimeError(
-        f"stage teacher: {len(failed)} requests failed (see {out}/failures-*.jsonl; first: "
-        f"{failed[0]['error']}); finished continuations are kept: rerun to retry the rest"
-    )
   outputs = read_outputs(out)
-  new = outputs[before:]
-  length = roles.length_fn(role)
+  length = roles.length_fn(n.teacher)
   tokens = sum(length(o["completion"]) for o in new)
   return dict(
       continuations=len(outputs),
-      teacher=roles.role_name(role),
+      teacher=roles.role_name(n.teacher),
       teacher_seconds=seconds,
       teacher_generated_tokens=tokens,
       teacher_tokens_per_s=tokens / seconds if seconds else 0.0,
@@ -444,9 +425,9 @@ def evaluate_student(config, p) -> dict[str, Any]:
   with open(os.path.join(os.path.dirname(p["sft"]), "stages", "sft.json")) as f:
     summary = json.load(f)["summary"]
   metrics = {k: v for k, v in summary.items() if k.endswith(("_before", "_after"))}
+  os.makedirs(p["evaluate"], exist_ok=True)
   if config.noninstruct.evaluate.judge_prompts:
     metrics.update(_judge(config, p))
-  os.makedirs(p["evaluate"], exist_ok=True)
   with open(os.path.join(p["evaluate"], "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=1, sort_keys=True)
   return metrics
@@ -476,4 +457,12 @@ def _judge(config, p) -> dict[str, float]:
     )
   judge = judge_lib.llm_judge(roles.make_generator(ev.judge))
   result = judge_lib.judge_pairs(judge, questions, answers["after"], answers["before"])
+  # What was judged, for reading the verdicts: score 1 = the tuned answer won in both orders.
+  rio.write_jsonl(
+      os.path.join(p["evaluate"], "judged.jsonl"),
+      (
+          dict(question=q, after=a, before=b, score=s)
+          for q, a, b, s in zip(questions, answers["after"], answers["before"], result.scores)
+      ),
+  )
   return result.metrics("judge")

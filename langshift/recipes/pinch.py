@@ -26,7 +26,6 @@ around it (`init_from_hf`, `train`, `optimizer`, `evals`).
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -34,8 +33,8 @@ from typing import Any
 import ml_collections
 
 from langshift import config_lib
+from langshift.data import chat_epochs, parallel_sets
 from langshift.data import config as data_config_lib
-from langshift.data import parallel_sets
 from langshift.data import pinch as pinch_lib
 from langshift.data.pipeline import derived_seed
 from langshift.recipes import roles
@@ -363,44 +362,6 @@ def sft_config(config, p: dict[str, str]) -> ml_collections.ConfigDict:
   return sft
 
 
-def packed_rows(lengths: Sequence[int], seq_len: int, overlong: str) -> int:
-  """Rows of next-fit (greedy) packing of examples of these token lengths (the engine's
-  `packing="greedy"`): what one epoch of the mixture takes."""
-  rows, free = 0, 0
-  for n in lengths:
-    pieces = [seq_len] * (n // seq_len) + ([n % seq_len] if n % seq_len else [])
-    if overlong == "truncate":
-      pieces = pieces[:1]
-    for piece in pieces:
-      if piece > free:
-        rows, free = rows + 1, seq_len
-      free -= piece
-  return rows
-
-
-def epoch_steps(config, mixture_path: str) -> tuple[int, int]:
-  """(train steps for `pinch.epochs` over the mixture, the mixture's tokens)."""
-  # pylint: disable=import-outside-toplevel
-  from langshift.tokenization import chat_templates
-  from langshift.tokenization.tokenizer import load_tokenizer
-
-  tokenizer = load_tokenizer(config.tokenizer or config.init_from_hf)
-  template = chat_templates.resolve_chat_template(
-      config.data.chat_template, tokenizer.chat_template
-  )
-  with open(mixture_path, encoding="utf-8") as f:
-    records = [json.loads(line) for line in f if line.strip()]
-  special = dict(getattr(tokenizer, "special_tokens_map", None) or {})
-  texts = [
-      chat_templates.render_chat(r["messages"], template, special_tokens_map=special)
-      for r in records
-  ]
-  lengths = [len(tokenizer.encode(t)) for t in texts]
-  rows = packed_rows(lengths, config.train.seq_len, config.data.overlong)
-  steps = max(1, math.ceil(config.pinch.epochs * rows / config.train.global_batch_size))
-  return steps, sum(lengths)
-
-
 def tune(config, p: dict[str, str]) -> dict[str, Any]:
   """Stage 2: SFT of the student on the mixture through the engine."""
   from langshift.train.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
@@ -408,7 +369,9 @@ def tune(config, p: dict[str, str]) -> dict[str, Any]:
   sft = sft_config(config, p)
   extra: dict[str, Any] = {}
   if config.pinch.epochs > 0:
-    steps, tokens = epoch_steps(config, os.path.join(p["mixture"], "train.jsonl"))
+    steps, tokens = chat_epochs.epoch_steps(
+        config, os.path.join(p["mixture"], "train.jsonl"), config.pinch.epochs
+    )
     with sft.unlocked():
       sft.train.steps = steps
     extra = {"epoch_steps": steps, "mixture_tokens": tokens}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -131,3 +132,51 @@ def make_generator(role, *, rules=None) -> Any:
       mesh=mesh,
       rules=rules,
   )
+
+
+def run_job(
+    requests_path: str,
+    out_dir: str,
+    generator: Any,
+    role,
+    seed: int,
+    *,
+    stage: str,
+    output_field: str,
+    worker_index: int = 0,
+    num_workers: int = 1,
+    barrier: Callable[[], None] = lambda: None,
+) -> tuple[list[dict[str, Any]], float]:
+  """Runs (or resumes) a recipe stage's generation job (`langshift.generation.job`) with the
+  role's settings; returns the records this call wrote (by every host, read after `barrier`) and
+  its seconds. Requests that failed stop the stage with one line naming the failures file:
+  finished outputs are kept and the rerun retries only what failed or is missing."""
+  # pylint: disable=import-outside-toplevel
+  from langshift.generation.job import JobConfig, read_failures, read_outputs, run_generation_job
+
+  cfg = JobConfig(
+      shard_size=role.shard_size,
+      batch_size=role.batch_size,
+      output_field=output_field,
+      fault_counter=f"{stage}_records",  # LANGSHIFT_FAULT=kill@<stage>_records=N in tests
+      worker_index=worker_index,
+      num_workers=num_workers,
+      generator_name=role_name(role),
+  )
+  before = {o["id"] for o in read_outputs(out_dir, include_incomplete=True)}
+  start = time.perf_counter()
+  result = run_generation_job(
+      requests_path, out_dir, generator, generation_options(role, seed), cfg
+  )
+  barrier()
+  seconds = time.perf_counter() - start
+  # Read from the shared output folder, so that every host of a multi-host job stops alike.
+  failed = read_failures(out_dir)
+  if failed or result.incomplete_shards:
+    raise RuntimeError(
+        f"stage {stage}: {len(failed)} requests failed (see {out_dir}/failures-*.jsonl; first: "
+        f"{failed[0]['error'] if failed else 'none'}); finished outputs are kept: rerun the "
+        "same command to retry the rest"
+    )
+  new = [o for o in read_outputs(out_dir, include_incomplete=True) if o["id"] not in before]
+  return new, seconds

@@ -16,16 +16,12 @@ source "$(dirname "$0")/lib.sh"
 NAME="" ZONE="" TYPE="" VERSION="" SPOT=0 QUEUED=0 WAIT=1
 for arg in "$@"; do
   case $arg in
-    --name=*) NAME=${arg#*=} ;;
-    --zone=*) ZONE=${arg#*=} ;;
     --accelerator-type=*) TYPE=${arg#*=} ;;
     --version=*) VERSION=${arg#*=} ;;
-    --project=*) PROJECT=${arg#*=} ;;
     --spot) SPOT=1 ;;
     --queued) QUEUED=1 ;;
     --no-wait) WAIT=0 ;;
-    --dry-run) DRY_RUN=1 ;;
-    *) die "unknown argument $arg (see the header of $0)" ;;
+    *) common_flag "$arg" || die "unknown argument $arg (see the header of $0)" ;;
   esac
 done
 require name "$NAME"

@@ -11,12 +11,8 @@ source "$(dirname "$0")/lib.sh"
 NAME="" ZONE="" QUEUED=0
 for arg in "$@"; do
   case $arg in
-    --name=*) NAME=${arg#*=} ;;
-    --zone=*) ZONE=${arg#*=} ;;
-    --project=*) PROJECT=${arg#*=} ;;
     --queued) QUEUED=1 ;;
-    --dry-run) DRY_RUN=1 ;;
-    *) die "unknown argument $arg (see the header of $0)" ;;
+    *) common_flag "$arg" || die "unknown argument $arg (see the header of $0)" ;;
   esac
 done
 require name "$NAME"

@@ -63,6 +63,19 @@ location_flags() {
   fi
 }
 
+# The flags every TPU script takes (--name, --zone, --project, --dry-run); status 1 for any other,
+# which the script's own parser then handles or refuses.
+# shellcheck disable=SC2034  # NAME and ZONE are the calling script's variables
+common_flag() {
+  case $1 in
+    --name=*) NAME=${1#*=} ;;
+    --zone=*) ZONE=${1#*=} ;;
+    --project=*) PROJECT=${1#*=} ;;
+    --dry-run) DRY_RUN=1 ;;
+    *) return 1 ;;
+  esac
+}
+
 require() {
   local name=$1 value=$2
   [[ -n $value ]] || die "missing --$name"

@@ -12,13 +12,9 @@ source "$(dirname "$0")/lib.sh"
 NAME="" ZONE="" LOG=langshift WORKER=0
 for arg in "$@"; do
   case $arg in
-    --name=*) NAME=${arg#*=} ;;
-    --zone=*) ZONE=${arg#*=} ;;
     --log=*) LOG=${arg#*=} ;;
     --worker=*) WORKER=${arg#*=} ;;
-    --project=*) PROJECT=${arg#*=} ;;
-    --dry-run) DRY_RUN=1 ;;
-    *) die "unknown argument $arg (see the header of $0)" ;;
+    *) common_flag "$arg" || die "unknown argument $arg (see the header of $0)" ;;
   esac
 done
 require name "$NAME"

@@ -19,14 +19,10 @@ source "$(dirname "$0")/lib.sh"
 NAME="" ZONE="" LOG="" FOLLOW=1
 while (($#)); do
   case $1 in
-    --name=*) NAME=${1#*=} ;;
-    --zone=*) ZONE=${1#*=} ;;
-    --project=*) PROJECT=${1#*=} ;;
     --log=*) LOG=${1#*=} ;;
     --no-follow) FOLLOW=0 ;;
-    --dry-run) DRY_RUN=1 ;;
     --) shift; break ;;
-    *) die "unknown argument $1 (langshift.main's arguments go after --)" ;;
+    *) common_flag "$1" || die "unknown argument $1 (langshift.main's arguments go after --)" ;;
   esac
   shift
 done

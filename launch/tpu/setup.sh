@@ -14,12 +14,8 @@ source "$(dirname "$0")/lib.sh"
 NAME="" ZONE="" BUCKET=""
 for arg in "$@"; do
   case $arg in
-    --name=*) NAME=${arg#*=} ;;
-    --zone=*) ZONE=${arg#*=} ;;
     --bucket=*) BUCKET=${arg#*=} ;;
-    --project=*) PROJECT=${arg#*=} ;;
-    --dry-run) DRY_RUN=1 ;;
-    *) die "unknown argument $arg (see the header of $0)" ;;
+    *) common_flag "$arg" || die "unknown argument $arg (see the header of $0)" ;;
   esac
 done
 require name "$NAME"

@@ -20,3 +20,23 @@ def test_train_step_benchmark_runs_the_engine_step():
   cost = run.lower(state).compile().cost_analysis()
   assert cost  # the step lowers for cost/memory analysis
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+
+
+def test_cpu_gemm_benchmark_times_every_shape(capsys):
+  from langshift.bench import cpu_gemm
+
+  assert [s[0] for s in cpu_gemm.shapes(8, 16, 32, prefill_tokens=12, decode_rows=2)] == [
+      "prefill q/o projection",
+      "prefill MLP up",
+      "prefill MLP down",
+      "decode q/o projection",
+      "decode MLP up",
+      "decode MLP down",
+      "decode lm_head",
+  ]
+  cpu_gemm.main(
+      ["--hidden=8", "--mlp=16", "--vocab=32", "--prefill_tokens=12", "--decode_rows=2"]
+      + ["--repeats=1", "--threads=1"]
+  )
+  rows = [line for line in capsys.readouterr().out.splitlines() if "torch/XLA time" in line]
+  assert len(rows) == 7 and "2 x 8 x 32" in rows[-1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import random
+import re
 import threading
 
 import native_alignment_fixtures as na_fx
@@ -33,7 +34,8 @@ def write_corpus(path, n=10, **kwargs):
 
 class FakeTeacher(http.server.ThreadingHTTPServer):
   """/v1/chat/completions continuing the first half after the prompt's blank line with its
-  last five words reversed ("" for every request when `empty`); counts requests per text."""
+  last five words reversed ("" for every request when `empty`), and judging pairwise prompts by
+  answer length (`longer_answer_verdict`); counts requests per text."""
 
   def __init__(self, empty: bool = False):
     super().__init__(("127.0.0.1", 0), _Handler)
@@ -57,6 +59,21 @@ def continuation(content: str) -> str:
   return " ".join(reversed(first_half.split()[-5:]))
 
 
+_ANSWERS = re.compile(
+    r"\[The Start of Assistant A's Answer\]\n(.*)\n\[The End of Assistant A's Answer\].*"
+    r"\[The Start of Assistant B's Answer\]\n(.*)\n\[The End of Assistant B's Answer\]",
+    re.S,
+)
+
+
+def longer_answer_verdict(content: str) -> str:
+  """A judge with a known preference: the longer answer wins; equal lengths get no verdict."""
+  first, second = _ANSWERS.search(content).groups()
+  if len(first) == len(second):
+    return "They are equally good."
+  return "[[A]]" if len(first) > len(second) else "[[B]]"
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
 
   def log_message(self, *args):
@@ -67,7 +84,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     content = body["messages"][-1]["content"]
     with self.server.lock:
       self.server.requests.append(content)
-    text = "" if self.server.empty else continuation(content)
+    if content.startswith("Please act as an impartial judge"):
+      text = longer_answer_verdict(content)
+    else:
+      text = "" if self.server.empty else continuation(content)
     payload = json.dumps(
         {
             "choices": [

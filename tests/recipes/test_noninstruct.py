@@ -221,20 +221,38 @@ def test_long_documents_are_cut_at_a_word_end_before_the_split():
 
 def test_evaluate_stage_judges_the_tuned_student_against_the_untuned_one(inputs, tmp_path):
   prompts = tmp_path / "judge.jsonl"
+  words = ("kernel", "disk", "network", "firewall")
   fx.data_fixtures.write_jsonl(
-      prompts, [{"prompt": f"Explain the {w}.", "language": "en"} for w in ("kernel", "disk")]
+      prompts, [{"prompt": f"Explain the {w}.", "language": "en"} for w in words]
   )
   work = str(tmp_path / "work")
   with fx.FakeTeacher() as teacher:
     overrides = {
         "noninstruct.heldout.path": "",
         "noninstruct.evaluate.judge_prompts": str(prompts),
-        "noninstruct.evaluate.answer_max_new_tokens": 4,
+        "noninstruct.evaluate.answer_max_new_tokens": 6,
         "noninstruct.evaluate.judge.base_url": teacher.url,
     }
     ni_lib.run_non_instructional(_config(inputs, teacher.url, **overrides), work, log=print)
-    # Two prompts, each judged in both orders; the fake answers no verdict: every pair a tie.
-    judged = [r for r in teacher.requests if not r.startswith("Continue the following text.")]
-    assert len(judged) == 4
+    # Four prompts, each judged in both orders.
+    judged = [r for r in teacher.requests if r.startswith("Please act as an impartial judge")]
+    assert len(judged) == 8
+  # The fake judge prefers the longer answer whichever side it is shown on, so each pair scores
+  # 1 (tuned answer longer), 0 (shorter) or 0.5 (equal length): recompute that from the answers.
+  with open(os.path.join(work, "evaluate", "judged.jsonl")) as f:
+    pairs = [json.loads(line) for line in f]
+  assert [x["question"] for x in pairs] == [f"Explain the {w}." for w in words]
+  expected = [
+      1.0
+      if len(x["after"]) > len(x["before"])
+      else 0.0
+      if len(x["after"]) < len(x["before"])
+      else 0.5
+      for x in pairs
+  ]
+  assert [x["score"] for x in pairs] == expected
+  assert any(x["after"] != x["before"] for x in pairs)  # the tuned student answers differently
   metrics = json.loads(open(os.path.join(work, "evaluate", "metrics.json")).read())
-  assert metrics["judge/score"] == 50.0 and metrics["judge/tie_rate"] == 1.0
+  assert metrics["judge/score"] == pytest.approx(100 * sum(expected) / len(expected))
+  assert metrics["judge/tie_rate"] == pytest.approx(expected.count(0.5) / len(expected))
+  assert metrics["judge/win_rate"] == pytest.approx(expected.count(1.0) / len(expected))
