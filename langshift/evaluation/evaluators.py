@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import json
 import math
 import os
 from collections.abc import Callable
@@ -126,6 +127,9 @@ class EvalContext:
   seq_len: int
   global_batch_size: int
   loss_chunk_size: int = 0
+  # Where evaluations that generate write what they generated (`<name>-step<N>.jsonl`), so that
+  # a metric can be read against the answers behind it; "" writes nothing.
+  samples_dir: str = ""
 
 
 class Evaluator:
@@ -136,7 +140,9 @@ class Evaluator:
     self.prefix = entry.prefix
     self.metric = ""  # the main metric, shown in the run's start and end lines
 
-  def __call__(self, params) -> dict[str, float]:
+  def __call__(self, params, step: int | None = None) -> dict[str, float]:
+    """Metrics of `params`; `step` (the training step, when the engine calls) names any samples
+    the evaluation writes."""
     raise NotImplementedError
 
   def headline(self, before: dict[str, float], after: dict[str, float]) -> str | None:
@@ -179,7 +185,7 @@ class PerplexityEvaluator(Evaluator):
     )
     self.metric = f"{self.prefix}/perplexity"
 
-  def __call__(self, params):
+  def __call__(self, params, step=None):
     total, weight = 0.0, 0.0
     for batch in self.batches:
       s, w = self._step(params, to_global(batch, self._sharding, self._keys))
@@ -244,7 +250,7 @@ class SuiteEvaluator(Evaluator):
     self._ctx, self._chat, self._batch_size = ctx, entry.chat, entry.batch_size
     self.metric = f"{self.prefix}/micro_avg"
 
-  def __call__(self, params):
+  def __call__(self, params, step=None):
     from langshift.evaluation.harness import run_eval_suite  # pylint: disable=import-outside-toplevel
 
     ctx = self._ctx
@@ -316,7 +322,7 @@ class ResponseEvaluator(Evaluator):
     self._ctx, self._entry, self._lib = ctx, entry, response_lib
     self.metric = f"{self.prefix}/language_match"
 
-  def __call__(self, params):
+  def __call__(self, params, step=None):
     # pylint: disable=import-outside-toplevel
     from langshift.evaluation.scoring import LocalScorer
     from langshift.generation.local_backend import LocalGenerator
@@ -338,15 +344,35 @@ class ResponseEvaluator(Evaluator):
           ctx.model_config, params, ctx.tokenizer, batch_size=entry.batch_size, bos=self._bos
       )
     options = GenerationOptions(max_new_tokens=entry.max_new_tokens)
-    return self._lib.evaluate_responses(
-        self.prompts, generator, scorer, chat=entry.chat, options=options, prefix=self.prefix
+    records: list[dict] = []
+    metrics = self._lib.evaluate_responses(
+        self.prompts,
+        generator,
+        scorer,
+        chat=entry.chat,
+        options=options,
+        prefix=self.prefix,
+        records=records,
     )
+    if ctx.samples_dir and step is not None and jax.process_index() == 0:
+      _write_samples(os.path.join(ctx.samples_dir, f"{self.name}-step{step}.jsonl"), records)
+    return metrics
 
   def headline(self, before, after):
     if self.metric not in after:
       return None
     start = f"{before[self.metric]:.3f} -> " if self.metric in before else ""
     return f"{self.name} response-language match {start}{after[self.metric]:.3f}"
+
+
+def _write_samples(path: str, records) -> None:
+  """One JSON line per prompt (prompt, language, response, detected language, match), written
+  whole and renamed into place (a rerun at the same step replaces it)."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    for record in records:
+      f.write(json.dumps(record, ensure_ascii=False) + "\n")
+  os.replace(path + ".tmp", path)
 
 
 def _with_defaults(defaults: dict[str, Any], entry, where: str) -> ml_collections.ConfigDict:

@@ -175,19 +175,27 @@ def run_lep(
       ),
       inputs=stage_inputs(config, "init"),
   )
-  try:
-    stages["cpt"] = runner.run(
-        "cpt",
-        paths["cpt"],
-        lambda: continual_pretraining(config, paths),
-        inputs=stage_inputs(config, "cpt"),
-        clear_partial=False,
-        collective=True,
-    )
-  except StageInterrupted as e:
-    runner.log("langshift: LEP stopped during CPT; rerun the same command to continue")
-    stages["cpt"] = e.summary
-    return {"status": "preempted", "stages": stages, "export": None}
+
+  def train(name: str, body) -> bool:
+    """A training stage (every process; resumes its checkpoint); False when it was preempted."""
+    try:
+      stages[name] = runner.run(
+          name,
+          paths[name],
+          body,
+          inputs=stage_inputs(config, name),
+          clear_partial=False,
+          collective=True,
+      )
+      return True
+    except StageInterrupted as e:
+      runner.log(f"langshift: LEP stopped during {name}; rerun the same command to continue")
+      stages[name] = e.summary
+      return False
+
+  preempted = {"status": "preempted", "stages": stages, "export": None}
+  if not train("cpt", lambda: continual_pretraining(config, paths)):
+    return preempted
   stages["propagate"] = runner.run(
       "propagate",
       paths["propagate"],
@@ -211,21 +219,11 @@ def run_lep(
         inputs=stage_inputs(config, "calibration_answers"),
         clear_partial=False,
     )
-    try:
-      stages["calibrate"] = runner.run(
-          "calibrate",
-          paths["calibrate"],
-          lambda: lep_calibration.calibrate(
-              config, paths["calibrate"], paths["calibration_answers"], paths["propagate"]
-          ),
-          inputs=stage_inputs(config, "calibrate"),
-          clear_partial=False,
-          collective=True,
-      )
-    except StageInterrupted as e:
-      runner.log("langshift: LEP stopped during calibration; rerun the same command to continue")
-      stages["calibrate"] = e.summary
-      return {"status": "preempted", "stages": stages, "export": None}
+    calibrate = lambda: lep_calibration.calibrate(  # noqa: E731
+        config, paths["calibrate"], paths["calibration_answers"], paths["propagate"]
+    )
+    if not train("calibrate", calibrate):
+      return preempted
     export = os.path.join(paths["calibrate"], "hf")
   runner.log(f"langshift: LEP done; instruct model with the new vocabulary: {export}")
   return {"status": "done", "stages": stages, "export": export}

@@ -171,6 +171,7 @@ def setup(
             seq_len=tc.seq_len,
             global_batch_size=tc.global_batch_size,
             loss_chunk_size=tc.loss_chunk_size,
+            samples_dir=os.path.join(workdir, "eval_samples"),
         ),
     )
 
@@ -344,7 +345,7 @@ def _loop(run: Run) -> dict[str, Any]:
   def evaluate(evaluators, step):
     results: dict[str, float] = {}
     for e in evaluators:
-      metrics = e(state.params)
+      metrics = e(state.params, step=step)
       latest[e.name] = (step, metrics)
       results.update(metrics)
     if results:

@@ -91,7 +91,7 @@ def test_bad_prompt_lines_are_one_line_errors(tmp_path, row, message):
     load_response_prompts(path)
 
 
-def _context(config, tokenizer):
+def _context(config, tokenizer, **fields):
   return EvalContext(
       model=None,
       model_config=config,
@@ -102,6 +102,7 @@ def _context(config, tokenizer):
       batch_sharding=None,
       seq_len=16,
       global_batch_size=2,
+      **fields,
   )
 
 
@@ -161,3 +162,31 @@ def test_bad_entries_fail_at_build(tmp_path):
   no_template.chat_template = None
   with pytest.raises(ValueError, match=r"config\.evals\.r\.chat=True: the tokenizer has no chat"):
     build_evaluators(_table(r=response_eval(prompts=path)), _context(config, no_template))
+
+
+def test_evaluator_writes_the_answers_behind_its_metrics_per_step(tmp_path):
+  rows = [
+      {"prompt": "Say hi", "language": "en"},
+      {"prompt": "說你好", "language": "zh-TW"},
+      {"prompt": "Count to three", "language": "en"},
+  ]
+  path = _write(tmp_path / "p.jsonl", rows)
+  config, params = tiny_model(seed=2)
+  samples = tmp_path / "samples"
+  entry = response_eval(prompts=path, max_new_tokens=5, batch_size=2, reference_nll=False)
+  context = _context(config, ByteTokenizer(), samples_dir=str(samples))
+  (evaluator,) = build_evaluators(_table(answers=entry), context)
+  evaluator(params)  # outside the engine (no step): nothing written
+  assert not samples.exists()
+  metrics = evaluator(params, step=7)
+  with open(samples / "answers-step7.jsonl", encoding="utf-8") as f:
+    written = [json.loads(line) for line in f]
+  assert [w["prompt"] for w in written] == [r["prompt"] for r in rows]
+  assert [w["language"] for w in written] == ["en", "zh-Hant", "en"]
+  # The metrics are those of the written answers.
+  assert metrics["eval/language_match"] == pytest.approx(np.mean([w["match"] for w in written]))
+  assert metrics["eval/response_chars"] == pytest.approx(
+      np.mean([len(w["response"]) for w in written])
+  )
+  for w in written:
+    assert w["match"] == (w["detected"] == w["language"])

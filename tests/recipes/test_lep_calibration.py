@@ -124,6 +124,10 @@ def test_calibration_trains_first_and_last_layers_on_own_answers_and_resumes(set
   for key in ("eval/language_match/ru", "eval/reference_nll/ru"):  # held-out, before and after
     assert f"{key}_before" in summary and f"{key}_after" in summary, key
   assert summary["eval/reference_nll/ru_after"] != summary["eval/reference_nll/ru_before"]
+  # The answers behind the held-out metrics, before (step 0) and after.
+  for step in (0, summary["step"]):
+    with open(work / "calibrated" / "eval_samples" / f"responses-step{step}.jsonl") as f:
+      assert len(f.readlines()) == 2  # max_heldout_prompts=2 (tiny)
 
   # The PEFT adapter (untied embeddings: modules_to_save) on the propagated model gives the
   # merged model's logits.

@@ -24,7 +24,7 @@ class Probe(Evaluator):
     self.name, self.every_steps, self.at_start, self.metric = "probe", every_steps, True, ""
     self.tick = tick
 
-  def __call__(self, params):
+  def __call__(self, params, step=None):
     self.tick()
     return {"eval_test/probe": 1.0}
 

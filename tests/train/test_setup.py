@@ -122,10 +122,11 @@ class _Counting(Evaluator):
 
   def __init__(self, every_steps, at_start):
     self.name, self.every_steps, self.at_start, self.metric = "count", every_steps, at_start, "x"
-    self.calls = 0
+    self.calls, self.steps = 0, []
 
-  def __call__(self, params):
+  def __call__(self, params, step=None):
     self.calls += 1
+    self.steps.append(step)
     return {"eval_test/calls": float(self.calls)}
 
 
@@ -142,6 +143,7 @@ def test_evaluations_run_at_start_every_n_steps_and_at_the_end(text, tmp_path):
       _config(text), str(tmp_path / "b"), train_iter=_iter(config), evaluators=[counting]
   )
   assert counting.calls == 1 and summary["eval_test/calls_after"] == 1.0
+  assert counting.steps == [5]  # the engine tells an evaluation its step (it names samples)
   assert [r["step"] for r in read_metrics(tmp_path / "b") if "eval_test/calls" in r] == [5]
 
 
