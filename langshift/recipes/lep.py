@@ -141,7 +141,7 @@ TOKENIZER_SOURCE_FIELDS = (
 def stage_inputs(config, stage: str) -> dict[str, Any]:
   """The flat config values stage `stage` reads: what its marker records and compares."""
   if stage in lep_calibration.STAGE_KEYS:
-    return lep_calibration.stage_inputs(config_lib.select, config, stage)
+    return lep_calibration.stage_inputs(config, stage)
   inputs = config_lib.select(config, STAGE_KEYS[stage])
   if stage == "tokenizer":
     for src in resolve_sources(config.data):

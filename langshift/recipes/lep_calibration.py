@@ -24,6 +24,7 @@ from typing import Any
 
 import ml_collections
 
+from langshift import config_lib
 from langshift.data import chat_epochs
 from langshift.data import config as data_config_lib
 from langshift.data.parallel_sets import read_jsonl_records
@@ -116,8 +117,8 @@ def check_calibration_config(config) -> None:
     raise ValueError(f"{where}.heldout_prompts={c.heldout_prompts!r} does not exist")
 
 
-def stage_inputs(select, config, stage: str) -> dict[str, Any]:
-  values = select(config, STAGE_KEYS[stage])
+def stage_inputs(config, stage: str) -> dict[str, Any]:
+  values = config_lib.select(config, STAGE_KEYS[stage])
   return {k: v for k, v in values.items() if k.rsplit(".", 1)[-1] not in _OPERATIONAL}
 
 
