@@ -18,10 +18,12 @@ BOS follows the tokenizer (`resolve_bos`): it is prepended where the tokenizer's
 `encode(..., add_special_tokens=True)` prepends it, unless forced on or off; a text that already
 starts with BOS (a chat template that writes it) never gets a second one.
 
-Only the positions whose next token is scored go through the output projection, a chunk of
-`logits_chunk` positions at a time, so memory is bounded by batch x chunk x vocabulary however
-long the prompts are. Batches are padded to bucketed shapes and the jit-compiled functions are
-cached per model config, so a trainer that evaluates every N steps recompiles nothing.
+Requests are packed back to back into rows of a bucketed length, each in its own segment (as
+training packs documents), so a forward pass spends its slots on tokens, not padding. Only the
+positions whose next token is scored go through the output projection, a chunk of
+`logits_chunk` positions and a block of `vocab_block` entries at a time, so memory is bounded by
+chunk x block however long the prompts are. Shapes are bucketed and the jit-compiled functions
+are cached per model config, so a trainer that evaluates every N steps recompiles little.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from flax import linen as nn
 
 from langshift.generation.chat_render import chat_renderer
 from langshift.models.config import ModelConfig
@@ -52,6 +55,9 @@ def bucket(n: int, smallest: int) -> int:
   is a compilation, so their number grows with log(n), at most 50% padding)."""
   size = smallest
   while size < n:
+    if size < 4:  # 1, 2, 3, 4: below 4 the two sequences meet
+      size += 1
+      continue
     size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
   return size
 
@@ -135,35 +141,137 @@ class Scored:
   is_greedy: bool
 
 
-@functools.lru_cache(maxsize=16)
-def _target_logprobs_fn(config: ModelConfig, num_targets: int, chunk: int):
-  """tokens/segment_ids [B, T] (left-padded), targets [B, K] -> (log p(target) [B, K], argmax hit
-  [B, K], log p(every token) at the last position [B, V]); target j is predicted by position
-  T - K + j."""
+def head_matrix(config: ModelConfig, params):
+  """The output projection as (matrix, vocab_major): the tied embedding [V, D] (vocab_major) or
+  `lm_head`'s kernel [D, V]; None where it is more than a matrix (a LoRA adapter on lm_head)."""
+  params = nn.unbox(params)
+  if config.tie_word_embeddings:
+    return params["embed_tokens"]["embedding"], True
+  head = params.get("lm_head", {})
+  return (head["kernel"], False) if set(head) == {"kernel"} else None
+
+
+def _on_one_device(array) -> bool:
+  sharding = getattr(array, "sharding", None)
+  return sharding is None or sharding.num_devices == 1 or sharding.is_fully_replicated
+
+
+def _blocked_target_scores(config: ModelConfig, matrix, vocab_major: bool, block: int, h, t):
+  """(log p(t), argmax == t) of hidden rows h [N, D] with the vocabulary in blocks of `block`.
+
+  Same numbers as log_softmax over full logits (an online logsumexp, first-occurrence argmax),
+  but a block's logits [N, block] stay in cache where full ones [N, V] (200 MB at N = 1,024,
+  V = 49k) go through memory two or three times: the head of a scoring pass took 1.46x less
+  time on CPU (docs/benchmarks.md).
+  """
+  dt = jnp.dtype(config.dtype)
+  vocab = config.vocab_size
+  h = h.astype(dt)
+
+  def logits(start, size):
+    axis = 0 if vocab_major else 1
+    w = jax.lax.dynamic_slice_in_dim(matrix, start, size, axis=axis).astype(dt)
+    return jnp.dot(h, w.T if vocab_major else w).astype(jnp.float32)
+
+  def absorb(carry, start, size):
+    top, total, best, best_id, picked = carry
+    z = logits(start, size)
+    z_max = z.max(axis=-1)
+    new_top = jnp.maximum(top, z_max)
+    total = total * jnp.exp(top - new_top) + jnp.exp(z - new_top[:, None]).sum(axis=-1)
+    better = z_max > best  # strict: an earlier block keeps a tie, as argmax does
+    best_id = jnp.where(better, jnp.argmax(z, axis=-1).astype(jnp.int32) + start, best_id)
+    inside = (t >= start) & (t < start + size)
+    local = jnp.take_along_axis(z, jnp.clip(t - start, 0, size - 1)[:, None], axis=-1)[:, 0]
+    picked = jnp.where(inside, local, picked)
+    return new_top, total, jnp.maximum(best, z_max), best_id, picked
+
+  n = h.shape[0]
+  inf = jnp.full((n,), -jnp.inf, jnp.float32)
+  carry = (inf, jnp.zeros((n,), jnp.float32), inf, jnp.zeros((n,), jnp.int32), inf)
+  full = vocab // block
+  if full:
+    carry, _ = jax.lax.scan(
+        lambda c, start: (absorb(c, start, block), None),
+        carry,
+        jnp.arange(0, full * block, block, dtype=jnp.int32),
+    )
+  if vocab % block:
+    carry = absorb(carry, full * block, vocab % block)
+  top, total, _, best_id, picked = carry
+  return picked - (top + jnp.log(total)), best_id == t
+
+
+@functools.lru_cache(maxsize=32)
+def _packed_logprobs_fn(
+    config: ModelConfig, num_targets: int, chunk: int, num_last: int, vocab_block: int | None
+):
+  """tokens/segment_ids [B, L] (requests packed back to back, segment ids 1, 2, ... per row, 0 on
+  padding), target_index [K] (flat index into B x L of the position predicting each target),
+  targets [K], last_index [R] -> (log p(target) [K], argmax hit [K], log p(every token) [R, V]
+  at the positions `last_index`, or None when R = 0)."""
   model = LlamaDecoder(config)
 
-  def fn(params, tokens, segment_ids, targets):
+  def fn(params, tokens, segment_ids, target_index, targets, last_index):
     positions = positions_from_segment_ids(segment_ids)
     hidden = model.apply({"params": params}, tokens, positions, segment_ids, return_hidden=True)
-    b, d = hidden.shape[0], hidden.shape[-1]
-    last = model.apply({"params": params}, hidden[:, -1:], method=LlamaDecoder.logits_from_hidden)
-    last = jax.nn.log_softmax(last[:, 0].astype(jnp.float32), axis=-1)
-    hidden = hidden[:, -num_targets:].reshape(b, num_targets // chunk, chunk, d).swapaxes(0, 1)
-    targets = targets.reshape(b, num_targets // chunk, chunk).swapaxes(0, 1)
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    h = flat[target_index].reshape(num_targets // chunk, chunk, -1)
+    t = targets.reshape(num_targets // chunk, chunk)
+    head = head_matrix(config, params) if vocab_block else None
 
     def one_chunk(_, xs):
-      h, t = xs
-      logits = model.apply({"params": params}, h, method=LlamaDecoder.logits_from_hidden)
+      hc, tc = xs
+      if head is not None:
+        return None, _blocked_target_scores(config, *head, vocab_block, hc, tc)
+      logits = model.apply({"params": params}, hc, method=LlamaDecoder.logits_from_hidden)
       logits = logits.astype(jnp.float32)
-      picked = jnp.take_along_axis(logits, t[..., None], axis=-1)[..., 0]
-      logp = picked - jax.nn.logsumexp(logits, axis=-1)
-      return None, (logp, jnp.argmax(logits, axis=-1) == t)
+      picked = jnp.take_along_axis(logits, tc[..., None], axis=-1)[..., 0]
+      return None, (picked - jax.nn.logsumexp(logits, axis=-1), jnp.argmax(logits, axis=-1) == tc)
 
-    _, (logp, greedy) = jax.lax.scan(one_chunk, None, (hidden, targets))
-    logp = logp.swapaxes(0, 1).reshape(b, num_targets)
-    return logp, greedy.swapaxes(0, 1).reshape(b, num_targets), last
+    _, (logp, greedy) = jax.lax.scan(one_chunk, None, (h, t))
+    last = None
+    if num_last:
+      last = model.apply(
+          {"params": params}, flat[last_index], method=LlamaDecoder.logits_from_hidden
+      )
+      last = jax.nn.log_softmax(last.astype(jnp.float32), axis=-1)
+    return logp.reshape(num_targets), greedy.reshape(num_targets), last
 
   return jax.jit(fn)
+
+
+def pack_requests(
+    lengths: Sequence[int], rows_per_call: int, length_bucket: int, max_length: int
+) -> list[tuple[int, list[list[int]]]]:
+  """Calls of (row length, rows); a row holds request indices back to back.
+
+  Longest first: a call's row length is the bucket of its longest request, and the shorter
+  requests fill its rows first-fit, so a forward pass spends its slots on tokens rather than on
+  padding (one padded request per row spent 9,216 slots on 5,401 tokens of real documents;
+  docs/benchmarks.md).
+  """
+  remaining = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+  calls = []
+  while remaining:
+    length = max(
+        min(bucket(lengths[remaining[0]], length_bucket), max_length), lengths[remaining[0]]
+    )
+    rows: list[list] = []  # [used slots, request indices]
+    rest = []
+    for i in remaining:
+      row = next((r for r in rows if r[0] + lengths[i] <= length), None)
+      if row is None and len(rows) < rows_per_call:
+        row = [0, []]
+        rows.append(row)
+      if row is None:
+        rest.append(i)
+      else:
+        row[0] += lengths[i]
+        row[1].append(i)
+    calls.append((length, [members for _, members in rows]))
+    remaining = rest
+  return calls
 
 
 @functools.lru_cache(maxsize=8)
@@ -177,6 +285,12 @@ def _next_token_logprobs_fn(config: ModelConfig):
     return jax.nn.log_softmax(logits[:, 0].astype(jnp.float32), axis=-1)
 
   return jax.jit(fn)
+
+
+def _padded(values: Sequence[int], size: int) -> np.ndarray:
+  out = np.zeros((size,), np.int32)
+  out[: len(values)] = values
+  return out
 
 
 def _left_pad(rows: Sequence[Sequence[int]], length: int, batch: int, pad_id: int):
@@ -195,12 +309,16 @@ class LocalScorer:
   """Scores prompts and texts with in-memory params.
 
   Args:
+    batch_size: rows per forward pass (each row holds as many requests as fit).
+    length_bucket: the smallest row length; longer rows are bucketed (`bucket`).
     bos: "auto" (follow the tokenizer), "true" or "false"; see `resolve_bos`.
     max_length: the longest sequence one forward pass sees (lm-eval's `max_length`): the rolling
       window of perplexity, and the left-truncation limit of choice prompts. Default: the model's
       `max_position_embeddings`.
     stride: tokens predicted per rolling window after the first (default `max_length`).
     logits_chunk: positions projected onto the vocabulary at a time.
+    vocab_block: vocabulary entries per block of that projection (None: the whole vocabulary at
+      once); blocks are exact (`_blocked_target_scores`).
   """
 
   def __init__(
@@ -214,7 +332,8 @@ class LocalScorer:
       max_length: int | None = None,
       stride: int | None = None,
       bos: str | bool | None = "auto",
-      logits_chunk: int = 128,
+      logits_chunk: int = 512,
+      vocab_block: int | None = 4096,
       render_chat=None,
   ):
     self.config, self.params, self.tokenizer = config, params, tokenizer
@@ -224,7 +343,7 @@ class LocalScorer:
     if not 1 <= self.stride <= self.max_length:
       raise ValueError(f"stride={stride}; expected 1 <= stride <= max_length ({self.max_length})")
     self.add_bos = resolve_bos(tokenizer, bos)
-    self.logits_chunk = logits_chunk
+    self.logits_chunk, self.vocab_block = logits_chunk, vocab_block
     self._render_chat = render_chat
     self.pad_id = config.pad_token_id if config.pad_token_id is not None else 0
 
@@ -307,38 +426,63 @@ class LocalScorer:
     """Per-token (log-probs, argmax hits) of `targets` for each (inputs, targets): target j is
     predicted by input position len(inputs) - len(targets) + j.
 
-    Requests that differ only in their last target (the choices of one prompt whose answers are
-    one token, as lm-eval's one-token continuation cache finds them) share one forward pass.
+    Requests are packed back to back into rows (`pack_requests`, each its own segment: it sees
+    only itself, and its positions start at 0 as in a forward pass of its own). Requests that
+    differ only in their last target (the choices of one prompt whose answers are one token, as
+    lm-eval's one-token continuation cache finds them) share one forward pass.
     """
     groups: dict = {}
     for i, (inputs, targets) in enumerate(requests):
       groups.setdefault((tuple(inputs), tuple(targets[:-1])), []).append(i)
-    unique = [requests[members[0]] for members in groups.values()]
-    # Longest first, as lm-eval orders them: rows of one batch have similar lengths.
-    order = sorted(range(len(unique)), key=lambda i: -len(unique[i][0]))
     members = list(groups.values())
+    unique = [requests[m[0]] for m in members]
+    vocab_block = self.vocab_block
+    head = head_matrix(self.config, self.params)
+    if head is None or not _on_one_device(head[0]):
+      vocab_block = None  # a vocabulary-sharded or adapted head: full logits per chunk
     out: list = [None] * len(requests)
-    for start in range(0, len(order), self.batch_size):
-      rows = order[start : start + self.batch_size]
-      chunk = [unique[i] for i in rows]
-      length = min(bucket(max(len(x) for x, _ in chunk), self.length_bucket), self.max_length)
-      # Targets in blocks of `logits_chunk` positions (fewer when all are short); left padding
-      # past the inputs only ever meets masked-out targets.
-      block = min(self.logits_chunk, bucket(max(len(t) for _, t in chunk), 8))
-      num_targets = round_up(max(len(t) for _, t in chunk), block)
-      length = max(length, num_targets)
-      tokens, segs = _left_pad([x for x, _ in chunk], length, self.batch_size, self.pad_id)
-      targets = np.zeros((self.batch_size, num_targets), np.int32)
-      for row, (_, t) in enumerate(chunk):
-        targets[row, num_targets - len(t) :] = t
-      fn = _target_logprobs_fn(self.config, num_targets, block)
-      logp, greedy, last = to_host(fn(self.params, tokens, segs, targets))
-      for row, i in enumerate(rows):
-        n = len(unique[i][1])
-        for j in members[i]:
-          lp, hit = logp[row, num_targets - n :].copy(), greedy[row, num_targets - n :].copy()
-          token = requests[j][1][-1]
-          lp[-1], hit[-1] = last[row, token], int(np.argmax(last[row])) == token
+    lengths = [len(x) for x, _ in unique]
+    for length, rows in pack_requests(
+        lengths, self.batch_size, self.length_bucket, self.max_length
+    ):
+      num_rows = min(self.batch_size, bucket(len(rows), 1))
+      tokens = np.full((num_rows, length), self.pad_id, np.int32)
+      segs = np.zeros((num_rows, length), np.int32)
+      target_index, target_ids, last_index, where = [], [], [], []
+      for r, row in enumerate(rows):
+        p = 0
+        for s, u in enumerate(row):
+          x, t = unique[u]
+          tokens[r, p : p + len(x)], segs[r, p : p + len(x)] = x, s + 1
+          end = r * length + p + len(x)
+          where.append((u, len(target_index), len(last_index) if len(members[u]) > 1 else None))
+          target_index.extend(range(end - len(t), end))
+          target_ids.extend(t)
+          if len(members[u]) > 1:
+            last_index.append(end - 1)
+          p += len(x)
+      num_targets = bucket(len(target_index), 64)
+      chunk = min(self.logits_chunk, num_targets)
+      num_targets = round_up(num_targets, chunk)
+      num_last = bucket(len(last_index), 8) if last_index else 0
+      fn = _packed_logprobs_fn(self.config, num_targets, chunk, num_last, vocab_block)
+      logp, greedy, last = to_host(
+          fn(
+              self.params,
+              tokens,
+              segs,
+              _padded(target_index, num_targets),
+              _padded(target_ids, num_targets),
+              _padded(last_index, num_last),
+          )
+      )
+      for u, first, last_row in where:
+        n = len(unique[u][1])
+        for j in members[u]:
+          lp, hit = logp[first : first + n].copy(), greedy[first : first + n].copy()
+          if last_row is not None:  # the shared pass: this member's own last token
+            token = requests[j][1][-1]
+            lp[-1], hit[-1] = last[last_row, token], int(np.argmax(last[last_row])) == token
           out[j] = (lp, hit)
     return out
 

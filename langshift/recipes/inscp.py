@@ -59,7 +59,9 @@ def inscp_config() -> ml_collections.ConfigDict:
           # scoring stage, every record trains.
           max_perplexity=placeholder(float),
           min_perplexity=placeholder(float),
-          score=dict(max_length=1024, batch_size=16, shard_size=512, dtype="float32"),
+          score=dict(
+              max_length=1024, batch_size=16, rows_per_call=4, shard_size=512, dtype="float32"
+          ),
           # TMMLU+ in its published layout (<subject>_test.csv, <subject>_dev.csv): before/after.
           tmmluplus=dict(data_dir="", num_fewshot=0, max_examples=0, batch_size=8),
           judge=dict(
@@ -293,7 +295,7 @@ def score_sources(config, out_dir: str) -> dict[str, Any]:
           score.local_scorer(
               starting_model(inscp),
               max_length=inscp.score.max_length,
-              batch_size=inscp.score.batch_size,
+              rows_per_call=inscp.score.rows_per_call,
               dtype=inscp.score.dtype,
           )
       )

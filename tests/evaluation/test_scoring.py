@@ -6,6 +6,7 @@ from eval_fixtures import ByteTokenizer, tiny_model
 
 from langshift.evaluation.scoring import (
     LocalScorer,
+    pack_requests,
     resolve_bos,
     rolling_windows,
     split_trailing_whitespace,
@@ -135,3 +136,42 @@ def test_next_token_logprobs_match_the_last_position(model):
   # A prompt that already starts with BOS (a chat template writes it) gets no second one.
   scorer.encode = lambda text: [1, *tok.encode(text)]
   assert scorer.tok_encode("xy") == [1, *tok.encode("xy")]
+
+
+def test_requests_are_packed_into_rows_longest_first():
+  # Rows of a call take the bucket of its longest request; shorter ones fill rows first-fit.
+  calls = pack_requests([30, 5, 20, 9, 12, 3], rows_per_call=2, length_bucket=8, max_length=64)
+  assert calls == [(32, [[0], [2, 4]]), (12, [[3, 5], [1]])]
+  # Every request is placed exactly once.
+  lengths = list(np.random.default_rng(0).integers(1, 60, size=40))
+  calls = pack_requests(lengths, rows_per_call=3, length_bucket=8, max_length=64)
+  placed = sorted(i for _, rows in calls for row in rows for i in row)
+  assert placed == list(range(40))
+  for length, rows in calls:
+    assert len(rows) <= 3 and all(sum(lengths[i] for i in row) <= length for row in rows)
+
+
+@pytest.mark.parametrize("vocab_block", [None, 64, 96])
+def test_packed_requests_score_as_they_do_alone(model, vocab_block):
+  """Many short requests share rows: each sees only itself (its own segment, positions from 0),
+  and the vocabulary in blocks (96 does not divide the vocabulary: a last partial block) gives
+  the full-softmax numbers and argmax."""
+  config, params = model
+  tok = ByteTokenizer()
+  kwargs = dict(length_bucket=8, logits_chunk=8, vocab_block=vocab_block)
+  packed = LocalScorer(config, params, tok, batch_size=2, **kwargs)
+  alone = LocalScorer(config, params, tok, batch_size=1, vocab_block=None, length_bucket=8)
+  texts = ["Сервер", "ab", "繁體中文 текст", "x", "hello there", "كتاب"]
+  got = packed.loglikelihood_rolling(texts)
+  for text, scored in zip(texts, got):
+    want = alone.loglikelihood_rolling([text])[0]
+    assert scored.num_tokens == want.num_tokens
+    assert scored.logprob == pytest.approx(want.logprob, abs=1e-4)
+    assert scored.is_greedy == want.is_greedy
+  assert config.vocab_size % 96 != 0
+  # The per-token argmax agrees with the full distribution's on every position.
+  requests = [(x, t) for text in texts for x, t in rolling_windows(tok.encode(text), 1, 64)]
+  for (x, t), (lp, hit) in zip(requests, packed.score_requests(requests)):
+    full = _direct_logprobs(config, params, x)[len(x) - len(t) :]
+    np.testing.assert_allclose(lp, full[np.arange(len(t)), t], atol=1e-4)
+    np.testing.assert_array_equal(hit, np.argmax(full, axis=-1) == np.asarray(t))

@@ -73,10 +73,13 @@ def test_splash_under_an_8_device_mesh_matches_xla(tmp_path):
   np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-4)
 
 
-@pytest.mark.parametrize("t,window", [(256, None), (384, None), (384, 150)])
-def test_blocked_causal_attention_matches_full_xla(t, window):
+@pytest.mark.parametrize(
+    "t,window,block",
+    [(256, None, 128), (384, None, 128), (384, 150, 128), (96, 50, 32), (192, None, 64)],
+)
+def test_blocked_causal_attention_matches_full_xla(t, window, block):
   q, k, v, seg, ref = _inputs(t=t, window=window)
-  out = attention.blocked_causal_attention(q, k, v, seg, window)
+  out = attention.blocked_causal_attention(q, k, v, seg, window, block=block)
   np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5)
   idx = jnp.broadcast_to(jnp.arange(t), (2, t))
   dispatched = attention.dot_product_attention(
@@ -90,3 +93,17 @@ def test_blocked_causal_attention_matches_full_xla(t, window):
       sliding_window=window,
   )
   np.testing.assert_allclose(np.asarray(dispatched), np.asarray(ref), atol=1e-5)
+
+
+def test_forward_passes_take_the_blocked_path_where_rows_divide_into_blocks():
+  assert [attention.causal_block(t) for t in (48, 64, 96, 192, 256, 384, 512, 1024, 2048)] == [
+      None,
+      32,
+      32,
+      32,
+      64,
+      64,
+      64,
+      128,
+      128,
+  ]
