@@ -156,6 +156,14 @@ def _on_one_device(array) -> bool:
   return sharding is None or sharding.num_devices == 1 or sharding.is_fully_replicated
 
 
+def _blocked_logits(config: ModelConfig, matrix, vocab_major: bool, h, start, size: int):
+  """fp32 logits [N, size] of hidden rows h [N, D] for vocabulary entries [start, start + size),
+  computed as the model's output projection computes them (in the compute dtype)."""
+  dt = jnp.dtype(config.dtype)
+  w = jax.lax.dynamic_slice_in_dim(matrix, start, size, axis=0 if vocab_major else 1).astype(dt)
+  return jnp.dot(h.astype(dt), w.T if vocab_major else w).astype(jnp.float32)
+
+
 def _blocked_target_scores(config: ModelConfig, matrix, vocab_major: bool, block: int, h, t):
   """(log p(t), argmax == t) of hidden rows h [N, D] with the vocabulary in blocks of `block`.
 
@@ -164,18 +172,11 @@ def _blocked_target_scores(config: ModelConfig, matrix, vocab_major: bool, block
   V = 49k) go through memory two or three times: the head of a scoring pass took 1.46x less
   time on CPU (docs/benchmarks.md).
   """
-  dt = jnp.dtype(config.dtype)
   vocab = config.vocab_size
-  h = h.astype(dt)
-
-  def logits(start, size):
-    axis = 0 if vocab_major else 1
-    w = jax.lax.dynamic_slice_in_dim(matrix, start, size, axis=axis).astype(dt)
-    return jnp.dot(h, w.T if vocab_major else w).astype(jnp.float32)
 
   def absorb(carry, start, size):
     top, total, best, best_id, picked = carry
-    z = logits(start, size)
+    z = _blocked_logits(config, matrix, vocab_major, h, start, size)
     z_max = z.max(axis=-1)
     new_top = jnp.maximum(top, z_max)
     total = total * jnp.exp(top - new_top) + jnp.exp(z - new_top[:, None]).sum(axis=-1)
@@ -218,24 +219,24 @@ def _packed_logprobs_fn(
     flat = hidden.reshape(-1, hidden.shape[-1])
     h = flat[target_index].reshape(num_targets // chunk, chunk, -1)
     t = targets.reshape(num_targets // chunk, chunk)
-    head = head_matrix(config, params) if vocab_block else None
+    head = head_matrix(config, params)
+
+    def project(rows):  # hidden rows [N, D] -> fp32 logits [N, V], as logits_from_hidden
+      if head is not None:
+        return _blocked_logits(config, *head, rows, 0, config.vocab_size)
+      out = model.apply({"params": params}, rows[None], method=LlamaDecoder.logits_from_hidden)
+      return out[0].astype(jnp.float32)
 
     def one_chunk(_, xs):
       hc, tc = xs
       if head is not None:
-        return None, _blocked_target_scores(config, *head, vocab_block, hc, tc)
-      logits = model.apply({"params": params}, hc, method=LlamaDecoder.logits_from_hidden)
-      logits = logits.astype(jnp.float32)
+        return None, _blocked_target_scores(config, *head, vocab_block or config.vocab_size, hc, tc)
+      logits = project(hc)
       picked = jnp.take_along_axis(logits, tc[..., None], axis=-1)[..., 0]
       return None, (picked - jax.nn.logsumexp(logits, axis=-1), jnp.argmax(logits, axis=-1) == tc)
 
     _, (logp, greedy) = jax.lax.scan(one_chunk, None, (h, t))
-    last = None
-    if num_last:
-      last = model.apply(
-          {"params": params}, flat[last_index], method=LlamaDecoder.logits_from_hidden
-      )
-      last = jax.nn.log_softmax(last.astype(jnp.float32), axis=-1)
+    last = jax.nn.log_softmax(project(flat[last_index]), axis=-1) if num_last else None
     return logp.reshape(num_targets), greedy.reshape(num_targets), last
 
   return jax.jit(fn)
@@ -438,8 +439,8 @@ class LocalScorer:
     unique = [requests[m[0]] for m in members]
     vocab_block = self.vocab_block
     head = head_matrix(self.config, self.params)
-    if head is None or not _on_one_device(head[0]):
-      vocab_block = None  # a vocabulary-sharded or adapted head: full logits per chunk
+    if head is not None and not _on_one_device(head[0]):
+      vocab_block = None  # a sharded head: one block (slicing it would gather it per block)
     out: list = [None] * len(requests)
     lengths = [len(x) for x, _ in unique]
     for length, rows in pack_requests(
