@@ -8,7 +8,7 @@ the row's own position. Three compiled programs act on a `DecodeState`:
 * `prefill`: runs G right-padded prompts, writes their keys/values into G chosen rows, and
   chooses each row's first token (logits of the last prompt position only);
 * `decode`: a `lax.while_loop` of one-token steps over all rows until every row is done, a step
-  budget runs out, or (with `refill`) some row has finished and could take a waiting request.
+  budget runs out, or enough rows (`min_free`) have finished to take waiting requests.
 
 `generate` chains the three for one left-padded batch in one program; `LocalGenerator`
 (`local_backend.py`) drives them from the host for continuous batching: a finished row's slot is
@@ -42,8 +42,8 @@ from langshift.models.llama import (
     LlamaDecoder,
     SlotCache,
     decode_step,
+    decode_weights,
     init_slot_cache,
-    unstack_layers,
 )
 from langshift.parallel import sharding as sharding_lib
 
@@ -208,7 +208,7 @@ def decode(
     state: DecodeState,
     rng: jax.Array,
     max_steps: jax.Array,
-    refill: jax.Array,
+    min_free: jax.Array,
     *,
     config: ModelConfig,
     spec: DecodeSpec,
@@ -217,18 +217,19 @@ def decode(
 ) -> tuple[DecodeState, jax.Array]:
   """One-token steps for every active row; returns (state, steps run).
 
-  `params` in the unrolled layout (`llama.unstack_layers`, done once by the caller).
+  `params`: `llama.decode_weights` of the model's params (done once by the caller).
 
-  Stops when no row is active, after `max_steps` steps, or, when `refill` is true, as soon as
-  some row is not active (its slot can take a waiting request). `kv_len` (static) limits
-  attention to cache slots [0, kv_len): every active row's position plus `max_steps` must stay
-  within it.
+  Stops when no row is active, after `max_steps` steps, or as soon as `min_free` rows are not
+  active (their slots can take waiting requests; more than `batch` never stops for that).
+  `kv_len` (static) limits attention to cache slots [0, kv_len): every active row's position
+  plus `max_steps` must stay within it.
   """
   rows = jnp.arange(state.batch)
 
   def cond(carry):
     step, s = carry
-    return (step < max_steps) & jnp.any(s.active) & ~(refill & ~jnp.all(s.active))
+    free = jnp.sum(~s.active, dtype=jnp.int32)
+    return (step < max_steps) & jnp.any(s.active) & (free < min_free)
 
   def body(carry):
     step, s = carry
@@ -297,11 +298,11 @@ def generate(
       params, state, tokens, lengths, rows, rows, rng, config=config, spec=spec, constrain=constrain
   )
   state, _ = decode(
-      unstack_layers(params),
+      decode_weights(config, params),
       state,
       rng,
       jnp.int32(max_new_tokens),
-      jnp.bool_(False),
+      jnp.int32(batch + 1),  # nothing waits: run until every row is done
       config=config,
       spec=spec,
       constrain=constrain,
@@ -352,10 +353,10 @@ def make_generate_fn(
 class Engine(NamedTuple):
   """The compiled programs continuous batching drives (`make_engine`); states are donated."""
 
-  unstack: object  # params -> decode params (`llama.unstack_layers`)
+  decode_weights: object  # params -> decode params (`llama.decode_weights`)
   init: object  # () -> DecodeState
   prefill: object  # (params, state, tokens, lengths, slots, requests, rng) -> DecodeState
-  # (decode params, state, rng, max_steps, refill, kv_len=static) -> (state, steps)
+  # (decode params, state, rng, max_steps, min_free, kv_len=static) -> (state, steps)
   decode: object
 
 
@@ -373,4 +374,4 @@ def make_engine(
   init = jax.jit(functools.partial(init_state, batch=batch, capacity=capacity, **common))
   pre = jax.jit(functools.partial(prefill, **common), donate_argnums=(1,))
   dec = jax.jit(functools.partial(decode, **common), donate_argnums=(1,), static_argnames="kv_len")
-  return Engine(jax.jit(unstack_layers), init, pre, dec)
+  return Engine(jax.jit(functools.partial(decode_weights, config)), init, pre, dec)

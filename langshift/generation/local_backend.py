@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -98,6 +99,7 @@ class LocalGenerator:
       sort_by_length: bool = True,
       kv_block: int = 0,
       max_prefill_rows: int | None = None,
+      refill_fraction: float = 0.0,
   ):
     """`batch_size`: rows decoding together (under a mesh, a multiple of the devices the rules
     spread `activation_batch` over). `continuous_batching=False` runs static batches (a batch
@@ -105,7 +107,9 @@ class LocalGenerator:
     to measure what they buy. `kv_block` > 0 makes attention read only the cache slots up to the
     longest row, rounded up to this many (0: the whole cache; slicing the cache cost more than
     it saved on CPU, docs/benchmarks.md). `max_prefill_rows`: most prompts prefilled in one
-    call (default `batch_size`)."""
+    call (default `batch_size`). `refill_fraction`: a decode call returns for refills once this
+    share of the rows (at least one, at most the waiting requests) has finished, so refills
+    come in larger prefill groups; 0 refills as soon as one row is free."""
     self.config, self.params, self.tokenizer = config, params, tokenizer
     self.batch_size, self.length_bucket = batch_size, length_bucket
     self.max_prompt_length = max_prompt_length
@@ -128,6 +132,9 @@ class LocalGenerator:
     self.continuous_batching, self.sort_by_length = continuous_batching, sort_by_length
     self.kv_block = kv_block
     self.max_prefill_rows = max_prefill_rows or batch_size
+    if not 0.0 <= refill_fraction <= 1.0:
+      raise ValueError(f"LocalGenerator: refill_fraction={refill_fraction} must be in [0, 1]")
+    self.refill_fraction = refill_fraction
     for name, value in (("batch_size", batch_size), ("length_bucket", length_bucket)):
       if value < 1:
         raise ValueError(f"LocalGenerator: {name}={value} must be at least 1")
@@ -197,7 +204,7 @@ class LocalGenerator:
     position = [0] * rows  # each row's next cache slot (host copy, for the attention bucket)
     results: list[list[int] | None] = [None] * len(prompts)
     state = engine.init()
-    decode_params = engine.unstack(self.params)  # a per-layer copy of the weights while we run
+    decode_params = engine.decode_weights(self.params)  # a weight-major copy while we run
     while True:
       free = [b for b in range(rows) if in_row[b] < 0]
       if waiting and free and (self.continuous_batching or len(free) == rows):
@@ -221,7 +228,7 @@ class LocalGenerator:
           state,
           rng,
           np.int32(max_steps),
-          np.bool_(self.continuous_batching and bool(waiting)),
+          np.int32(self._min_free(len(waiting))),
           kv_len=None if kv_len >= capacity else kv_len,
       )
       active, n_out, stopped, out, steps = to_host(
@@ -239,6 +246,13 @@ class LocalGenerator:
           results[r] = out[b, : n - int(stopped[b])].tolist()
           in_row[b] = -1
     return results
+
+  def _min_free(self, waiting: int) -> int:
+    """Finished rows at which a decode call returns to refill them (> rows: never)."""
+    if not (self.continuous_batching and waiting):
+      return self.batch_size + 1
+    wanted = max(1, math.ceil(self.refill_fraction * self.batch_size))
+    return min(wanted, waiting)
 
   def _prefill(self, engine, state, requests, free_rows, prompts, rng, stats):
     """Prefills `requests` into `free_rows` (in order), a few shape-bucketed calls."""

@@ -526,10 +526,9 @@ def init_slot_cache(config: ModelConfig, batch_size: int, capacity: int, dtype=N
 def unstack_layers(params) -> dict:
   """`params` in the `scan_layers=False` layout (`layers_0`, `layers_1`, ...).
 
-  For stacked (scanned) params this copies the layer weights: `decode_step` runs its layers
-  unrolled on these, because slicing layer i out of the stacked weights inside the decode loop
-  copied every weight on every step (a third of the step on CPU). The generation engine does it
-  once per `generate_tokens` call.
+  For stacked (scanned) params this copies the layer weights (`decode_weights` starts from it:
+  slicing layer i out of the stacked weights inside the decode loop copied every weight on every
+  step, a third of the step on CPU).
   """
   params = nn.unbox(params)
   if "layers" not in params:
@@ -542,9 +541,93 @@ def unstack_layers(params) -> dict:
   return out
 
 
+def _weight_major(kernel, in_axes: int):
+  """A kernel [*in, *out] as the matrix [out, in] (`decode_step`'s layout)."""
+  n_in = int(np.prod(kernel.shape[:in_axes]))
+  return kernel.reshape(n_in, -1).T
+
+
+def decode_weights(config: ModelConfig, params) -> dict:
+  """The weights `decode_step` runs on, computed once per generation call.
+
+  Every projection becomes a weight-major matrix [out, in] in the compute dtype, one entry per
+  layer (no layer axis to slice inside the decode loop), with LoRA adapters merged
+  (kernel + scale A B, as an export merges them). Biases are flattened to [out]. The tied
+  embedding [vocab, embed] is already weight-major and is not copied into a second head.
+  """
+  params = unstack_layers(params)
+  dt = _dtype(config.dtype)
+  scale = config.lora.scale if config.lora is not None else 0.0
+
+  def matrix(module, in_axes):
+    kernel = module["kernel"]
+    if "lora_a" in module:
+      a, b = module["lora_a"], module["lora_b"]
+      n_in = int(np.prod(kernel.shape[:in_axes]))
+      delta = jnp.dot(
+          a.reshape(n_in, -1).astype(jnp.float32), b.reshape(b.shape[0], -1).astype(jnp.float32)
+      )
+      kernel = (kernel.astype(jnp.float32) + scale * delta.reshape(kernel.shape)).astype(
+          kernel.dtype
+      )
+    return _weight_major(kernel, in_axes).astype(dt)
+
+  def linear(module, in_axes=1):
+    out = {"w": matrix(module, in_axes)}
+    if "bias" in module:
+      out["b"] = module["bias"].reshape(-1).astype(dt)
+    return out
+
+  layers = []
+  for i in range(config.num_layers):
+    layer = params[f"layers_{i}"]
+    attn, mlp = layer["self_attn"], layer["mlp"]
+    layers.append(
+        dict(
+            input_norm=layer["input_layernorm"]["scale"],
+            post_norm=layer["post_attention_layernorm"]["scale"],
+            q=linear(attn["q_proj"]),
+            k=linear(attn["k_proj"]),
+            v=linear(attn["v_proj"]),
+            o=linear(attn["o_proj"], in_axes=2),
+            gate=linear(mlp["gate_proj"]),
+            up=linear(mlp["up_proj"]),
+            down=linear(mlp["down_proj"]),
+        )
+    )
+  out = dict(
+      embed=params["embed_tokens"]["embedding"].astype(dt),
+      norm=params["norm"]["scale"],
+      layers=tuple(layers),
+  )
+  if not config.tie_word_embeddings:
+    out["head"] = linear(params["lm_head"])
+  return out
+
+
+def _weight_major_product(linear: dict, x: Array) -> Array:
+  """x [B, in] -> [B, out] through a `decode_weights` projection, computed as w . x^T.
+
+  At decode batch sizes XLA's CPU dots ran 1.4-1.9x faster with the weight [out, in] as the left
+  operand and the tokens as the right (both contiguous along the contracted axis) than as
+  x . w (docs/benchmarks.md, generation). The barrier keeps XLA from folding the transpose of the
+  small result back into the dot, which would turn it into the slow x . w^T form.
+  """
+  y = jax.lax.optimization_barrier(jnp.dot(linear["w"], x.astype(linear["w"].dtype).T)).T
+  return y + linear["b"] if "b" in linear else y
+
+
+def _rms_norm(config: ModelConfig, x: Array, scale: Array) -> Array:
+  """`RMSNorm` on [B, D] rows: statistics in fp32, the scale applied in the compute dtype."""
+  dt = _dtype(config.dtype)
+  x32 = x.astype(jnp.float32)
+  y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + config.rms_norm_eps)
+  return jnp.asarray(scale, dt) * y.astype(dt)
+
+
 def decode_step(
     config: ModelConfig,
-    params,
+    weights: dict,
     tokens: Array,
     positions: Array,
     cache: SlotCache,
@@ -552,28 +635,49 @@ def decode_step(
 ) -> tuple[Array, SlotCache]:
   """One token per row on a `SlotCache`: tokens [B] at `positions` [B] (= their slots).
 
-  `params` in the unrolled layout (`unstack_layers`). Returns (fp32 logits [B, V], the cache
-  with this token's keys/values written). The layers run unrolled, each on its own weights and
-  cache buffer, so nothing is sliced or copied per step and XLA writes the carried cache in
-  place; `nn.scan` with the cache as a scanned input and output copied both caches (71 MB each
-  at batch 32) in and out of the loop on every step. `kv_len` (static) limits attention to
-  slots [0, kv_len), which must hold every row's position.
+  `weights` from `decode_weights` (done once by the caller). The same network as
+  `LlamaDecoder` (tests/models/test_decode_step.py holds it to the modules' forward), written for
+  one token per row: the layers run unrolled, each on its own weights and cache buffer, so nothing
+  is sliced or copied per step and XLA writes the carried cache in place (`nn.scan` with the
+  cache as a scanned input and output copied both caches, 71 MB each at batch 32, in and out of
+  the loop on every step), and every projection is a weight-major product
+  (`_weight_major_product`). Returns (fp32 logits [B, V], the cache with this token's keys and
+  values written). `kv_len` (static) limits attention to slots [0, kv_len), which must hold every
+  row's position.
   """
-  if "layers" in params:
-    raise ValueError("decode_step: give params in the unrolled layout (llama.unstack_layers)")
-  model, layer = LlamaDecoder(config), DecoderLayer(config)
-  x = model.apply({"params": params}, tokens[:, None], method=LlamaDecoder.embed)
-  inputs = AttentionInputs(
-      positions=positions[:, None],
-      segment_ids=jnp.ones_like(positions)[:, None],
-      kv_len=kv_len,
-  )
+  if "layers" not in weights or "embed" not in weights:
+    raise ValueError("decode_step: give the weights from llama.decode_weights")
+  b = tokens.shape[0]
+  heads, kv_heads, hd = config.num_heads, config.num_kv_heads, config.dim_per_head
+  dt = _dtype(config.dtype)
+  inv_freq = inverse_frequencies(config)
+  rope_positions = positions[:, None]
+  x = jnp.take(weights["embed"], tokens, axis=0).astype(dt)
   new_layers = []
-  for i, layer_cache in enumerate(cache.layers):
-    x, new = layer.apply({"params": params[f"layers_{i}"]}, x, layer_cache, inputs)
-    new_layers.append(new)
-  logits = model.apply({"params": params}, x, method=LlamaDecoder.head)
-  return logits[:, 0].astype(jnp.float32), SlotCache(tuple(new_layers))
+  for w, layer_cache in zip(weights["layers"], cache.layers):
+    h = _rms_norm(config, x, w["input_norm"])
+    q = _weight_major_product(w["q"], h).reshape(b, 1, heads, hd)
+    k = _weight_major_product(w["k"], h).reshape(b, 1, kv_heads, hd)
+    v = _weight_major_product(w["v"], h).reshape(b, 1, kv_heads, hd)
+    q = apply_rope(q, rope_positions, inv_freq)
+    k = apply_rope(k, rope_positions, inv_freq)
+    layer_cache = layer_cache.write(k[:, 0], v[:, 0], positions)
+    new_layers.append(layer_cache)
+    out = attention_lib.slot_decode_attention(
+        q,
+        layer_cache.k.astype(dt),
+        layer_cache.v.astype(dt),
+        positions,
+        sliding_window=config.sliding_window,
+        kv_len=kv_len,
+    )
+    x = x + _weight_major_product(w["o"], out.reshape(b, heads * hd))
+    h = _rms_norm(config, x, w["post_norm"])
+    gate, up = _weight_major_product(w["gate"], h), _weight_major_product(w["up"], h)
+    x = x + _weight_major_product(w["down"], nn.silu(gate) * up)
+  x = _rms_norm(config, x, weights["norm"])
+  head = weights.get("head", {"w": weights["embed"]})
+  return _weight_major_product(head, x).astype(jnp.float32), SlotCache(tuple(new_layers))
 
 
 def init_params(config: ModelConfig, rng: jax.Array):

@@ -24,7 +24,6 @@ from typing import Any
 
 import ml_collections
 
-from langshift import config_lib
 from langshift.data import chat_epochs
 from langshift.data import config as data_config_lib
 from langshift.data.parallel_sets import read_jsonl_records
@@ -96,8 +95,6 @@ STAGE_KEYS = {
     ),
     "calibrate": ("lep.calibration", "seed", "model", "data.chat_template", "evals"),
 }
-# Role settings that change how the answers are produced, not what they are.
-_OPERATIONAL = ("batch_size", "max_concurrency", "timeout_s", "max_retries", "api_key_env")
 
 
 def check_calibration_config(config) -> None:
@@ -118,8 +115,7 @@ def check_calibration_config(config) -> None:
 
 
 def stage_inputs(config, stage: str) -> dict[str, Any]:
-  values = config_lib.select(config, STAGE_KEYS[stage])
-  return {k: v for k, v in values.items() if k.rsplit(".", 1)[-1] not in _OPERATIONAL}
+  return roles.stage_inputs(config, STAGE_KEYS[stage])
 
 
 def request_messages(record: dict[str, Any], where: str) -> list[dict[str, str]]:

@@ -55,15 +55,6 @@ STAGE_DIRS = dict(
 )
 REWRITING_STAGES = ("seed", "filter", "worker_sft", "rewrite")
 FILTER_RULES = ("empty", "language", "length_ratio", "meta_text")
-# Role settings that change how a job runs, not what it writes (left out of fingerprints).
-_OPERATIONAL = (
-    "batch_size",
-    "max_concurrency",
-    "timeout_s",
-    "max_retries",
-    "api_key_env",
-    "base_url",
-)
 
 
 def native_align_config() -> ml_collections.ConfigDict:
@@ -179,8 +170,7 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
       ],
       "evaluate": [f"{na}.evaluate"],
   }[stage]
-  values = config_lib.select(config, keys)
-  return {k: v for k, v in values.items() if k.rsplit(".", 1)[-1] not in _OPERATIONAL}
+  return roles.stage_inputs(config, keys)
 
 
 def run_native_alignment(

@@ -46,15 +46,6 @@ STAGE_DIRS = dict(
     split="split", teacher="teacher", pairs="pairs", sft="sft", export="export", evaluate="evaluate"
 )
 MODES = ("continuation", "response_tuning")
-# Role settings that change how a job runs, not what it writes (left out of fingerprints).
-_OPERATIONAL = (
-    "batch_size",
-    "max_concurrency",
-    "timeout_s",
-    "max_retries",
-    "api_key_env",
-    "base_url",
-)
 
 
 def noninstruct_config() -> ml_collections.ConfigDict:
@@ -132,8 +123,7 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
       "export": [],
       "evaluate": [f"{n}.evaluate"],
   }[stage]
-  values = config_lib.select(config, keys)
-  return {k: v for k, v in values.items() if k.rsplit(".", 1)[-1] not in _OPERATIONAL}
+  return roles.stage_inputs(config, keys)
 
 
 def run_non_instructional(

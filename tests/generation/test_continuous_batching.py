@@ -87,6 +87,38 @@ def test_stream_through_refilled_rows_equals_each_request_alone(kind, tmp_path):
   assert stream.decode_steps <= static.last_stats.decode_steps
 
 
+def test_refills_waiting_for_a_share_of_free_rows_keep_the_answers(tmp_path):
+  """`refill_fraction`: a decode call returns only once half the rows are free, so refills
+  come in fewer, larger prefill groups; every answer is still the request's answer alone."""
+  model = hf_testing.make_hf_model("llama31", tmp_path)
+  config, params = load_hf_model(str(tmp_path))
+  prompts = _prompts(12, seed=9, vocab=config.vocab_size)
+  stop = _stop_for_mixed_lengths(model, prompts)
+  options = GenerationOptions(max_new_tokens=MAX_NEW)
+
+  def run(fraction):
+    gen = LocalGenerator(
+        config,
+        params,
+        None,
+        batch_size=4,
+        length_bucket=4,
+        stop_token_ids=(stop,),
+        refill_fraction=fraction,
+    )
+    return gen.generate_tokens(prompts, options), gen.last_stats
+
+  eager, eager_stats = run(0.0)
+  grouped, grouped_stats = run(0.5)
+  assert eager == grouped == [_hf_alone(model, p, stop) for p in prompts]
+  assert grouped_stats.refills >= 2
+  # One refill per finished row (eager) against a refill per two or more finished rows.
+  assert grouped_stats.decode_calls < eager_stats.decode_calls
+  assert grouped_stats.prefill_calls < eager_stats.prefill_calls
+  with pytest.raises(ValueError, match="refill_fraction=1.5"):
+    LocalGenerator(config, params, None, batch_size=4, refill_fraction=1.5)
+
+
 def test_processors_see_each_request_from_its_own_start_in_a_refilled_row():
   """The seen-token mask and the response step restart when a row takes a new request: the
   stream equals each request decoded alone, and the penalties hold within each answer only."""
