@@ -198,6 +198,14 @@ class Linear(nn.Module):
     return lora_lib.adapter_delta(x2d, a, b, lora, self.dtype, n_in, n_out, dropout)
 
 
+def rms_norm(x: Array, scale: Array, eps: float, dtype) -> Array:
+  """x / rms(x) over the last axis in fp32, scaled after casting back to `dtype` (as transformers
+  does); `RMSNorm` and the one-token `decode_step` share it."""
+  x32 = x.astype(jnp.float32)
+  y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+  return jnp.asarray(scale, dtype) * y.astype(dtype)
+
+
 class RMSNorm(nn.Module):
   """RMS norm computed in fp32, scale applied after casting back (as transformers does)."""
 
@@ -210,9 +218,7 @@ class RMSNorm(nn.Module):
     scale = self.param(
         "scale", _init(("norm",), nn.initializers.ones), (x.shape[-1],), self.param_dtype
     )
-    x32 = x.astype(jnp.float32)
-    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-    return jnp.asarray(scale, self.dtype) * y.astype(self.dtype)
+    return rms_norm(x, scale, self.eps, self.dtype)
 
 
 class _LayerPart(nn.Module):
@@ -562,14 +568,7 @@ def decode_weights(config: ModelConfig, params) -> dict:
   def matrix(module, in_axes):
     kernel = module["kernel"]
     if "lora_a" in module:
-      a, b = module["lora_a"], module["lora_b"]
-      n_in = int(np.prod(kernel.shape[:in_axes]))
-      delta = jnp.dot(
-          a.reshape(n_in, -1).astype(jnp.float32), b.reshape(b.shape[0], -1).astype(jnp.float32)
-      )
-      kernel = (kernel.astype(jnp.float32) + scale * delta.reshape(kernel.shape)).astype(
-          kernel.dtype
-      )
+      kernel = lora_lib.merge_kernel(kernel, module["lora_a"], module["lora_b"], scale, xp=jnp)
     return _weight_major(kernel, in_axes).astype(dt)
 
   def linear(module, in_axes=1):
@@ -617,14 +616,6 @@ def _weight_major_product(linear: dict, x: Array) -> Array:
   return y + linear["b"] if "b" in linear else y
 
 
-def _rms_norm(config: ModelConfig, x: Array, scale: Array) -> Array:
-  """`RMSNorm` on [B, D] rows: statistics in fp32, the scale applied in the compute dtype."""
-  dt = _dtype(config.dtype)
-  x32 = x.astype(jnp.float32)
-  y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + config.rms_norm_eps)
-  return jnp.asarray(scale, dt) * y.astype(dt)
-
-
 def decode_step(
     config: ModelConfig,
     weights: dict,
@@ -655,7 +646,7 @@ def decode_step(
   x = jnp.take(weights["embed"], tokens, axis=0).astype(dt)
   new_layers = []
   for w, layer_cache in zip(weights["layers"], cache.layers):
-    h = _rms_norm(config, x, w["input_norm"])
+    h = rms_norm(x, w["input_norm"], config.rms_norm_eps, dt)
     q = _weight_major_product(w["q"], h).reshape(b, 1, heads, hd)
     k = _weight_major_product(w["k"], h).reshape(b, 1, kv_heads, hd)
     v = _weight_major_product(w["v"], h).reshape(b, 1, kv_heads, hd)
@@ -672,10 +663,10 @@ def decode_step(
         kv_len=kv_len,
     )
     x = x + _weight_major_product(w["o"], out.reshape(b, heads * hd))
-    h = _rms_norm(config, x, w["post_norm"])
+    h = rms_norm(x, w["post_norm"], config.rms_norm_eps, dt)
     gate, up = _weight_major_product(w["gate"], h), _weight_major_product(w["up"], h)
     x = x + _weight_major_product(w["down"], nn.silu(gate) * up)
-  x = _rms_norm(config, x, weights["norm"])
+  x = rms_norm(x, weights["norm"], config.rms_norm_eps, dt)
   head = weights.get("head", {"w": weights["embed"]})
   return _weight_major_product(head, x).astype(jnp.float32), SlotCache(tuple(new_layers))
 

@@ -127,19 +127,22 @@ def _in_out(path: str, shape) -> tuple[int, int]:
   return int(np.prod(shape[:k])), int(np.prod(shape[k:]))
 
 
-def merge_kernel(kernel, lora_a, lora_b, scale: float) -> np.ndarray:
-  """kernel + scale * A B on the host, in float32, returned in the kernel's dtype.
+def merge_kernel(kernel, lora_a, lora_b, scale: float, xp=np):
+  """kernel + scale * A B in float32, returned in the kernel's dtype: on the host (`xp=np`, the
+  exports) or traced (`xp=jnp`, the generation engine's `llama.decode_weights`).
 
   Works on stacked ([layers, ...]) leaves as well: the leading axes are those that A, B and the
   kernel share (A is [..., in..., r], B [..., r, out...]).
   """
-  kernel, a, b = (np.asarray(x) for x in (kernel, lora_a, lora_b))
+  if xp is np:
+    kernel, lora_a, lora_b = (np.asarray(x) for x in (kernel, lora_a, lora_b))
+  a, b = lora_a, lora_b
   lead = a.ndim + b.ndim - kernel.ndim - 2
   r = a.shape[-1]
-  a2 = a.astype(np.float32).reshape(a.shape[:lead] + (-1, r))
-  b2 = b.astype(np.float32).reshape(b.shape[:lead] + (r, -1))
-  delta = np.matmul(a2, b2).reshape(kernel.shape)
-  return (kernel.astype(np.float32) + np.float32(scale) * delta).astype(kernel.dtype)
+  a2 = a.astype(xp.float32).reshape(a.shape[:lead] + (-1, r))
+  b2 = b.astype(xp.float32).reshape(b.shape[:lead] + (r, -1))
+  delta = xp.matmul(a2, b2).reshape(kernel.shape)
+  return (kernel.astype(xp.float32) + xp.float32(scale) * delta).astype(kernel.dtype)
 
 
 def init_adapters(model_cfg, rng, shardings):
