@@ -74,32 +74,38 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       server.in_flight += 1
       server.max_in_flight = max(server.max_in_flight, server.in_flight)
     try:
-      self._answer(body, text, count, fail)
+      reply = self._answer(body, text, count, fail)
     finally:
+      # Out of flight before the answer is written: once the client has read it, it may send the
+      # next request, which must not find this one still counted.
       with server.lock:
         server.in_flight -= 1
+    if reply is None:
+      self.close_connection = True
+      self.connection.shutdown(socket.SHUT_RDWR)
+    else:
+      self._send(*reply)
 
   def _answer(self, body, text, count, fail):
+    """(status, body) to send, or None to close the connection unanswered."""
     if fail:
-      return self._send(503, {"error": "busy"})
+      return (503, {"error": "busy"})
     if text.startswith("status:"):
       code, error_type, message = (text.split(":", 3)[1:] + ["", ""])[:3]
       error = {"message": message or f"status {code}", "type": error_type or "server_error"}
-      return self._send(int(code), {"error": error})
+      return (int(code), {"error": error})
     if text.startswith("flaky:"):
       _, n, code = text.split(":")
       if count <= int(n):
-        return self._send(int(code), {"error": {"message": "try later", "type": "server_error"}})
+        return (int(code), {"error": {"message": "try later", "type": "server_error"}})
     if text.startswith("sleep:"):
       time.sleep(float(text.split(":")[1]))
     if text == "reset":
-      self.close_connection = True
-      self.connection.shutdown(socket.SHUT_RDWR)
       return None
     usage = {"prompt_tokens": len(text.split()), "completion_tokens": 3}
     if self.path == "/v1/chat/completions":
       answer = "echo: " + text
-      return self._send(
+      return (
           200,
           {
               "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}],
@@ -107,11 +113,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
           },
       )
     if self.path == "/v1/completions":
-      return self._send(
+      return (
           200,
           {"choices": [{"index": 0, "text": body["prompt"][::-1] + " END tail"}], "usage": usage},
       )
-    return self._send(404, {"error": "no route"})
+    return (404, {"error": "no route"})
 
   def _send(self, code, payload):
     data = json.dumps(payload).encode()
