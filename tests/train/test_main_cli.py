@@ -72,6 +72,9 @@ def test_main_runs_resumes_exactly_and_exports(setup, tmp_path):
       "--config.train.steps=6",
       "--config.evals.suite.every_steps=3",
       "--config.evals.suite.max_examples=2",
+      # One task of each kind (choice, generation, perplexity): the periodic suite's wiring in
+      # main, not the whole suite (tests/evaluation/test_harness.py runs every task).
+      "--config.evals.suite.tasks=language_id,copy_sentence_ru,ppl_handbook",
       "--config.checkpoint.export_hf_every=4",
       config="experiments/demo.py:suite=handbook_mini",
   )
