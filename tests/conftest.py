@@ -17,10 +17,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # tiny models compile once, not once per process (the CLI's 6-step demo run took 144 s cold and 67 s
 # with the cache warm). Keys cover the HLO, the compile options and the jax/XLA versions, so a hit
 # is the executable a fresh compile would give; an unreadable entry is a warning and a recompile.
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_REPO, ".cache", "jax_tests"))
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+_CACHE = os.path.join(os.path.dirname(_TESTS), ".cache", "jax_tests")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))  # LRU-evicted beyond 4 GiB
 
 # Shared test helpers (tests/hf_testing.py) importable from every test folder.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _TESTS)

@@ -89,6 +89,8 @@ def test_main_runs_resumes_exactly_and_exports(setup, tmp_path):
     suite_rows = [json.loads(line) for line in f if "eval/micro_avg" in line]
   assert [r["step"] for r in suite_rows] == [3, 6]  # every 3 steps and at the end
   assert "eval/copy_sentence_ru/length_ratio" in suite_rows[0]
+  tasks_run = {k.split("/")[1] for k in suite_rows[0] if k.count("/") == 2} - {"settings"}
+  assert tasks_run == {"language_id", "copy_sentence_ru", "ppl_handbook"}, tasks_run
   a, b = _losses(tmp_path / "straight"), _losses(tmp_path / "resumed")
   assert sorted(b) == list(range(1, 7))
   # Same batches in the same order after the restart: the data iterator state was restored.
