@@ -41,7 +41,8 @@ import ml_collections
 from langshift import config_lib
 from langshift.data import config as data_config_lib
 from langshift.recipes import roles
-from langshift.recipes.stages import StageInterrupted, StageRunner
+from langshift.recipes import stages as stages_lib
+from langshift.recipes.stages import StageInterrupted
 
 STAGE_DIRS = dict(score="scores", cpt="cpt", evaluate="evaluate")
 MODES = {"inscp": "inscp", "orgcp": "none"}  # mode -> the template every data source must use
@@ -235,13 +236,14 @@ def _check_response_prompts(evals) -> None:
         raise ValueError(f"config.evals.{name}.prompts: {e}") from None
 
 
+@stages_lib.stoppable
 def run_inscp(
     config: ml_collections.ConfigDict, workdir: str, *, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
   """Runs (or continues) every stage; returns {'status', 'stages': {name: summary}, 'export'}."""
   check_inscp_config(config)
   inscp, p = config.inscp, inscp_paths(workdir)
-  runner = StageRunner(workdir, log=log)
+  runner = stages_lib.recipe_runner(config, workdir, log, STAGE_DIRS)
   stages: dict[str, Any] = {}
   selecting = inscp.max_perplexity is not None or inscp.min_perplexity is not None
   if selecting:

@@ -46,7 +46,8 @@ from langshift.embeddings.param_tree import embedding_matrices
 from langshift.embeddings.propagation import PROPAGATION_METHODS, propagate_embedding_params
 from langshift.embeddings.vocabulary_map import build_vocabulary_map
 from langshift.recipes import lep_calibration, lep_inputs
-from langshift.recipes.stages import StageInterrupted, StageRunner
+from langshift.recipes import stages as stages_lib
+from langshift.recipes.stages import StageInterrupted
 from langshift.tokenization.adaptation import VARIANTS, build_tokenizer
 from langshift.tokenization.extension import next_free_id
 from langshift.tokenization.instruct_tokens import write_instruct_tokenizer
@@ -149,6 +150,7 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
   return inputs
 
 
+@stages_lib.stoppable
 def run_lep(
     config: ml_collections.ConfigDict, workdir: str, *, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
@@ -159,7 +161,7 @@ def run_lep(
   check_lep_config(config)
   lep = config.lep
   paths = lep_paths(workdir)
-  runner = StageRunner(workdir, log=log)
+  runner = stages_lib.recipe_runner(config, workdir, log, STAGE_DIRS)
   stages: dict[str, Any] = {}
   stages["tokenizer"] = runner.run(
       "tokenizer",

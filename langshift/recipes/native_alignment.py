@@ -173,13 +173,14 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
   return roles.stage_inputs(config, keys)
 
 
+@stages_lib.stoppable
 def run_native_alignment(
     config: ml_collections.ConfigDict, workdir: str, *, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
   """Runs (or continues) every stage; returns {'status', 'stages', 'export'}."""
   check_native_align_config(config)
   na, p = config.native_align, paths(workdir)
-  runner = StageRunner(workdir, log=log)
+  runner = stages_lib.recipe_runner(config, workdir, log, STAGE_DIRS)
   upstream = StageRunner(na.upstream_workdir, log=log) if na.upstream_workdir else None
   up = paths(na.upstream_workdir) if upstream else p
   stages: dict[str, Any] = {}
@@ -187,7 +188,7 @@ def run_native_alignment(
   def run(name, body, *, source=None, **kwargs):
     inputs = stage_inputs(config, name)
     if source is not None:
-      summary = source.recorded(name, inputs)
+      summary = runner.reached(name, source.recorded(name, inputs))
     else:
       summary = runner.run(name, p[name], body, inputs=inputs, **kwargs)
     stages[name] = summary

@@ -40,7 +40,7 @@ from langshift.data.pipeline import derived_seed
 from langshift.recipes import rewrite_io as rio
 from langshift.recipes import roles
 from langshift.recipes import stages as stages_lib
-from langshift.recipes.stages import StageInterrupted, StageRunner
+from langshift.recipes.stages import StageInterrupted
 
 STAGE_DIRS = dict(
     split="split", teacher="teacher", pairs="pairs", sft="sft", export="export", evaluate="evaluate"
@@ -126,12 +126,13 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
   return roles.stage_inputs(config, keys)
 
 
+@stages_lib.stoppable
 def run_non_instructional(
     config: ml_collections.ConfigDict, workdir: str, *, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
   """Runs (or continues) every stage; returns {'status', 'stages', 'export'}."""
   check_noninstruct_config(config)
-  p, runner = paths(workdir), StageRunner(workdir, log=log)
+  p, runner = paths(workdir), stages_lib.recipe_runner(config, workdir, log, STAGE_DIRS)
   stages: dict[str, Any] = {}
 
   def run(name, body, **kwargs):

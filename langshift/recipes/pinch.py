@@ -39,7 +39,7 @@ from langshift.data import pinch as pinch_lib
 from langshift.data.pipeline import derived_seed
 from langshift.recipes import roles
 from langshift.recipes import stages as stages_lib
-from langshift.recipes.stages import StageInterrupted, StageRunner
+from langshift.recipes.stages import StageInterrupted
 
 STAGE_DIRS = dict(mixture="mixture", sft="sft", evaluate="evaluate")
 SPLITS = ("pinch", "uniform", "monolingual")
@@ -259,13 +259,14 @@ def _check_engine(config) -> None:
 # --- Stages ---------------------------------------------------------------------------------
 
 
+@stages_lib.stoppable
 def run_pinch(
     config: ml_collections.ConfigDict, workdir: str, *, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
   """Runs (or continues) every stage; returns {'status', 'stages', 'export'}."""
   check_pinch_config(config)
   p = paths(workdir)
-  runner = StageRunner(workdir, log=log)
+  runner = stages_lib.recipe_runner(config, workdir, log, STAGE_DIRS)
   stages: dict[str, Any] = {}
 
   def run(name, body, **kwargs):

@@ -23,7 +23,15 @@ RECIPES = {
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """The recipe's result: {'status': 'done' | 'preempted' | 'stopped', 'stages', 'export'}
+  ('stopped': `config.stop_after` was reached; 'stopped_after' names the stage)."""
   if config.recipe not in RECIPES:
     raise ValueError(f"config.recipe={config.recipe!r}; expected one of {tuple(RECIPES)}")
-  module, function = RECIPES[config.recipe].split(":")
-  return getattr(importlib.import_module(module), function)(config, workdir)
+  module_name, function = RECIPES[config.recipe].split(":")
+  module = importlib.import_module(module_name)
+  if config.get("stop_after", "") and not hasattr(module, "STAGE_DIRS"):
+    raise ValueError(
+        f"config.stop_after={config.stop_after!r}; expected empty: recipe {config.recipe!r} has "
+        "no stages"
+    )
+  return getattr(module, function)(config, workdir)

@@ -7,6 +7,12 @@ rerun clears that stage's partial output and runs it again (a training stage ins
 from its own checkpoint). A marker whose inputs differ from the current config is an error, not a
 silent reuse of outputs made for another experiment: the error names each changed key.
 
+`config.stop_after=<stage>` ends the recipe once that stage has finished (or was found finished):
+the runner raises `StoppedAfter`, which the recipe function (`@stoppable`) returns as status
+"stopped". Rerunning without
+it skips the finished stages and continues from the next one, so a user can inspect a stage's
+output (a rewritten corpus, a new tokenizer) before paying for the training after it.
+
 Multi-host jobs: a host-side stage (tokenizer training, embedding surgery, export) runs on
 process 0 only while the others wait at a barrier and then read its marker, so no two hosts
 write one folder; a stage marked `collective` (training) runs on every process. The workdir
@@ -21,6 +27,7 @@ different files, so the recipe never waits on itself. Reusing another workdir's 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -43,12 +50,32 @@ class StageInterrupted(Exception):
     self.stage, self.summary = stage, summary
 
 
+class StoppedAfter(Exception):
+  """`config.stop_after` named a stage that has now finished: the recipe ends there, cleanly."""
+
+  def __init__(self, stage: str, stages: dict[str, dict[str, Any]]):
+    super().__init__(f"stopped after stage {stage} (config.stop_after)")
+    self.stage, self.stages = stage, stages
+
+
 class StageRunner:
 
-  def __init__(self, workdir: str, log: Callable[[str], None] = print):
+  def __init__(
+      self,
+      workdir: str,
+      log: Callable[[str], None] = print,
+      *,
+      stop_after: str = "",
+      order: tuple[str, ...] = (),
+  ):
+    """`order`: the recipe's stages in the order they run, so that a `stop_after` stage that
+    this config leaves out (e.g. no scoring without a perplexity bound) stops the recipe at the
+    first stage after it instead of letting every later stage run."""
     self.workdir = workdir
     self.marker_dir = os.path.join(workdir, "stages")
     self.log = log if jax.process_index() == 0 else (lambda message: None)
+    self.stop_after, self.order = stop_after, order
+    self.finished: dict[str, dict[str, Any]] = {}  # stage -> summary, in the order they ended
     self._lock: workdir_lock.DirectoryLock | None = None  # released with the runner
 
   def _lock_workdir(self) -> None:
@@ -76,10 +103,35 @@ class StageRunner:
     `clear_partial=False` keeps what a killed attempt left in `output` (a trainer resumes it).
     `collective`: every process runs `body` (it joins collectives); otherwise process 0 does.
     """
+    self._stop_if_passed(name)
     self._lock_workdir()
     if collective or jax.process_count() == 1:
-      return self._run_here(name, output, body, inputs, clear_partial, collective)
-    return self._run_on_process_zero(name, output, body, inputs, clear_partial)
+      summary = self._run_here(name, output, body, inputs, clear_partial, collective)
+    else:
+      summary = self._run_on_process_zero(name, output, body, inputs, clear_partial)
+    return self.reached(name, summary)
+
+  def _stop_if_passed(self, name: str) -> None:
+    stop = self.stop_after
+    if stop and stop not in self.finished and stop in self.order and name in self.order:
+      if self.order.index(name) > self.order.index(stop):
+        self.log(
+            f"langshift: stage {stop} does not run under this config (config.stop_after="
+            f"{stop!r}): stopping before stage {name}"
+        )
+        raise StoppedAfter(stop, dict(self.finished))
+
+  def reached(self, name: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """Records that stage `name` has finished (here, before, or reused from another workdir);
+    raises `StoppedAfter` on every process if it is `stop_after`."""
+    self.finished[name] = summary
+    if name == self.stop_after:
+      self.log(
+          f"langshift: stage {name}: {format_counts(summary)}; stopping here "
+          f"(config.stop_after={name!r}); rerun without it to continue from the next stage"
+      )
+      raise StoppedAfter(name, dict(self.finished))
+    return summary
 
   def _run_on_process_zero(self, name, output, body, inputs, clear_partial):
     if jax.process_index() == 0:
@@ -163,6 +215,28 @@ class StageRunner:
         )
       os.replace(tmp, self.marker(name))  # a marker is whole or absent
     return {**summary, "skipped": False}
+
+
+def stoppable(recipe: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+  """A recipe function whose `StoppedAfter` becomes its result: {'status': 'stopped',
+  'stopped_after': <stage>, 'stages': the summaries of the stages finished so far}."""
+
+  @functools.wraps(recipe)
+  def run(config, workdir: str, **kwargs) -> dict[str, Any]:
+    try:
+      return recipe(config, workdir, **kwargs)
+    except StoppedAfter as e:
+      return {"status": "stopped", "stopped_after": e.stage, "stages": e.stages, "export": None}
+
+  return run
+
+
+def recipe_runner(config, workdir: str, log: Callable[[str], None], stage_dirs) -> StageRunner:
+  """The runner of a recipe whose stages are `stage_dirs`' keys, in the order they run."""
+  stop_after, order = config.get("stop_after", ""), tuple(stage_dirs)
+  if stop_after and stop_after not in order:
+    raise ValueError(f"config.stop_after={stop_after!r}; expected one of {order}")
+  return StageRunner(workdir, log=log, stop_after=stop_after, order=order)
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:

@@ -22,6 +22,10 @@ def base_config() -> ml_collections.ConfigDict:
   #   lep  learned embedding propagation (langshift/recipes/lep.py); its settings live in the
   #        `lep` section that the recipe adds (`lep.lep_config()`), not in this base schema.
   c.recipe = "cpt"
+  # A recipe's stage name (its STAGE_DIRS keys, e.g. native_align's "rewrite"): run up to and
+  # including that stage, then stop (status "stopped"). Rerunning without it continues from the
+  # next stage; stage fingerprints do not include it. Empty: every stage.
+  c.stop_after = ""
 
   # --- Initialisation precedence -------------------------------------------------------------
   # 1. A checkpoint already in the workdir resumes everything (params, optimizer, step, RNG, data

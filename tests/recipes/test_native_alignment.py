@@ -124,10 +124,11 @@ def test_sigkill_during_the_corpus_rewrite_then_rerun_rewrites_each_piece_once(i
     assert len(_read_outputs(work / "corpus_rewrite" / "outputs")) == 8
     done_before = _read_outputs(work / "corpus_rewrite" / "outputs", include_incomplete=True)
     assert len(done_before) == 12
-    args, env = _cli(inputs, work, expert.url)
+    args, env = _cli(inputs, work, expert.url, "--config.stop_after=rewrite")
     again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
   assert "stage worker_sft: done before, skipped" in again.stdout
+  assert "stopping here (config.stop_after='rewrite')" in again.stdout
   outputs = _read_outputs(work / "corpus_rewrite" / "outputs")
   requests = _read(work / "corpus_rewrite" / "requests.jsonl")
   assert sorted(o["id"] for o in outputs) == sorted(r["id"] for r in requests)  # once each
@@ -154,10 +155,14 @@ def test_two_processes_rewrite_disjoint_shares_exactly_once(inputs, tmp_path):
         "--config.mesh.num_devices=0",
         "--config.train.global_batch_size=8",
         "--config.native_align.worker_sft.train.global_batch_size=8",
+        # What this test reads ends with the rewrite: both processes stop there together.
+        "--config.stop_after=rewrite",
     )
     results = multiprocess_testing.run(args, timeout=900)
   for rc, out, err in results:
     assert rc == 0, out[-2000:] + err[-4000:]
+  assert "stopping here (config.stop_after='rewrite')" in results[0][1]
+  assert not (work / "cpt").exists() and not (work / "stages" / "cpt.json").exists()
   outputs = _read_outputs(work / "corpus_rewrite" / "outputs")
   requests = _read(work / "corpus_rewrite" / "requests.jsonl")
   assert sorted(o["id"] for o in outputs) == sorted(r["id"] for r in requests)

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from langshift.recipes import stages as stages_lib
 from langshift.recipes.stages import StageInterrupted, StageRunner
 
 
@@ -143,3 +144,67 @@ def test_bad_lep_setting_is_a_one_line_error_naming_it(key, value, tmp_path):
   with pytest.raises(ValueError, match=rf"^config\.lep\.{key}='{value}'; expected one of"):
     lep.run_lep(config, str(tmp_path / "work"))
   assert not (tmp_path / "work").exists()  # nothing started
+
+
+_TOY_STAGES = {"prepare": "prepared", "rewrite": "rewritten", "train": "trained"}
+
+
+@stages_lib.stoppable
+def _toy_recipe(config, workdir, *, calls, rewrite=True):
+  """A recipe of three stages in the shape of the real ones; `rewrite=False` leaves one out."""
+  runner = stages_lib.recipe_runner(config, workdir, lambda _: None, _TOY_STAGES)
+  done = {}
+  for name, folder in _TOY_STAGES.items():
+    if name == "rewrite" and not rewrite:
+      continue
+    out = os.path.join(workdir, folder)
+    done[name] = runner.run(name, out, _body(out, calls), inputs={"stage": name})
+  return {"status": "done", "stages": done, "export": os.path.join(workdir, "trained")}
+
+
+def _stop_config(stop_after):
+  from langshift.train.config import base_config
+
+  config = base_config()
+  config.stop_after = stop_after
+  return config
+
+
+def test_stop_after_ends_the_recipe_after_that_stage_and_a_rerun_continues(tmp_path):
+  work, calls = str(tmp_path), []
+  result = _toy_recipe(_stop_config("rewrite"), work, calls=calls)
+  assert result["status"] == "stopped" and result["stopped_after"] == "rewrite"
+  assert list(result["stages"]) == ["prepare", "rewrite"] and result["export"] is None
+  assert calls == [os.path.join(work, "prepared"), os.path.join(work, "rewritten")]
+  assert not os.path.exists(os.path.join(work, "trained"))
+  # Stopping after a stage that is already finished stops there again, running nothing.
+  assert _toy_recipe(_stop_config("prepare"), work, calls=calls)["stopped_after"] == "prepare"
+  assert len(calls) == 2
+  # Without it, the finished stages are skipped (their fingerprints leave stop_after out).
+  result = _toy_recipe(_stop_config(""), work, calls=calls)
+  assert result["status"] == "done"
+  assert [result["stages"][s]["skipped"] for s in _TOY_STAGES] == [True, True, False]
+  assert calls[2:] == [os.path.join(work, "trained")]
+
+
+def test_stop_after_a_stage_this_config_leaves_out_stops_before_the_next(tmp_path):
+  calls = []
+  result = _toy_recipe(_stop_config("rewrite"), str(tmp_path), calls=calls, rewrite=False)
+  assert result["status"] == "stopped" and list(result["stages"]) == ["prepare"]
+  assert calls == [str(tmp_path / "prepared")]  # train did not start
+
+
+def test_stop_after_an_unknown_stage_is_a_one_line_error_before_any_work(tmp_path):
+  with pytest.raises(
+      ValueError,
+      match=r"^config\.stop_after='rewrit'; expected one of \('prepare', 'rewrite', 'train'\)$",
+  ):
+    _toy_recipe(_stop_config("rewrit"), str(tmp_path / "work"), calls=[])
+  assert not (tmp_path / "work").exists()
+  from langshift.recipes.run import run_experiment
+
+  with pytest.raises(
+      ValueError, match=r"^config\.stop_after='train'; expected empty: recipe 'cpt'"
+  ):
+    run_experiment(_stop_config("train"), str(tmp_path / "cpt"))
+  assert not (tmp_path / "cpt").exists()
