@@ -211,24 +211,30 @@ def _write_scores(outputs: str, path: str, num_records: int, read_outputs) -> No
 
 
 def local_scorer(
-    model_dir: str, *, max_length: int, rows_per_call: int = 4, dtype: str = "float32"
+    model_dir: str,
+    *,
+    max_length: int,
+    rows_per_call: int = 4,
+    dtype: str = "float32",
+    num_devices: int = 0,
 ):
-  """A `LocalScorer` on this process's devices only (each host holds its own replica).
+  """A `LocalScorer` on this process's devices only (each host holds its own replica), or on
+  the first `num_devices` of them (0: all).
 
   `rows_per_call`: rows per forward pass, each packed with as many records' windows as fit. On
   CPU small calls win (the activations stay in cache): 4 rows scored the benchmark's documents
   1.4x faster than 16 (docs/benchmarks.md); an accelerator wants more.
   """
   # pylint: disable=import-outside-toplevel
-  import jax
 
   from langshift.checkpoints.hf_import import load_hf_model
   from langshift.evaluation.scoring import LocalScorer
   from langshift.parallel import sharding as sharding_lib
   from langshift.parallel.mesh import create_mesh
+  from langshift.recipes.roles import local_devices
   from langshift.tokenization.tokenizer import load_tokenizer
 
-  mesh = create_mesh({"data": 1, "fsdp": -1, "tensor": 1}, devices=jax.local_devices())
+  mesh = create_mesh({"data": 1, "fsdp": -1, "tensor": 1}, devices=local_devices(num_devices))
   config, params = load_hf_model(
       model_dir, mesh=mesh, rules=sharding_lib.rules_from_config(None), dtype=dtype
   )

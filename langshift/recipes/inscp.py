@@ -299,6 +299,7 @@ def score_sources(config, out_dir: str) -> dict[str, Any]:
               max_length=inscp.score.max_length,
               rows_per_call=inscp.score.rows_per_call,
               dtype=inscp.score.dtype,
+              num_devices=config.mesh.num_devices,
           )
       )
     return scorer[0]
@@ -368,20 +369,21 @@ def evaluate_retention(config, export: str, out_dir: str) -> dict[str, Any]:
   models = {"after": export, "before": starting_model(inscp)}
   metrics: dict[str, Any] = {}
   if inscp.tmmluplus.data_dir:
-    metrics.update(_tmmluplus(inscp.tmmluplus, models, os.path.join(out_dir, "tmmluplus")))
+    out = os.path.join(out_dir, "tmmluplus")
+    metrics.update(_tmmluplus(inscp.tmmluplus, models, out, config.mesh.num_devices))
   if inscp.judge.prompts:
     metrics.update(judge_against_start(config, models, out_dir))
   return metrics
 
 
-def _generator(model_dir: str, batch_size: int):
+def _generator(model_dir: str, batch_size: int, num_devices: int):
   role = roles.role_config(
       backend="local", hf_dir=model_dir, dtype="float32", batch_size=batch_size
   )
-  return roles.make_generator(role)
+  return roles.make_generator(role, num_devices=num_devices)
 
 
-def _tmmluplus(cfg, models: dict[str, str], out_dir: str) -> dict[str, float]:
+def _tmmluplus(cfg, models: dict[str, str], out_dir: str, num_devices: int = 0) -> dict[str, float]:
   # pylint: disable=import-outside-toplevel
   from langshift.evaluation.benchmarks.tmmluplus import build_tmmluplus_suite
   from langshift.evaluation.harness import run_eval_suite
@@ -389,7 +391,7 @@ def _tmmluplus(cfg, models: dict[str, str], out_dir: str) -> dict[str, float]:
   suite = build_tmmluplus_suite(cfg.data_dir, out_dir, num_fewshot=cfg.num_fewshot)
   metrics = {}
   for tag, model in models.items():
-    gen = _generator(model, cfg.batch_size)
+    gen = _generator(model, cfg.batch_size, num_devices)
     metrics.update(
         run_eval_suite(
             suite,
@@ -422,7 +424,9 @@ def judge_against_start(config, models: dict[str, str], out_dir: str) -> dict[st
   options = GenerationOptions(max_new_tokens=judge_cfg.answer_max_new_tokens)
   conversations = [[{"role": "user", "content": q.prompt}] for q in prompts]
   answers = {
-      tag: _generator(model, judge_cfg.batch_size).chat(conversations, options)
+      tag: _generator(model, judge_cfg.batch_size, config.mesh.num_devices).chat(
+          conversations, options
+      )
       for tag, model in models.items()
   }
   judge = llm_judge(

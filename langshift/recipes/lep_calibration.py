@@ -195,7 +195,7 @@ def generate_answers(config, out_dir: str, instruct_dir: str) -> dict[str, Any]:
   new, seconds = roles.run_job(
       requests,
       os.path.join(out_dir, "outputs"),
-      roles.make_generator(role, rules=config.logical_rules),
+      roles.make_generator(role, rules=config.logical_rules, num_devices=config.mesh.num_devices),
       role,
       derived_seed(config.seed, "calibration_answers"),
       stage="calibration_answers",

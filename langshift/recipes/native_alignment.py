@@ -583,7 +583,7 @@ def rewrite_corpus(config, p: dict[str, str]) -> dict[str, Any]:
   throughput = _run_job(
       requests,
       os.path.join(out, "outputs"),
-      roles.make_generator(role, rules=config.logical_rules),
+      roles.make_generator(role, rules=config.logical_rules, num_devices=config.mesh.num_devices),
       role,
       derived_seed(config.seed, "corpus_rewrite"),
       stage="rewrite",

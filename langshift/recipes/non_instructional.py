@@ -294,7 +294,9 @@ def teacher_continuations(config, p) -> dict[str, Any]:
   new, seconds = roles.run_job(
       os.path.join(p["split"], "requests.jsonl"),
       out,
-      roles.make_generator(n.teacher, rules=config.logical_rules),
+      roles.make_generator(
+          n.teacher, rules=config.logical_rules, num_devices=config.mesh.num_devices
+      ),
       n.teacher,
       derived_seed(config.seed, "teacher"),
       stage="teacher",
@@ -441,7 +443,9 @@ def _judge(config, p) -> dict[str, float]:
     role = roles.role_config(
         backend="local", hf_dir=hf_dir, max_new_tokens=ev.answer_max_new_tokens, dtype="float32"
     )
-    generator = roles.make_generator(role, rules=config.logical_rules)
+    generator = roles.make_generator(
+        role, rules=config.logical_rules, num_devices=config.mesh.num_devices
+    )
     answers[name] = generator.chat(
         [[{"role": "user", "content": q}] for q in questions],
         roles.generation_options(role, derived_seed(config.seed, "judge_answers")),

@@ -452,7 +452,7 @@ def evaluate_tuned(config, workdir: str, p: dict[str, str]) -> dict[str, Any]:
   items: list[dict] = []
   metrics = response_eval.evaluate_responses(
       prompts,
-      roles.make_generator(role, rules=config.logical_rules),
+      roles.make_generator(role, rules=config.logical_rules, num_devices=config.mesh.num_devices),
       options=GenerationOptions(max_new_tokens=e.max_new_tokens),
       prefix="responses",
       records=items,

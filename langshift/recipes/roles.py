@@ -113,8 +113,19 @@ def length_fn(role) -> Callable[[str], int]:
   return lambda text: math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-def make_generator(role, *, rules=None) -> Any:
-  """The role's `TextGenerator`; a local checkpoint is loaded onto this process's devices."""
+def local_devices(num_devices: int = 0) -> list:
+  """This process's devices, or the first `num_devices` of them (0: all)."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  devices = jax.local_devices()
+  return devices[:num_devices] if num_devices else devices
+
+
+def make_generator(role, *, rules=None, num_devices: int = 0) -> Any:
+  """The role's `TextGenerator`; a local checkpoint is loaded onto this process's devices, or
+  onto the first `num_devices` of them (the experiment's `mesh.num_devices`; 0: all). A small
+  model on one device skips the collectives of sharding it: the tiny native-alignment rewrite
+  took 11.7 s on one simulated CPU device against 32.3 s on eight (docs/benchmarks.md)."""
   if role.backend == "openai":
     from langshift.generation.openai_client import OpenAIGenerator  # pylint: disable=import-outside-toplevel
 
@@ -128,7 +139,6 @@ def make_generator(role, *, rules=None) -> Any:
         max_retries=role.max_retries,
     )
   # pylint: disable=import-outside-toplevel
-  import jax
 
   from langshift.checkpoints.hf_import import load_hf_model
   from langshift.generation.local_backend import LocalGenerator
@@ -136,7 +146,7 @@ def make_generator(role, *, rules=None) -> Any:
   from langshift.parallel.mesh import create_mesh
   from langshift.tokenization.tokenizer import load_tokenizer
 
-  devices = jax.local_devices()
+  devices = local_devices(num_devices)
   mesh = create_mesh({"data": 1, "fsdp": -1, "tensor": 1}, devices=devices)
   rules = sharding_lib.rules_from_config(rules)
   config, params = load_hf_model(role.hf_dir, mesh=mesh, rules=rules, dtype=role.dtype)
