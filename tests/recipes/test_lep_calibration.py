@@ -61,6 +61,7 @@ def _run(setup, workdir, *extra):
       f"--config.evals.heldout.data.sources.ru.path={root / 'heldout.jsonl'}",
       f"--config.lep.calibration.prompts={root / 'prompts.jsonl'}",
       f"--config.lep.calibration.heldout_prompts={root / 'heldout_chat.jsonl'}",
+      "--config.mesh.num_devices=1",  # the 8-device LEP run is test_lep_end_to_end's
       *extra,
   ]
   result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
