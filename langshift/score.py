@@ -226,12 +226,10 @@ def local_scorer(
   1.4x faster than 16 (docs/benchmarks.md); an accelerator wants more.
   """
   # pylint: disable=import-outside-toplevel
-
   from langshift.checkpoints.hf_import import load_hf_model
   from langshift.evaluation.scoring import LocalScorer
   from langshift.parallel import sharding as sharding_lib
-  from langshift.parallel.mesh import create_mesh
-  from langshift.recipes.roles import local_devices
+  from langshift.parallel.mesh import create_mesh, local_devices
   from langshift.tokenization.tokenizer import load_tokenizer
 
   mesh = create_mesh({"data": 1, "fsdp": -1, "tensor": 1}, devices=local_devices(num_devices))

@@ -37,6 +37,13 @@ def fill_axis_sizes(sizes: Mapping[str, int], total: int, what: str) -> tuple[in
   return tuple(values)
 
 
+def local_devices(num_devices: int = 0) -> list:
+  """This process's devices, or the first `num_devices` of them (0: all): where a model that
+  each host holds on its own (a generation role, a scorer) is loaded."""
+  devices = jax.local_devices()
+  return devices[:num_devices] if num_devices else devices
+
+
 def create_mesh(
     ici: Mapping[str, int],
     dcn: Mapping[str, int] | None = None,

@@ -113,14 +113,6 @@ def length_fn(role) -> Callable[[str], int]:
   return lambda text: math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-def local_devices(num_devices: int = 0) -> list:
-  """This process's devices, or the first `num_devices` of them (0: all)."""
-  import jax  # pylint: disable=import-outside-toplevel
-
-  devices = jax.local_devices()
-  return devices[:num_devices] if num_devices else devices
-
-
 def make_generator(role, *, rules=None, num_devices: int = 0) -> Any:
   """The role's `TextGenerator`; a local checkpoint is loaded onto this process's devices, or
   onto the first `num_devices` of them (the experiment's `mesh.num_devices`; 0: all). A small
@@ -139,11 +131,10 @@ def make_generator(role, *, rules=None, num_devices: int = 0) -> Any:
         max_retries=role.max_retries,
     )
   # pylint: disable=import-outside-toplevel
-
   from langshift.checkpoints.hf_import import load_hf_model
   from langshift.generation.local_backend import LocalGenerator
   from langshift.parallel import sharding as sharding_lib
-  from langshift.parallel.mesh import create_mesh
+  from langshift.parallel.mesh import create_mesh, local_devices
   from langshift.tokenization.tokenizer import load_tokenizer
 
   devices = local_devices(num_devices)

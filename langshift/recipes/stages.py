@@ -9,9 +9,9 @@ silent reuse of outputs made for another experiment: the error names each change
 
 `config.stop_after=<stage>` ends the recipe once that stage has finished (or was found finished):
 the runner raises `StoppedAfter`, which the recipe function (`@stoppable`) returns as status
-"stopped". Rerunning without
-it skips the finished stages and continues from the next one, so a user can inspect a stage's
-output (a rewritten corpus, a new tokenizer) before paying for the training after it.
+"stopped". Rerunning without it skips the finished stages and continues from the next one, so a
+user can inspect a stage's output (a rewritten corpus, a new tokenizer) before paying for the
+training after it.
 
 Multi-host jobs: a host-side stage (tokenizer training, embedding surgery, export) runs on
 process 0 only while the others wait at a barrier and then read its marker, so no two hosts
