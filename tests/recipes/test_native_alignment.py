@@ -178,6 +178,18 @@ def test_reusing_the_rewriting_stages_runs_only_cpt_and_evaluation(inputs, tmp_p
   first, second = str(tmp_path / "hybrid"), str(tmp_path / "rewritten_only")
   with fx.FakeExpert() as expert:
     na_lib.run_native_alignment(_config(inputs, expert.url), first, log=lambda _: None)
+    # Stages reused from the upstream workdir count as finished for stop_after.
+    stopped = na_lib.run_native_alignment(
+        _config(
+            inputs,
+            expert.url,
+            **{"native_align.upstream_workdir": first, "stop_after": "rewrite"},
+        ),
+        str(tmp_path / "stopped"),
+        log=lambda _: None,
+    )
+    assert stopped["status"] == "stopped" and stopped["stages"]["rewrite"]["reused"]
+    assert not (tmp_path / "stopped" / "cpt").exists()
     config = _config(
         inputs,
         expert.url,
