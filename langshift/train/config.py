@@ -77,7 +77,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict()
   c.mesh.ici = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
   c.mesh.dcn = ml_collections.ConfigDict(dict(data=1, fsdp=1, tensor=1))
-  c.mesh.num_devices = 0  # 0: every device; N: only the first N (debugging, equivalence tests)
+  # 0: every device; N: only the first N (debugging, equivalence tests, tiny CPU runs). A recipe's
+  # local models (generation roles, the perplexity scorer) load onto the first N of each
+  # process's own devices (langshift/recipes/roles.py).
+  c.mesh.num_devices = 0
   # Logical axis name -> mesh axes (None: replicated). See langshift/parallel/sharding.py.
   c.logical_rules = [list(r) for r in DEFAULT_LOGICAL_RULES]
 
