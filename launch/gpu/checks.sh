@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: everything langshift should confirm on an NVIDIA GPU, in one short run
-# (about 8 minutes on one H100), one summary line per check:
+# (a 470-second budget by default; its duration on a GPU has not been measured yet), one summary
+# line per check:
 #
 #   model_parity     tests/models on the GPU (logits against transformers, bf16 vs fp32, ...)
 #   cudnn_attention  cuDNN flash attention against the XLA path (launch/gpu/attention_parity.py)
