@@ -4,7 +4,8 @@ Liang et al. 2024, "Alignment at Pre-training! Towards Native Alignment for Arab
 (arXiv:2412.03253): align a model while it is pre-trained, by rewriting its pre-training corpus
 under an alignment ("polishing") policy. An aligned expert rewrites a seed sample, a small worker
 learns the rewriting from those pairs and rewrites the whole corpus, and the student continues
-pre-training on a mix of rewritten and original text.
+pre-training on a mix of rewritten and original text, and of any replay sources (general corpora)
+in `config.data.sources` (`student_data`).
 
 One config, seven resumable stages (`stages.py`), each writing one folder of the workdir:
 
