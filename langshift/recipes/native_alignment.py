@@ -112,12 +112,11 @@ def native_align_config() -> ml_collections.ConfigDict:
           ),
           # Apply `filter` to the worker's rewrites too (documents that fail are left out).
           filter_corpus_rewrites=True,
-          # The student's CPT mix: the native-alignment text (rewritten and original) has weight
-          # native_weight, split by rewritten_fraction (rewritten: native_weight * f, original:
-          # native_weight * (1 - f)); replay sources in config.data.sources keep their own
-          # weights; the data mixer normalises over the total. Share of rewritten text within
-          # the native-alignment text (the rest is original text):
-          rewritten_fraction=0.5,
+          # The student's CPT mix (`student_data`): the native-alignment text has weight
+          # native_weight, split into rewritten (native_weight * rewritten_fraction) and original
+          # (native_weight * (1 - rewritten_fraction)) text; replay sources in config.data.sources
+          # (optional: general corpora) keep their own weights; the mixer normalises over the total.
+          rewritten_fraction=0.5,  # share of rewritten text in the native-alignment text
           native_weight=1.0,
           upstream_workdir="",  # reuse the finished rewriting stages of this workdir
           evaluate=dict(
