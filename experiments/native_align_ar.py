@@ -21,8 +21,25 @@ Arguments (`--config=experiments/native_align_ar.py:<arg>`):
   slice=v5e-64  mesh and batch for a 64-chip v5e slice.
   suite=NAME    also run that benchmark suite (`config.evals.suite`, its Arabic tasks) before and
                 after the student's CPT (minutes on a CPU: few-shot Arabic prompts are long).
+  replay=A+B    declare replay sources A and B (empty paths, weight 1) for you to fill in.
 `sweep()`: original only / rewritten only / hybrid at rewritten fractions 0.25, 0.5, 0.75, and
 the amount of seed data for the worker.
+
+Replay (optional). The paper pre-trains on the rewritten Arabic corpus mixed with general corpora
+(SlimPajama, MAP-CC, Proof-Pile-2, Wikipedia); none is needed to run this setting. Replay sources
+are `config.data.sources` entries (`langshift/data/config.py`) that join the student's CPT mix:
+
+  python -m langshift.main --config=experiments/native_align_ar.py:replay=slimpajama+wikipedia \
+      ... (as above) \
+      --config.data.sources.slimpajama.path='/corpora/slimpajama/*.jsonl' \
+      --config.data.sources.wikipedia.path='/corpora/wikipedia/*.jsonl' \
+      --config.data.sources.wikipedia.weight=0.5
+
+Weights: the native-alignment text has weight `native_align.native_weight` (1.0), split by
+`rewritten_fraction` f into rewritten (native_weight * f) and original (native_weight * (1 - f))
+text; each replay source has its own weight; the data mixer normalises over the total. Above,
+1.0 + 1.0 + 0.5: 40% native-alignment text (20% rewritten, 20% original), 40% SlimPajama, 20%
+Wikipedia.
 
 Training hyper-parameters of the student's CPT are not given in the paper; the defaults below
 (LR 2e-5 cosine, 1M-token batches of 4096-token rows) are langshift's choice (docs/recipes.md).
@@ -36,7 +53,7 @@ from langshift.train.config import base_config
 
 CORPUS = ".cache/corpora/debian_handbook/ar-MA"
 SMOLLM2 = ".cache/smollm2-135m-instruct"
-ARGS = dict(size=("full", "cpu", "tiny"), slice=("v4-32", "v5e-64"), suite="")
+ARGS = dict(size=("full", "cpu", "tiny"), slice=("v4-32", "v5e-64"), suite="", replay="")
 
 
 def get_config(arg=None):
@@ -82,6 +99,8 @@ def get_config(arg=None):
     _cpu(c)
   elif arg.size == "tiny":
     _tiny(c)
+  for name in filter(None, arg.replay.split("+")):  # replay sources: paths and weights yours
+    c.data.sources[name] = source_config(path="", format="jsonl", weight=1.0)
   if arg.suite:
     c.evals.suite = suite_eval(suite=arg.suite, tasks="*_ar", max_examples=8, at_start=True)
   return c

@@ -4,7 +4,8 @@ Liang et al. 2024, "Alignment at Pre-training! Towards Native Alignment for Arab
 (arXiv:2412.03253): align a model while it is pre-trained, by rewriting its pre-training corpus
 under an alignment ("polishing") policy. An aligned expert rewrites a seed sample, a small worker
 learns the rewriting from those pairs and rewrites the whole corpus, and the student continues
-pre-training on a mix of rewritten and original text.
+pre-training on a mix of rewritten and original text, and of any replay sources (general corpora)
+in `config.data.sources` (`student_data`).
 
 One config, seven resumable stages (`stages.py`), each writing one folder of the workdir:
 
@@ -54,6 +55,8 @@ STAGE_DIRS = dict(
     evaluate="evaluate",
 )
 REWRITING_STAGES = ("seed", "filter", "worker_sft", "rewrite")
+# The recipe's own sources in the student's CPT mix, beside the replay sources of config.data.
+STUDENT_SOURCES = ("original", "rewritten")
 FILTER_RULES = ("empty", "language", "length_ratio", "meta_text")
 
 
@@ -66,6 +69,13 @@ def native_align_config() -> ml_collections.ConfigDict:
           corpus=data_config_lib.source_config(path="", format="jsonl"),
           id_field="id",  # record field naming a document; absent: its position ("doc-00000042")
           language="ar",  # of the corpus: the policy's cultural paragraph and the language filter
+          # The language's name in the policy's prompts and its readers' cultural norms (the
+          # policy's "polish" rule). Empty: the built-in tables (langshift/recipes/
+          # polishing_policy.py), which know ~20 languages; set language_name for any other one
+          # (language="el", language_name="Greek"); without cultural_norms it gets the generic
+          # paragraph naming the language.
+          language_name="",
+          cultural_norms="",
           max_documents=0,  # read at most this many documents (0: all); small runs
           dedup=dict(
               near=True,  # MinHash LSH near-duplicates besides exact (normalised-text) ones
@@ -102,8 +112,12 @@ def native_align_config() -> ml_collections.ConfigDict:
           ),
           # Apply `filter` to the worker's rewrites too (documents that fail are left out).
           filter_corpus_rewrites=True,
-          # Share of rewritten text in the student's CPT mix (the rest is original text).
-          rewritten_fraction=0.5,
+          # The student's CPT mix (`student_data`): the native-alignment text has weight
+          # native_weight, split into rewritten (native_weight * rewritten_fraction) and original
+          # (native_weight * (1 - rewritten_fraction)) text; replay sources in config.data.sources
+          # (optional: general corpora) keep their own weights; the mixer normalises over the total.
+          rewritten_fraction=0.5,  # share of rewritten text in the native-alignment text
+          native_weight=1.0,
           upstream_workdir="",  # reuse the finished rewriting stages of this workdir
           evaluate=dict(
               # Local files in the published layouts (langshift/evaluation/arabic_benchmarks.py).
@@ -149,13 +163,23 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
           f"{na}.dedup",
           "data.on_bad_record",
       ],
-      "seed": [f"{na}.seed_documents", f"{na}.policy", f"{na}.language", f"{na}.expert", "seed"],
-      "filter": [f"{na}.filter", f"{na}.language", f"{na}.policy"],
+      "seed": [
+          f"{na}.seed_documents",
+          f"{na}.policy",
+          f"{na}.language",
+          f"{na}.language_name",
+          f"{na}.cultural_norms",
+          f"{na}.expert",
+          "seed",
+      ],
+      # The worker's prompts (its SFT pairs, its corpus requests) name the language.
+      "filter": [f"{na}.filter", f"{na}.language", f"{na}.language_name", f"{na}.policy"],
       "worker_sft": [f"{na}.worker_init", f"{na}.worker_sft", "seed"],
       "rewrite": [
           f"{na}.worker",
           f"{na}.policy",
           f"{na}.language",
+          f"{na}.language_name",
           f"{na}.filter_corpus_rewrites",
           f"{na}.filter",
       ],
@@ -163,10 +187,11 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
           "seed",
           "init_from_hf",
           "model",
-          "data",
+          "data",  # the replay sources
           "train",
           "optimizer",
           f"{na}.rewritten_fraction",
+          f"{na}.native_weight",
       ],
       "evaluate": [f"{na}.evaluate"],
   }[stage]
@@ -246,6 +271,8 @@ def check_native_align_config(config) -> None:
   data_config_lib.check_fields(dict(na), native_align_config(), where)
   if not 0 <= na.rewritten_fraction <= 1:
     raise ValueError(f"{where}.rewritten_fraction={na.rewritten_fraction}; expected in [0, 1]")
+  if not na.native_weight > 0:
+    raise ValueError(f"{where}.native_weight={na.native_weight}; expected > 0")
   rewriting = na.rewritten_fraction > 0 and not na.upstream_workdir
   if not na.upstream_workdir:
     data_config_lib.resolve_sources(ml_collections.ConfigDict({"sources": {"corpus": na.corpus}}))
@@ -268,19 +295,14 @@ def check_native_align_config(config) -> None:
   # pylint: disable=import-outside-toplevel
   from langshift.recipes import native_alignment_eval, polishing_policy
 
-  polishing_policy.check_policy(na.policy, na.language)
+  polishing_policy.check_policy(na.policy, na.language, language_name=na.language_name)
   native_alignment_eval.check_evaluate_config(na.evaluate, f"{where}.evaluate")
   if not config.init_from_hf or not os.path.isdir(config.init_from_hf):
     raise ValueError(
         f"config.init_from_hf={config.init_from_hf!r}: give the student's local "
         "Hugging Face directory"
     )
-  if len(config.data.sources):
-    raise ValueError(
-        "config.data.sources must be empty: the recipe trains the student on "
-        "its own stage outputs (original and rewritten text); set the mix with "
-        "config.native_align.rewritten_fraction"
-    )
+  _check_replay_sources(config.data)
   flat = config_lib.flatten(config)
   for key, required in REQUIRED_SETTINGS.items():
     if flat[key] != required:
@@ -288,6 +310,28 @@ def check_native_align_config(config) -> None:
           f"config.{key}={flat[key]!r} contradicts the native-alignment recipe, "
           f"which needs {required!r}"
       )
+
+
+def _check_replay_sources(data) -> None:
+  """The replay sources of the student's mix (`config.data.sources`, optional): the engine's
+  source schema, the weighted mixer, names other than the recipe's own, files that exist."""
+  if not len(data.sources):
+    return
+  from langshift.data.sources import expand_paths  # pylint: disable=import-outside-toplevel
+
+  if data.mixer != "weighted":
+    raise ValueError(
+        f"config.data.mixer={data.mixer!r}: the native-alignment mix needs the 'weighted' mixer"
+    )
+  for src in data_config_lib.resolve_sources(data):
+    where = f"config.data.sources.{src.name}"
+    if src.name in STUDENT_SOURCES:
+      raise ValueError(
+          f"{where}: the name {src.name!r} is the recipe's own source in the student's mix "
+          f"{STUDENT_SOURCES}; name the replay source otherwise"
+      )
+    if src.format != "tfds" and not expand_paths(src.path):
+      raise ValueError(f"{where}.path={src.path!r} matches no files")
 
 
 def _check_worker_init(path: str, where: str) -> None:
@@ -349,7 +393,12 @@ def _expert_messages(na) -> Callable[[str], list[dict]]:
   from langshift.recipes.polishing_policy import policy_messages  # pylint: disable=import-outside-toplevel
 
   return lambda text: policy_messages(
-      text, policy=na.policy, language=na.language, system=na.expert.system_prompt
+      text,
+      policy=na.policy,
+      language=na.language,
+      system=na.expert.system_prompt,
+      language_name=na.language_name,
+      norms=na.cultural_norms,
   )
 
 
@@ -357,7 +406,9 @@ def _worker_messages(na) -> Callable[[str], list[dict]]:
   """The worker's short prompt, the same in its SFT pairs and when it rewrites the corpus."""
   from langshift.recipes.polishing_policy import worker_messages  # pylint: disable=import-outside-toplevel
 
-  return lambda text: worker_messages(text, policy=na.policy, language=na.language)
+  return lambda text: worker_messages(
+      text, policy=na.policy, language=na.language, language_name=na.language_name
+  )
 
 
 def _run_job(
@@ -614,23 +665,43 @@ def rewrite_corpus(config, p: dict[str, str]) -> dict[str, Any]:
   return summary
 
 
+def student_data(config, up: dict[str, str]) -> ml_collections.ConfigDict:
+  """The student's CPT data: original and rewritten text (weights native_weight * (1 - f) and
+  native_weight * f) and the replay sources of `config.data.sources` with their own weights; the
+  weighted mixer normalises over the total.
+
+  Liang et al. 2024 (arXiv:2412.03253) pre-train on the rewritten Arabic corpus mixed with
+  general corpora (their pre-training data: SlimPajama, MAP-CC, Proof-Pile-2, Wikipedia); replay
+  sources are where such corpora go.
+  """
+  na = config.native_align
+  f, w = na.rewritten_fraction, na.native_weight
+  data = config.copy_and_resolve_references().data
+  replay = data_config_lib.resolve_sources(data) if len(data.sources) else []
+  mix = {
+      "original": (os.path.join(up["dedup"], "corpus.jsonl"), w * (1.0 - f)),
+      "rewritten": (os.path.join(up["rewrite"], "corpus.jsonl"), w * f),
+  }
+  sources = ml_collections.ConfigDict()
+  for name, (path, weight) in mix.items():
+    if weight > 0:  # a weight of 0 leaves the source out (the pipeline needs weights > 0)
+      sources[name] = data_config_lib.source_config(path=path, format="jsonl", weight=weight)
+  for src in replay:
+    sources[src.name] = src
+  with data.unlocked():
+    data.sources = sources
+  return data
+
+
 def continual_pretraining(config, up: dict[str, str], p: dict[str, str]) -> dict[str, Any]:
-  """Stage 6: the student trains on original and rewritten text in the configured mix."""
+  """Stage 6: the student trains on original and rewritten text, and any replay sources, in the
+  configured mix (`student_data`)."""
   from langshift.train.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
 
-  f = config.native_align.rewritten_fraction
   cpt = config.copy_and_resolve_references()
   with cpt.unlocked():
     cpt.recipe = "cpt"
-    mix = {
-        "original": (os.path.join(up["dedup"], "corpus.jsonl"), 1.0 - f),
-        "rewritten": (os.path.join(up["rewrite"], "corpus.jsonl"), f),
-    }
-    for name, (path, weight) in mix.items():
-      if weight > 0:  # a weight of 0 leaves the source out (the pipeline needs weights > 0)
-        cpt.data.sources[name] = data_config_lib.source_config(
-            path=path, format="jsonl", weight=weight
-        )
+    cpt.data = student_data(config, up)
   summary = train_and_evaluate(cpt, p["cpt"])
   if summary.get("stop_reason") == "preempted":
     raise StageInterrupted("cpt", summary)

@@ -18,11 +18,14 @@ drops rewrites that have them) and tells the expert that the document is text to
 instructions. Instructions are in English, which every expert follows best; the document and the
 rewrite stay in their language.
 
-Languages: the prompt names the document's language, so a language must be in `LANGUAGE_NAMES`
-(tags are normalised: 'ar-EG' -> 'ar', 'zh-TW' -> 'zh-Hant'). Those with a paragraph in
-`CULTURAL_NORMS` get it; the other known languages get the generic paragraph. An unknown tag is an
-error rather than a silent fallback, so a typo ('ara', 'arabic') cannot produce a prompt that names
-no language.
+Languages: the prompt names the document's language and carries a paragraph on its readers'
+cultural norms. Both come from the caller when given (`language_name`, `norms`: the recipe's
+`native_align.language_name` and `native_align.cultural_norms`), so any language runs without an
+edit here; otherwise from the built-in tables for the languages they know (tags are normalised:
+'ar-EG' -> 'ar', 'zh-TW' -> 'zh-Hant'): the name from `LANGUAGE_NAMES`, the paragraph from
+`CULTURAL_NORMS`, or the generic paragraph naming the language. A tag that is in neither the
+table nor named by the caller is an error rather than a silent fallback, so a typo ('ara',
+'arabic') cannot produce a prompt that names no language.
 """
 
 from __future__ import annotations
@@ -195,14 +198,23 @@ def policy_names() -> tuple[str, ...]:
   return tuple(sorted(POLICIES))
 
 
-def _language(language: str) -> str:
+# Where a caller names a language the tables do not know (the recipe's config keys).
+LANGUAGE_NAME_KEY = "native_align.language_name"
+NORMS_KEY = "native_align.cultural_norms"
+
+
+def _language(language: str, language_name: str = "") -> tuple[str, str]:
+  """(normalised tag, name in English): the caller's name, else the built-in one."""
   tag = normalize_language_tag(language)
+  if language_name:
+    return tag, language_name
   if tag not in LANGUAGE_NAMES:
     raise ValueError(
-        f"unknown language {language!r} for the polishing policy; known: {sorted(LANGUAGE_NAMES)}"
-        " (add it to LANGUAGE_NAMES; languages without a CULTURAL_NORMS entry get the generic one)"
+        f"unknown language {language!r} for the polishing policy; built-in: "
+        f"{sorted(LANGUAGE_NAMES)}; for another language set {LANGUAGE_NAME_KEY} (its name in "
+        f"English) and optionally {NORMS_KEY} (its readers' norms; else the generic paragraph)"
     )
-  return tag
+  return tag, LANGUAGE_NAMES[tag]
 
 
 def _policy(policy: str) -> Policy:
@@ -211,22 +223,30 @@ def _policy(policy: str) -> Policy:
   return POLICIES[policy]
 
 
-def check_policy(policy: str, language: str) -> None:
+def check_policy(policy: str, language: str, *, language_name: str = "") -> None:
   """One-line ValueError naming an unknown policy or language (and the known ones)."""
   _policy(policy)
-  _language(language)
+  _language(language, language_name)
 
 
-def cultural_norms(language: str) -> str:
-  """The language's cultural-norms paragraph, or the generic one for other known languages."""
-  tag = _language(language)
-  return CULTURAL_NORMS.get(tag, GENERIC_NORMS).format(language=LANGUAGE_NAMES[tag])
+def cultural_norms(language: str, *, language_name: str = "", norms: str = "") -> str:
+  """The readers' cultural-norms paragraph: `norms` when given, else the language's built-in
+  paragraph, or the generic one naming the language."""
+  tag, name = _language(language, language_name)
+  if norms:
+    return norms  # the caller's text as written (never through str.format: braces are safe)
+  return CULTURAL_NORMS.get(tag, GENERIC_NORMS).format(language=name)
 
 
-def policy_instructions(policy: str = "polish", language: str = "ar") -> str:
+def policy_instructions(
+    policy: str = "polish", language: str = "ar", *, language_name: str = "", norms: str = ""
+) -> str:
   """The policy's instructions for a language, in English: intro, numbered rules, output rule."""
-  spec, tag = _policy(policy), _language(language)
-  fill = {"language": LANGUAGE_NAMES[tag], "norms": cultural_norms(tag)}
+  spec, (_, name) = _policy(policy), _language(language, language_name)
+  fill = {
+      "language": name,
+      "norms": cultural_norms(language, language_name=language_name, norms=norms),
+  }
   rules = [*spec.rules, _OUTPUT]
   lines = [_INTRO.format(**fill), ""]
   lines += [f"{i}. {rule.format(**fill)}" for i, rule in enumerate(rules, 1)]
@@ -234,17 +254,24 @@ def policy_instructions(policy: str = "polish", language: str = "ar") -> str:
 
 
 def policy_messages(
-    document: str, *, policy: str = "polish", language: str = "ar", system: bool = True
+    document: str,
+    *,
+    policy: str = "polish",
+    language: str = "ar",
+    system: bool = True,
+    language_name: str = "",
+    norms: str = "",
 ) -> list[dict[str, str]]:
   """Chat messages asking the expert to rewrite `document` under `policy`.
 
   With `system=True`: a system message with the instructions and a user message with a one-line
   request and the document. With `system=False` (chat templates without a system role): one user
   message, instructions first. The document is inserted verbatim between <document> tags (never
-  through `str.format`, so braces in LaTeX or code are safe).
+  through `str.format`, so braces in LaTeX or code are safe). `language_name` and `norms` name the
+  language and its readers' norms where the built-in tables do not (or should not).
   """
-  instructions = policy_instructions(policy, language)
-  request = _REQUEST.format(language=LANGUAGE_NAMES[_language(language)])
+  instructions = policy_instructions(policy, language, language_name=language_name, norms=norms)
+  request = _REQUEST.format(language=_language(language, language_name)[1])
   body = request + "\n\n<document>\n" + document + "\n</document>"
   if system:
     return [{"role": "system", "content": instructions}, {"role": "user", "content": body}]
@@ -255,7 +282,7 @@ _WORKER_REQUEST = "Rewrite this {language} document under the {policy} policy."
 
 
 def worker_messages(
-    document: str, *, policy: str = "polish", language: str = "ar"
+    document: str, *, policy: str = "polish", language: str = "ar", language_name: str = ""
 ) -> list[dict[str, str]]:
   """The worker's prompt: one user turn naming the policy, with the document.
 
@@ -264,6 +291,7 @@ def worker_messages(
   a page of instructions through the worker's context (and its SFT rows). The policy's name is
   in it, so a worker fine-tuned on several policies can be asked for one.
   """
-  check_policy(policy, language)
-  request = _WORKER_REQUEST.format(language=LANGUAGE_NAMES[_language(language)], policy=policy)
+  _policy(policy)
+  _, name = _language(language, language_name)
+  request = _WORKER_REQUEST.format(language=name, policy=policy)
   return [{"role": "user", "content": request + "\n\n<document>\n" + document + "\n</document>"}]

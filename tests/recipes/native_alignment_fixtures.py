@@ -71,6 +71,7 @@ class FakeExpert(http.server.ThreadingHTTPServer):
   def __init__(self):
     super().__init__(("127.0.0.1", 0), _Handler)
     self.requests = 0
+    self.bodies: list[dict] = []  # every request's JSON body, in arrival order
     self.lock = threading.Lock()
 
   @property
@@ -95,6 +96,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
     with self.server.lock:
       self.server.requests += 1
+      self.server.bodies.append(body)
     content = body["messages"][-1]["content"]
     match = _DOCUMENT.search(content)
     if match:  # a rewriting request

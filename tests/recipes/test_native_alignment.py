@@ -2,15 +2,20 @@
 transformers loads, exactly-once rewriting through a SIGKILL, reuse of finished rewriting stages,
 and one-line errors for bad inputs."""
 
+import collections
 import json
 import os
 import subprocess
 import sys
 
+import ml_collections
 import native_alignment_fixtures as fx
 import pytest
 
 from langshift import config_lib
+from langshift.data import config as data_config_lib
+from langshift.data import pipeline
+from langshift.data.config import source_config
 from langshift.recipes import native_alignment as na_lib
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -34,8 +39,8 @@ def inputs(tmp_path_factory):
   )
 
 
-def _config(inputs, expert_url, **overrides):
-  config = native_align_ar.get_config("tiny")
+def _config(inputs, expert_url, variant="tiny", **overrides):
+  config = native_align_ar.get_config(variant)
   config.init_from_hf = inputs["model"]
   na = config.native_align
   na.corpus.path = inputs["corpus"]
@@ -325,3 +330,115 @@ def test_evaluate_stage_scores_benchmarks_and_judges_after_against_before(inputs
   assert metrics["judge_harmless/tie_rate"] == 1.0 and metrics["judge_prompts"] == 2
   with open(os.path.join(work, "evaluate", "metrics.json")) as f:
     assert json.load(f) == {k: v for k, v in metrics.items() if k != "skipped"}
+
+
+def _with_replay(config, path, weight):
+  config = config_lib.apply_overrides(config, {})
+  with config.unlocked():
+    config.data.sources.replay = source_config(path=path, format="jsonl", weight=weight)
+  return config
+
+
+def test_replay_sources_join_the_students_mix_at_their_weights(inputs, tmp_path):
+  replay = fx.data_fixtures.write_jsonl(
+      tmp_path / "replay.jsonl", [{"text": f"replay text number {i}."} for i in range(8)]
+  )
+  work = str(tmp_path / "work")
+  with fx.FakeExpert() as expert:
+    config = _config(inputs, expert.url, **{"native_align.native_weight": 3.0, "stop_after": "cpt"})
+    result = na_lib.run_native_alignment(
+        _with_replay(config, replay, 1.0), work, log=lambda _: None
+    )
+  assert result["status"] == "stopped" and _marker(work, "cpt")["step"] == 3
+  # The stream the student's CPT read, from the data config it ran with: original and rewritten
+  # text at 3.0 * (1 - 0.5) each, the replay source at its own 1.0, normalised over 4.0.
+  with open(os.path.join(work, "cpt", "config.json")) as f:
+    data = ml_collections.ConfigDict(json.load(f)["data"])
+  sources = data_config_lib.resolve_sources(data)
+  assert {s.name: s.weight for s in sources} == {"original": 1.5, "rewritten": 1.5, "replay": 1.0}
+  stream, _ = pipeline._weighted_records(data, sources, config.seed, 1 << 16)  # pylint: disable=protected-access
+  n = 2 * data.mixture_block
+  counts = collections.Counter()
+  for k, _, record in (stream[i] for i in range(n)):
+    counts[sources[k].name] += 1
+    if sources[k].name == "replay":
+      assert record["text"].startswith("replay text number ")
+  assert counts == {"original": 0.375 * n, "rewritten": 0.375 * n, "replay": 0.25 * n}
+
+
+def test_a_language_outside_the_tables_takes_its_name_and_norms_from_the_config(inputs, tmp_path):
+  norms = "The readers are Greek speakers; speak of the Orthodox Church with respect."
+  greek = {
+      "native_align.language": "el",
+      "native_align.language_name": "Greek",
+      "native_align.cultural_norms": norms,
+  }
+  work = str(tmp_path / "work")
+  with fx.FakeExpert() as expert:
+    config = _config(inputs, expert.url, **greek, stop_after="seed")
+    assert na_lib.run_native_alignment(config, work, log=lambda _: None)["status"] == "stopped"
+    assert expert.bodies and len(expert.bodies) == _marker(work, "seed")["pieces"]
+    for body in expert.bodies:
+      system, user = body["messages"]
+      assert system["content"].startswith("You are an editor preparing Greek text")
+      assert "Respect the readers' cultural norms: " + norms in system["content"]
+      assert user["content"].startswith("Rewrite this Greek document under the rules.")
+    # The name is in the seed stage's fingerprint: changing it is the changed-config error.
+    renamed = _config(inputs, expert.url, **{**greek, "native_align.language_name": "Hellenic"})
+    with pytest.raises(
+        ValueError,
+        match=r"^stage seed in .* was run with another config: "
+        r"native_align.language_name: 'Greek' -> 'Hellenic'",
+    ):
+      na_lib.run_native_alignment(renamed, work, log=lambda _: None)
+  for stage in ("seed", "filter", "rewrite"):
+    assert na_lib.stage_inputs(config, stage)["native_align.language_name"] == "Greek"
+  assert na_lib.stage_inputs(config, "seed")["native_align.cultural_norms"] == norms
+
+
+def test_replay_sources_and_the_language_are_checked_before_any_stage(inputs, tmp_path):
+  config = _config(inputs, "http://127.0.0.1:9/v1")
+  typo = str(tmp_path / "replay.jsnol")
+  cases = [
+      (
+          _with_replay(config, typo, 1.0),
+          rf"^config\.data\.sources\.replay\.path='{typo}' matches no files$",
+      ),
+      (
+          _with_replay(config, inputs["heldout"], 0.0),
+          r"^data\.sources\.replay\.weight=0\.0; weights must be positive$",
+      ),
+      (
+          config_lib.apply_overrides(config, {"native_align.language": "el"}),
+          r"^unknown language 'el' .*set native_align\.language_name",
+      ),
+  ]
+  with config.unlocked():
+    config.data.sources.original = source_config(path=inputs["heldout"])
+  cases.append((config, r"^config\.data\.sources\.original: the name 'original' is the recipe's"))
+  # The published setting has no replay source; one declared (`:replay=`) and left unfilled.
+  assert not len(native_align_ar.get_config().data.sources)
+  declared = _config(inputs, "http://127.0.0.1:9/v1", variant="tiny,replay=slimpajama+wiki")
+  assert sorted(declared.data.sources) == ["slimpajama", "wiki"]
+  cases.append((declared, r"^data\.sources\.slimpajama: path is empty$"))
+  for i, (bad, match) in enumerate(cases):
+    with pytest.raises(ValueError, match=match):
+      na_lib.run_native_alignment(bad, str(tmp_path / f"w{i}"), log=lambda _: None)
+    assert not (tmp_path / f"w{i}").exists()
+
+
+def test_student_data_splits_the_native_weight_by_the_rewritten_fraction(inputs, tmp_path):
+  config = _with_replay(_config(inputs, "http://127.0.0.1:9/v1"), inputs["heldout"], 0.5)
+  for f, expected in [
+      (0.25, {"original": 1.5, "rewritten": 0.5, "replay": 0.5}),
+      (0.0, {"original": 2.0, "replay": 0.5}),
+      (1.0, {"rewritten": 2.0, "replay": 0.5}),
+  ]:
+    cell = config_lib.apply_overrides(
+        config, {"native_align.rewritten_fraction": f, "native_align.native_weight": 2.0}
+    )
+    data = na_lib.student_data(cell, na_lib.paths(str(tmp_path)))
+    assert {name: s.weight for name, s in data.sources.items()} == expected
+  assert data.sources.replay.path == inputs["heldout"]
+  cpt = na_lib.stage_inputs(config, "cpt")
+  assert cpt["data.sources.replay.weight"] == 0.5 and cpt["native_align.native_weight"] == 1.0

@@ -95,6 +95,31 @@ def test_unknown_policy_or_language_is_a_one_line_error(kwargs, words):
   pp.check_policy("format_only", "zh-HK")  # known ones pass
 
 
+GREEK_NORMS = "The readers are Greek speakers; speak of the Orthodox Church with respect {sic}."
+
+
+def test_a_language_outside_the_tables_runs_with_its_name_and_norms_from_the_caller():
+  system, user = pp.policy_messages(
+      "Καλημέρα κόσμε.", policy="polish", language="el", language_name="Greek", norms=GREEK_NORMS
+  )
+  assert system["content"].startswith("You are an editor preparing Greek text")
+  assert "Write in Greek, the document's language" in system["content"]
+  assert "Respect the readers' cultural norms: " + GREEK_NORMS in system["content"]  # braces kept
+  assert user["content"].startswith("Rewrite this Greek document under the rules.")
+  (worker,) = pp.worker_messages("Καλημέρα.", policy="polish", language="el", language_name="Greek")
+  assert worker["content"].startswith("Rewrite this Greek document under the polish policy.")
+  # Without norms: the generic paragraph, naming the language.
+  assert pp.cultural_norms("el", language_name="Greek") == pp.GENERIC_NORMS.format(language="Greek")
+  # The caller's name and norms replace the built-in ones of a known language too.
+  ar = pp.policy_instructions("polish", "ar", language_name="Gulf Arabic", norms="Local norms.")
+  assert "Write in Gulf Arabic" in ar and "cultural norms: Local norms." in ar
+  assert pp.CULTURAL_NORMS["ar"] not in ar
+  # Without a name, a tag outside the tables says which config key to set.
+  with pytest.raises(ValueError, match=r"^unknown language 'el' .*native_align\.language_name"):
+    pp.check_policy("polish", "el")
+  pp.check_policy("polish", "el", language_name="Greek")
+
+
 def test_worker_prompt_is_short_names_the_policy_and_keeps_the_document():
   document = "نص {عربي} مع أقواس"
   (message,) = pp.worker_messages(document, policy="clean", language="ar-EG")
