@@ -105,7 +105,8 @@ class BenchmarkTask:
 
 def render_prompt(question: Question, labels: Sequence[str]) -> str:
   """Header, optional context, the question, one "<letter>. <option>" line per option, and the
-  answer cue; the model's next token is scored against the letters."""
+  answer cue; each letter is then scored by the log-likelihood of all its tokens after the
+  prompt (the harness's `loglikelihood` scoring)."""
   lines = [question.header, ""]
   if question.context:
     lines += [question.context, ""]
