@@ -145,15 +145,22 @@ def write_corpus(
 
 
 def aligned_pairs(root: str, lang: str, source_lang: str = "en-US") -> list[tuple[str, str]]:
-  """(source, target) paragraph pairs from pages whose paragraph counts agree."""
+  """(source, target) paragraph pairs from pages whose paragraph counts agree, each side in its
+  language and not a command (`language_filter`): an untranslated target is not a translation."""
+  labels = language_filter.target_label(source_lang), language_filter.target_label(lang)
   pairs = []
   for page in language_pages(root, lang):
     src_page = os.path.join(root, HTML_DIR, source_lang, os.path.basename(page))
     if not os.path.exists(src_page):
       continue
-    tgt, src = page_paragraphs(page), page_paragraphs(src_page)
+    tgt, src = read_page(page)[0], read_page(src_page)[0]
     if len(tgt) == len(src):
-      pairs.extend((s, t) for s, t in zip(src, tgt) if s and t)
+      pairs.extend(
+          (s.text, t.text)
+          for s, t in zip(src, tgt)
+          if language_filter.judge(s, labels[0], min_chars=1).reason == language_filter.KEPT
+          and language_filter.judge(t, labels[1], min_chars=1).reason == language_filter.KEPT
+      )
   return pairs
 
 

@@ -107,3 +107,14 @@ def test_setup_rebuilds_a_corpus_an_older_converter_wrote(tmp_path):
   with open(out / "manifest.json", "w", encoding="utf-8") as f:
     json.dump(manifest, f)
   assert not current()
+
+
+def test_aligned_pairs_drop_an_untranslated_target(tmp_path):
+  root = _book(tmp_path, pages=1)
+  english = tmp_path / debian_handbook.HTML_DIR / "en-US"
+  os.makedirs(english)
+  source = ("The package manager apt installs programs from the archive mirrors.", ENGLISH, PRE)
+  (english / "p0.html").write_text(_page(*source, COMMAND, "Yes."), encoding="utf-8")
+  pairs = debian_handbook.aligned_pairs(root, "ru-RU")
+  # The untranslated pair, the command and the line too short to identify are dropped.
+  assert [s for s, _ in pairs] == [source[0]]
