@@ -20,7 +20,8 @@ if [ ! -d "$HTML" ]; then
     { apt-get update -qq >/dev/null && apt-get download debian-handbook >/dev/null; }; } &&
     dpkg-deb -x debian-handbook_*.deb debian-handbook && rm -f debian-handbook_*.deb)
 fi
-[ -f .cache/corpora/debian_handbook/ru-RU/train.jsonl ] ||
+# Rebuilt when an older converter (untranslated English paragraphs kept) wrote it.
+"$PY" -m langshift.data.corpus_manifest .cache/corpora/debian_handbook/ru-RU ||
   "$PY" -m langshift.data.debian_handbook --root=.cache/debian-handbook --lang=ru-RU \
     --out=.cache/corpora/debian_handbook >/dev/null
 echo "colab_setup: langshift installed; SmolLM2 and the Russian handbook text are in .cache/"

@@ -20,26 +20,27 @@ if [ ! -d .cache/debian-handbook/usr/share/doc/debian-handbook/html ]; then
 fi
 # Demo inputs, prepared once: SmolLM2 as safetensors, and handbook languages as JSONL (Russian
 # for the demo and LEP, Arabic for native alignment, Traditional Chinese for InsCP, English for
-# non-instructional fine-tuning).
+# non-instructional fine-tuning). Each corpus keeps only paragraphs in its language; a corpus
+# without the current converter's version stamp (an older converter kept the untranslated
+# English paragraphs) is rebuilt.
 [ -f .cache/smollm2-135m-instruct/config.json ] || \
   .venv/bin/python -m langshift.checkpoints.gguf_to_hf --out_dir=.cache/smollm2-135m-instruct >/dev/null
+HTML=.cache/debian-handbook/usr/share/doc/debian-handbook/html
+stale() { ! .venv/bin/python -m langshift.data.corpus_manifest "$1"; }
 for lang in ru-RU ar-MA zh-TW en-US; do
-  if [ -d .cache/debian-handbook/usr/share/doc/debian-handbook/html/$lang ] && \
-     [ ! -f .cache/corpora/debian_handbook/$lang/train.jsonl ]; then
+  if [ -d $HTML/$lang ] && stale .cache/corpora/debian_handbook/$lang; then
     .venv/bin/python -m langshift.data.debian_handbook --root=.cache/debian-handbook --lang=$lang \
       --out=.cache/corpora/debian_handbook >/dev/null
   fi
 done
-# InsCP: the zh-TW book's Traditional Chinese paragraphs (LID-filtered) and the language-alignment
-# prompt set (zh-TW and en-US sentences of held-out pages).
-if [ -d .cache/debian-handbook/usr/share/doc/debian-handbook/html/zh-TW ] && \
-   [ ! -f .cache/corpora/inscp/zh-TW/prompts.jsonl ]; then
+# InsCP: the zh-TW book's Traditional Chinese paragraphs and the language-alignment prompt set
+# (zh-TW and en-US sentences of held-out pages).
+if [ -d $HTML/zh-TW ] && stale .cache/corpora/inscp/zh-TW; then
   .venv/bin/python -m langshift.data.inscp_corpus --handbook=.cache/debian-handbook \
     --inscp_out=.cache/corpora/inscp/zh-TW >/dev/null
 fi
 # The offline parallel instruction set (handbook paragraphs in six languages) for the pinch runs.
-if [ -d .cache/debian-handbook/usr/share/doc/debian-handbook/html/en-US ] && \
-   [ ! -f .cache/corpora/handbook_parallel/manifest.json ]; then
+if [ -d $HTML/en-US ] && stale .cache/corpora/handbook_parallel; then
   .venv/bin/python -m langshift.data.handbook_parallel --handbook=.cache/debian-handbook \
     --parallel_out=.cache/corpora/handbook_parallel >/dev/null
 fi

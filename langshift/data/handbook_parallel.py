@@ -10,9 +10,11 @@ instruction/response pairs by one documented rule:
   handbook:" followed by p_k — and the response is p_k+1. Example id: `<page>-<k>`.
 
 An id is kept only where every language's page has the same paragraph count and both
-paragraphs are detected (offline LID) in their language: the handbook leaves some paragraphs
-untranslated, and an English "Arabic" example would corrupt a language study. Every
-`heldout_every`-th page (whole pages, so no passage leaks) is the held-out split.
+paragraphs pass `langshift.data.language_filter` in every language (long enough, not a command,
+detected in their language by the offline LID): the handbook leaves some paragraphs untranslated,
+and an "aligned pair" whose Arabic side is still English is not a translation; it would corrupt a
+language study. The manifest counts the ids dropped per reason. Every `heldout_every`-th page
+(whole pages, so no passage leaks) is the held-out split.
 
   python -m langshift.data.handbook_parallel --handbook=.cache/debian-handbook \
       --parallel_out=.cache/corpora/handbook_parallel
@@ -20,13 +22,14 @@ untranslated, and an English "Arabic" example would corrupt a language study. Ev
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from absl import app, flags
 
-from langshift.data import debian_handbook, parallel_sets
-from langshift.evaluation.language_id import detect_language
+from langshift.data import corpus_manifest, debian_handbook, language_filter, parallel_sets
 
 # Paper language code -> handbook folder.
 HANDBOOK_LANGUAGES = {
@@ -46,12 +49,6 @@ CONTINUE_REQUEST = {
     "ru": "Продолжите этот отрывок из руководства по системному администрированию:",
     "zh": "请续写这段系统管理手册中的文字：",
 }
-# What the LID says for each language's text (Simplified Chinese for the zh-CN book).
-LID_LABEL = {"zh": "zh-Hans"}
-
-
-def _in_language(text: str, lang: str) -> bool:
-  return detect_language(text) == LID_LABEL.get(lang, lang)
 
 
 def build_examples(
@@ -60,13 +57,19 @@ def build_examples(
     *,
     min_chars: int = 60,
     heldout_every: int = 5,
-) -> dict[str, dict[str, list[dict]]]:
-  """{"train": {lang: examples}, "heldout": {...}} with the same ids in every language."""
+) -> tuple[dict[str, dict[str, list[dict]]], dict[str, Any]]:
+  """({"train": {lang: examples}, "heldout": {...}} with the same ids in every language, counts).
+
+  The counts: pages aligned or not, candidate ids (consecutive paragraph pairs of aligned pages),
+  kept, and dropped per reason: the first failing paragraph, languages in order, decides (short,
+  code, or other_language as {language: {detected: ids}}).
+  """
   unknown = [lang for lang in languages if lang not in HANDBOOK_LANGUAGES]
   if unknown:
     raise ValueError(
         f"languages {unknown} are not in the handbook; known: " f"{sorted(HANDBOOK_LANGUAGES)}"
     )
+  labels = {lang: language_filter.target_label(HANDBOOK_LANGUAGES[lang]) for lang in languages}
   pages = {
       lang: {
           os.path.basename(p): p
@@ -78,23 +81,41 @@ def build_examples(
   splits: dict[str, dict[str, list[dict]]] = {
       s: {lang: [] for lang in languages} for s in parallel_sets.SPLITS
   }
+  counts = collections.Counter()
+  other = {lang: collections.Counter() for lang in languages}
   for n, page in enumerate(shared):
-    paragraphs = {lang: debian_handbook.page_paragraphs(pages[lang][page]) for lang in languages}
+    paragraphs = {lang: debian_handbook.read_page(pages[lang][page])[0] for lang in languages}
     if len({len(p) for p in paragraphs.values()}) != 1:
+      counts["unaligned_pages"] += 1
       continue  # not aligned in every language
+    counts["aligned_pages"] += 1
+    verdicts = {
+        lang: [language_filter.judge(p, labels[lang], min_chars=min_chars) for p in paras]
+        for lang, paras in paragraphs.items()
+    }
     split = "heldout" if n % heldout_every == heldout_every - 1 else "train"
     stem = os.path.splitext(page)[0]
     for k in range(len(paragraphs[languages[0]]) - 1):
-      pair = {lang: (paragraphs[lang][k], paragraphs[lang][k + 1]) for lang in languages}
-      if not all(
-          len(a) >= min_chars
-          and len(b) >= min_chars
-          and _in_language(a, lang)
-          and _in_language(b, lang)
-          for lang, (a, b) in pair.items()
-      ):
+      counts["candidates"] += 1
+      failed = next(
+          (
+              (lang, v)
+              for lang in languages
+              for v in verdicts[lang][k : k + 2]
+              if v.reason != language_filter.KEPT
+          ),
+          None,
+      )
+      if failed is not None:
+        lang, verdict = failed
+        if verdict.reason == language_filter.OTHER_LANGUAGE:
+          other[lang][verdict.language] += 1
+        else:
+          counts[f"dropped_{verdict.reason}"] += 1
         continue
-      for lang, (first, second) in pair.items():
+      counts["kept"] += 1
+      for lang in languages:
+        first, second = paragraphs[lang][k].text, paragraphs[lang][k + 1].text
         splits[split][lang].append(
             {
                 "id": f"{stem}-{k:03d}",
@@ -104,7 +125,15 @@ def build_examples(
                 ),
             }
         )
-  return splits
+  stats = {
+      k: counts[k]
+      for k in ("aligned_pages", "unaligned_pages", "candidates", "kept")
+      + ("dropped_short", "dropped_code")
+  }
+  stats["dropped_other_language"] = {
+      lang: dict(sorted(c.items())) for lang, c in other.items() if c
+  }
+  return splits, stats
 
 
 # Named apart from debian_handbook's --root/--out, which are defined on import.
@@ -120,13 +149,19 @@ def _define_flags() -> None:
 
 def main(argv):
   del argv
-  splits = build_examples(flags.FLAGS.handbook, flags.FLAGS.languages)
+  splits, stats = build_examples(flags.FLAGS.handbook, flags.FLAGS.languages)
   manifest = parallel_sets.write_parallel_set(
-      flags.FLAGS.parallel_out, splits, source="debian-handbook (consecutive aligned paragraphs)"
+      flags.FLAGS.parallel_out,
+      splits,
+      source="debian-handbook (consecutive aligned paragraphs)",
+      extra={"converter_version": corpus_manifest.CONVERTER_VERSION, "filter": stats},
   )
+  other = {lang: sum(c.values()) for lang, c in stats["dropped_other_language"].items()}
   print(
       f"{flags.FLAGS.parallel_out}: {manifest['splits']} examples per language in "
-      f"{manifest['languages']}"
+      f"{manifest['languages']}; of {stats['candidates']:,} aligned pairs dropped: a side in "
+      f"another language {sum(other.values()):,} (first failing side {other}), code "
+      f"{stats['dropped_code']:,}, short {stats['dropped_short']:,}"
   )
 
 

@@ -9,7 +9,9 @@ English ones (the held-out pages are never trained on); the rest of the paragrap
 `reference` answer (the reference-NLL metric of `langshift/evaluation/response_eval.py`).
 
 The zh-TW book is only partly translated (many paragraphs are still English), so every paragraph
-is kept only when offline LID labels it `zh-Hant`.
+goes through `langshift.data.language_filter`, the filter of the other handbook corpora: kept only
+when offline LID labels it `zh-Hant` and it is not a command; an English prompt only when its
+aligned en-US paragraph passes the same filter for English.
 
   python -m langshift.data.inscp_corpus --handbook=.cache/debian-handbook \\
       --inscp_out=.cache/corpora/inscp/zh-TW
@@ -20,11 +22,11 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import Any
 
 from absl import app, flags
 
-from langshift.data import debian_handbook
-from langshift.evaluation.language_id import detect_language
+from langshift.data import corpus_manifest, debian_handbook, language_filter
 
 HELDOUT_EVERY = 20  # every 20th page held out, as `debian_handbook.write_corpus` does
 MIN_CHARS = 40
@@ -42,12 +44,15 @@ def first_sentence(text: str, max_chars: int = 200) -> tuple[str, str]:
 
 def write_inscp_corpus(
     handbook: str, out_dir: str, *, lang: str = "zh-TW", english: str = "en-US"
-) -> dict[str, int]:
-  """train.jsonl / heldout.jsonl of {"text"} (target-language paragraphs only) and prompts.jsonl
-  of {"prompt", "language", "reference"}; returns the counts."""
-  label = {"zh-TW": "zh-Hant", "zh-CN": "zh-Hans"}.get(lang, lang.split("-")[0])
+) -> dict[str, Any]:
+  """train.jsonl / heldout.jsonl of {"text"} (target-language paragraphs only), prompts.jsonl of
+  {"prompt", "language", "reference"} and manifest.json; returns the counts: paragraphs and
+  prompts written, and the paragraphs dropped per reason (`filter`)."""
+  label = language_filter.target_label(lang)
+  english_label = language_filter.target_label(english)
   os.makedirs(out_dir, exist_ok=True)
-  counts = dict(train=0, heldout=0, prompts_target=0, prompts_english=0, dropped_other_language=0)
+  stats = language_filter.FilterCounts()
+  counts = dict(train=0, heldout=0, prompts_target=0, prompts_english=0)
   files = {
       k: open(os.path.join(out_dir, f"{k}.jsonl"), "w", encoding="utf-8")
       for k in ("train", "heldout")
@@ -56,30 +61,37 @@ def write_inscp_corpus(
   try:
     for i, page in enumerate(debian_handbook.language_pages(handbook, lang)):
       split = "heldout" if i % HELDOUT_EVERY == HELDOUT_EVERY - 1 else "train"
-      paragraphs = debian_handbook.page_paragraphs(page)
+      paragraphs = debian_handbook.read_page(page)[0]
       src_page = os.path.join(handbook, debian_handbook.HTML_DIR, english, os.path.basename(page))
-      english_paras = debian_handbook.page_paragraphs(src_page) if os.path.exists(src_page) else []
+      english_paras = debian_handbook.read_page(src_page)[0] if os.path.exists(src_page) else []
       aligned = len(english_paras) == len(paragraphs)
       for j, para in enumerate(paragraphs):
-        if len(para) < MIN_CHARS:
+        verdict = language_filter.judge(para, label, min_chars=MIN_CHARS)
+        stats.add(verdict, para.text)
+        if verdict.reason != language_filter.KEPT:
           continue
-        if detect_language(para) != label:
-          counts["dropped_other_language"] += 1
-          continue
-        files[split].write(json.dumps({"text": para}, ensure_ascii=False) + "\n")
+        files[split].write(json.dumps({"text": para.text}, ensure_ascii=False) + "\n")
         counts[split] += 1
         if split == "heldout":
-          prompts.append(_prompt(para, lang))
+          prompts.append(_prompt(para.text, lang))
           counts["prompts_target"] += 1
-          if aligned and detect_language(english_paras[j]) == "en":
-            prompts.append(_prompt(english_paras[j], "en"))
+          if aligned and _passes(english_paras[j], english_label):
+            prompts.append(_prompt(english_paras[j].text, "en"))
             counts["prompts_english"] += 1
   finally:
     for f in files.values():
       f.close()
   with open(os.path.join(out_dir, "prompts.jsonl"), "w", encoding="utf-8") as f:
     f.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in prompts)
+  counts["filter"] = stats.as_dict()
+  corpus_manifest.write_manifest(
+      out_dir, {"source": f"debian-handbook {lang} (InsCP)", "language": label, **counts}
+  )
   return counts
+
+
+def _passes(paragraph: language_filter.Paragraph, label: str) -> bool:
+  return language_filter.judge(paragraph, label, min_chars=1).reason == language_filter.KEPT
 
 
 def _prompt(paragraph: str, language: str) -> dict:
@@ -106,7 +118,11 @@ def main(argv):
   counts = write_inscp_corpus(
       flags.FLAGS.handbook, flags.FLAGS.inscp_out, lang=flags.FLAGS.target_lang
   )
-  print(f"{flags.FLAGS.inscp_out}: {counts}")
+  print(
+      f"{flags.FLAGS.inscp_out}: {counts['train']:,} train / {counts['heldout']:,} held-out "
+      f"paragraphs, {counts['prompts_target']} + {counts['prompts_english']} prompts; "
+      + language_filter.summary(counts["filter"])
+  )
 
 
 if __name__ == "__main__":

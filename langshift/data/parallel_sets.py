@@ -157,10 +157,12 @@ def write_parallel_set(
     splits: Mapping[str, Mapping[str, Sequence[Example]]],
     *,
     source: str,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
   """Writes `<root>/<split>/<lang>.jsonl` (ids in one order for all languages) and the manifest.
 
-  `splits`: {"train": {lang: examples}, "heldout": {...}}. Returns the manifest.
+  `splits`: {"train": {lang: examples}, "heldout": {...}}; `extra`: more manifest fields (a
+  builder's version stamp and filter counts). Returns the manifest.
   """
   manifest: dict[str, Any] = {"source": source, "splits": {}}
   for split, by_language in splits.items():
@@ -176,6 +178,7 @@ def write_parallel_set(
       os.replace(path + ".tmp", path)
     manifest["splits"][split] = len(order)
     manifest["languages"] = list(by_language)
+  manifest.update(extra or {})
   with open(os.path.join(root, "manifest.json"), "w", encoding="utf-8") as f:
     json.dump(manifest, f, indent=1, ensure_ascii=False)
   return manifest

@@ -1,6 +1,7 @@
-"""InsCP's offline data from a handbook tree: only Traditional Chinese paragraphs are kept, the
-held-out pages give zh-TW prompts and their aligned English counterparts, and the prompt file is
-one the response evaluation loads."""
+"""InsCP's offline data from a handbook tree: only Traditional Chinese paragraphs are kept (the
+handbook converters' one filter, `language_filter`, counted per reason), the held-out pages give
+zh-TW prompts and their aligned English counterparts, and the prompt file is one the response
+evaluation loads."""
 
 import json
 import os
@@ -27,8 +28,20 @@ def test_corpus_and_prompts(tmp_path):
   counts = inscp_corpus.write_inscp_corpus(str(tmp_path), str(out))
   # 19 training pages and 1 held-out page; the untranslated paragraph is dropped everywhere.
   assert counts == dict(
-      train=19, heldout=1, prompts_target=1, prompts_english=1, dropped_other_language=20
+      train=19,
+      heldout=1,
+      prompts_target=1,
+      prompts_english=1,
+      filter=dict(
+          kept=20,
+          chars_kept=20 * len(ZH),
+          dropped_short=0,
+          dropped_code=0,
+          dropped_other_language={"en": 20},
+      ),
   )
+  with open(out / "manifest.json") as f:
+    assert json.load(f)["filter"] == counts["filter"]
   with open(out / "train.jsonl") as f:
     assert {json.loads(line)["text"] for line in f} == {ZH}
   prompts = load_response_prompts(str(out / "prompts.jsonl"))

@@ -155,9 +155,19 @@ def test_handbook_set_keeps_only_aligned_pages_in_their_languages(tmp_path):
     # A page whose paragraph counts differ between languages is not aligned: skipped.
     extra = texts[lang][:2] if lang != "ru" else texts[lang][:1]
     (html / folder / "other.html").write_text(_page(extra), encoding="utf-8")
-  splits = handbook_parallel.build_examples(
+  splits, stats = handbook_parallel.build_examples(
       str(tmp_path), ("en", "ru", "es"), min_chars=20, heldout_every=100
   )
+  # basics-001 is an "aligned pair" whose Spanish side is still English: dropped, counted.
+  assert stats == {
+      "aligned_pages": 1,
+      "unaligned_pages": 1,
+      "candidates": 2,
+      "kept": 1,
+      "dropped_short": 0,
+      "dropped_code": 0,
+      "dropped_other_language": {"es": {"en": 1}},
+  }
   assert {lang: [e["id"] for e in ex] for lang, ex in splits["train"].items()} == {
       "en": ["basics-000"],
       "ru": ["basics-000"],
