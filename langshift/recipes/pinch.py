@@ -37,6 +37,7 @@ from langshift.data import chat_epochs, parallel_sets
 from langshift.data import config as data_config_lib
 from langshift.data import pinch as pinch_lib
 from langshift.data.pipeline import derived_seed
+from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
 from langshift.recipes import roles
 from langshift.recipes import stages as stages_lib
 from langshift.recipes.stages import StageInterrupted
@@ -94,7 +95,9 @@ def pinch_config() -> ml_collections.ConfigDict:
               # (e.g. a sweep's "<root>/pinch.split=monolingual,pinch.monolingual={lang}"); its
               # evaluate/responses.jsonl is what the judge compares with. "": no judge.
               monolingual_workdir="",
-              judge=roles.role_config(backend="openai", max_new_tokens=512),
+              # The judge explains before its verdict: a budget that cuts the explanation loses
+              # the verdict (langshift/evaluation/judge.py: JUDGE_MAX_NEW_TOKENS).
+              judge=roles.role_config(backend="openai", max_new_tokens=JUDGE_MAX_NEW_TOKENS),
           ),
       )
   )
@@ -392,8 +395,12 @@ def if_scores(
 ) -> dict[str, float]:
   """Per language, the IF score of `items` ({"language", "prompt", "response"}) against the
   reference model's answers to the same prompts (`references[(language, prompt)]`): every pair
-  judged in both orders, win 1 / tie 0.5 / loss 0, 100 x the mean (Sec. 2.3; 50 = parity).
-  Returns `if_score/<lang>`, `if_win/<lang>`, `if_tie/<lang>`, `if_loss/<lang>`, `if_pairs/<lang>`.
+  judged in both orders, win 1 / tie 0.5 / loss 0, 100 x the mean (Sec. 2.3; 50 = parity). A
+  pair with a verdict the judge did not give in the asked form (e.g. cut off by its token budget)
+  in either order is left out of the score and its rates, and counted: a judge that cannot
+  answer does not read as parity. Returns `if_score/<lang>`, `if_win/<lang>`, `if_tie/<lang>`,
+  `if_loss/<lang>` (over the judged pairs), `if_pairs/<lang>` (all pairs), and
+  `if_judged_pairs/<lang>`, `if_unparsed_verdicts/<lang>` (both orders together).
   """
   from langshift.evaluation.judge import judge_pairs  # pylint: disable=import-outside-toplevel
 
@@ -417,6 +424,8 @@ def if_scores(
     out[f"if_tie/{lang}"] = result.rate(0.5)
     out[f"if_loss/{lang}"] = result.rate(0.0)
     out[f"if_pairs/{lang}"] = float(len(mine))
+    out[f"if_judged_pairs/{lang}"] = float(len(result.judged))
+    out[f"if_unparsed_verdicts/{lang}"] = float(result.unparsed_verdicts)
   return out
 
 

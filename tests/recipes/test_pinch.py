@@ -182,7 +182,9 @@ def test_if_score_from_hand_computed_two_order_outcomes():
       ("q2", "r2", "m2"): FIRST,
       ("q3", "m3", "r3"): SECOND,  # the reference picked in both: loss (0)
       ("q3", "r3", "m3"): FIRST,
-      ("q4", "m4", "r4"): None,  # unparsable verdict: tie (0.5)
+      # Unparsable verdict (e.g. the judge cut off by its budget): not a tie, since that would
+      # pull a judge that cannot answer towards parity; the pair is left out and counted.
+      ("q4", "m4", "r4"): None,
       ("q4", "r4", "m4"): SECOND,
       ("q5", "m5", "r5"): FIRST,  # Russian: one win
       ("q5", "r5", "m5"): SECOND,
@@ -199,9 +201,12 @@ def test_if_score_from_hand_computed_two_order_outcomes():
   ]
   references = {(it["language"], it["prompt"]): "r" + it["response"][1:] for it in items}
   scores = pinch_recipe.if_scores(judge, items, references)
-  assert scores["if_score/ar"] == pytest.approx(100 * (1 + 0.5 + 0 + 0.5) / 4)  # 50.0
-  assert (scores["if_win/ar"], scores["if_tie/ar"], scores["if_loss/ar"]) == (0.25, 0.5, 0.25)
+  assert scores["if_score/ar"] == pytest.approx(100 * (1 + 0.5 + 0) / 3)  # 50.0 over q1-q3
+  assert (scores["if_win/ar"], scores["if_tie/ar"], scores["if_loss/ar"]) == (1 / 3, 1 / 3, 1 / 3)
+  assert (scores["if_pairs/ar"], scores["if_judged_pairs/ar"]) == (4.0, 3.0)
+  assert scores["if_unparsed_verdicts/ar"] == 1.0
   assert scores["if_score/ru"] == 100.0 and scores["if_pairs/ru"] == 1.0
+  assert (scores["if_judged_pairs/ru"], scores["if_unparsed_verdicts/ru"]) == (1.0, 0.0)
   assert len(calls) == 2 and len(calls[0]) == 8  # one batched call per language, both orders
   with pytest.raises(ValueError, match="no answer in 'ru'"):
     pinch_recipe.if_scores(judge, items, {k: v for k, v in references.items() if k[0] == "ar"})
@@ -276,7 +281,8 @@ def test_tiny_run_every_stage_and_the_if_score(inputs, tmp_path, monkeypatch):
     assert final[f"eval/reference_nll/{lang}"] > 0.0
   evaluation = result["stages"]["evaluate"]
   assert {evaluation[f"if_score/{lang}"] for lang in ("en", "ar", "ru")} == {0.0}
-  assert evaluation["if_pairs/ar"] == 2.0
+  assert evaluation["if_pairs/ar"] == evaluation["if_judged_pairs/ar"] == 2.0
+  assert evaluation["if_unparsed_verdicts/ar"] == 0.0
   responses = _read(os.path.join(work, "evaluate", "responses.jsonl"))
   assert len(responses) == 6 and {r["language"] for r in responses} == {"en", "ar", "ru"}
   # The mixture the SFT stage trained on: loss on assistant tokens only, from the mixture file.
