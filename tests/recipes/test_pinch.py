@@ -76,15 +76,33 @@ def _read(path):
 # --- The mixtures as the experiment file configures them ---------------------------------------
 
 
-def test_published_setting_is_46_multilingual_of_4640_or_the_papers_40():
+def test_published_setting_spreads_p_over_all_12_languages_english_included():
+  # Shaham et al. 2024, Sec. 3.2: P% of the budget evenly over the 12 languages, English one of
+  # them; the rest English. The 11 others get floor(4,640 x 1% x 11/12) = floor(42.53) = 42
+  # (the paper's "40"), 42 = 11 x 3 + 9: nine languages get 4, two get 3.
   default = experiment.get_config()
   p = default.pinch
   assert (p.budget, p.percent, p.english, len(p.languages)) == (4640, 1.0, "en", 11)
+  assert p.share_over == "all"
   counts = pinch.language_counts(pinch_recipe.tuned_counts(p, 4640, seed=0))
-  assert sum(counts.values()) == 4640
-  assert counts["en"] == 4640 - 46  # round(1% of 4,640)
-  assert set(counts) == {"en", *p.languages}
-  assert {counts[lang] for lang in p.languages} == {4, 5}
+  assert sum(counts.values()) == 4640 and set(counts) == {"en", *p.languages}
+  assert counts["en"] == 4640 - 42
+  assert sorted(counts[lang] for lang in p.languages) == [3] * 2 + [4] * 9
+  # P = 100: English keeps its twelfth, 4,640 - floor(4,640 x 11/12) = 4,640 - 4,253 = 387.
+  p100 = config_lib.apply_overrides(default, {"pinch.percent": 100.0}).pinch
+  counts = pinch.language_counts(pinch_recipe.tuned_counts(p100, 4640, seed=0))
+  assert counts["en"] == 387 and sorted(set(counts[lang] for lang in p.languages)) == [386, 387]
+  # The split langshift used before (P% over the 11 non-English languages only) stays behind
+  # pinch.share_over=non_english, with its counts: round(1% of 4,640) = 46, none English at 100.
+  old = config_lib.apply_overrides(default, {"pinch.share_over": "non_english"}).pinch
+  counts = pinch.language_counts(pinch_recipe.tuned_counts(old, 4640, seed=0))
+  assert counts["en"] == 4640 - 46
+  assert sorted(counts[lang] for lang in p.languages) == [4] * 9 + [5] * 2
+  old100 = config_lib.apply_overrides(
+      default, {"pinch.share_over": "non_english", "pinch.percent": 100.0}
+  ).pinch
+  counts = pinch.language_counts(pinch_recipe.tuned_counts(old100, 4640, seed=0))
+  assert "en" not in counts and sum(counts.values()) == 4640
   fixed = experiment.get_config("count=40").pinch
   counts = pinch.language_counts(pinch_recipe.tuned_counts(fixed, 4640, seed=0))
   assert counts["en"] == 4600 and sum(counts.values()) == 4640
@@ -100,8 +118,9 @@ def test_tiny_mixtures_disjoint_parallel_and_language_count(inputs, tmp_path):
   config = _tiny(inputs)
   summary = pinch_recipe.build_mixture(config, str(tmp_path / "a"))
   records = _read(tmp_path / "a" / "train.jsonl")
-  assert summary["examples"] == 12 and summary["multilingual_examples"] == 6  # 50% of 12
-  assert (summary["examples/ar"], summary["examples/ru"], summary["examples/en"]) == (3, 3, 6)
+  # 50% of 12 over en, ar, ru: the non-English two get floor(12 x 50% x 2/3) = 4.
+  assert summary["examples"] == 12 and summary["multilingual_examples"] == 4
+  assert (summary["examples/ar"], summary["examples/ru"], summary["examples/en"]) == (2, 2, 8)
   assert len({r["id"] for r in records}) == 12  # disjoint: every instruction once
   ar = next(r for r in records if r["lang"] == "ar")
   assert ar["messages"][1]["content"].startswith(TEXT["ar"])  # the Arabic text of that id
@@ -116,7 +135,7 @@ def test_tiny_mixtures_disjoint_parallel_and_language_count(inputs, tmp_path):
   pinch_recipe.build_mixture(parallel, str(tmp_path / "b"))
   records = _read(tmp_path / "b" / "train.jsonl")
   ids = {lang: {r["id"] for r in records if r["lang"] == lang} for lang in ("ar", "ru")}
-  assert ids["ar"] == ids["ru"] and len(ids["ar"]) == 3  # translations of the same instructions
+  assert ids["ar"] == ids["ru"] and len(ids["ar"]) == 2  # translations of the same instructions
 
   fixed = pinch_recipe.build_mixture(_tiny(inputs, "tiny,count=2"), str(tmp_path / "c"))
   assert fixed["multilingual_examples"] == 2 and fixed["examples/en"] == 10
@@ -154,12 +173,13 @@ def test_cpu_variant_on_the_offline_set_and_the_sweep_grid():
   config = experiment.get_config("cpu")
   if not os.path.exists(os.path.join(config.pinch.parallel_set, "manifest.json")):
     pytest.skip("the offline set is prepared by launch/setup_env.sh")
+  # 6 languages: the 5 non-English get floor(60 x P/100 x 5/6): 0 at P = 1 (0.6 examples in
+  # all, a tenth each), 5 at P = 10, one each.
   counts = pinch.language_counts(pinch_recipe.tuned_counts(config.pinch, 293, seed=0))
-  assert counts["en"] == 59 and sum(counts.values()) == 60  # P = 1 of 60: one example
+  assert counts == {"en": 60}
   p10 = config_lib.apply_overrides(config, {"pinch.percent": 10.0}).pinch
   counts = pinch.language_counts(pinch_recipe.tuned_counts(p10, 293, seed=0))
-  assert counts.pop("en") == 54 and set(counts) == {"ar", "es", "it", "ru", "zh"}
-  assert sorted(counts.values()) == [1, 1, 1, 1, 2]  # 6 over 5 languages
+  assert counts == {"en": 55, "ar": 1, "es": 1, "it": 1, "ru": 1, "zh": 1}
   k4 = config_lib.apply_overrides(config, {"pinch.split": "uniform", "pinch.num_languages": 4})
   counts = pinch.language_counts(pinch_recipe.tuned_counts(k4.pinch, 293, seed=0))
   assert counts == {"en": 15, "ar": 15, "it": 15, "ru": 15}  # es, zh stay held out
@@ -220,6 +240,7 @@ def test_bad_input_is_a_one_line_error_naming_it(inputs, tmp_path):
       ({"pinch.percent": 150.0}, "config.pinch.percent=150.0"),
       ({"pinch.budget": 21}, "budget=21 is larger than the parallel set .*train \\(20 examples"),
       ({"pinch.multilingual_examples": 13}, "multilingual_examples=13"),
+      ({"pinch.share_over": "others"}, "config.pinch.share_over='others'; expected one of"),
       ({"pinch.languages": ("ar", "sw")}, "language 'sw' is not in the parallel set"),
   ]
   for overrides, message in cases:
