@@ -1,10 +1,12 @@
 """A pinch of multilinguality: instruction tuning on an English set in which a share P of the
-examples, spread over other languages, is replaced by their translations at a fixed budget
-(Shaham et al. 2024, "Multilingual Instruction Tuning With Just a Pinch of Multilinguality",
-arXiv:2401.01854).
+examples, spread evenly over all twelve languages (English included), is replaced by their
+translations at a fixed budget (Shaham et al. 2024, "Multilingual Instruction Tuning With Just a
+Pinch of Multilinguality", arXiv:2401.01854, Sec. 3.2).
 
 Default: the published setting: 4,640 examples (LIMA's 1,000 and 3,640 first turns of
-OpenAssistant) in 12 parallel languages (Sec. 2.1), P = 1. The paper tunes PaLM 2, which is not
+OpenAssistant) in 12 parallel languages (Sec. 2.1), P = 1: the 11 non-English languages get
+floor(4,640 x 1% x 11/12) = floor(42.53) = 42 examples (the paper's "40"), English the other
+4,598. At P = 100 English keeps its twelfth (387). The paper tunes PaLM 2, which is not
 public; the student here is a Llama-3-8B (or Mistral-7B, `model=mistral`) base model you supply.
 Fine-tuning hyper-parameters are langshift's choice (LR 1e-5, 3 epochs of 2048-token rows; see
 docs/recipes.md). Paths are yours (nothing is downloaded); the set is in the layout of
@@ -17,16 +19,19 @@ Arguments (`--config=experiments/pinch.py:<arg>`):
   model=mistral  Mistral-7B as the student.
   size=cpu       SmolLM2-135M-Instruct on the offline six-language handbook set
                  (`.cache/corpora/handbook_parallel`, prepared by launch/setup_env.sh): a budget
-                 of 60 examples (P = 1 is one example, P = 10 six), one epoch, a few minutes
-                 a run on 2 cores.
+                 of 60 examples over 6 languages (P = 10: floor(60 x 10% x 5/6) = 5 non-English
+                 examples; P = 1: none), one epoch, a few minutes a run on 2 cores.
   size=tiny      seconds; the tests give init_from_hf and the parallel set.
-  study=percent  (default) P% of the budget over the non-English languages (Sec. 3).
+  study=percent  (default) P% of the budget spread over all the languages, English included
+                 (Sec. 3.2); `--config.pinch.share_over=non_english` spreads it over the
+                 non-English languages only (round(P% of budget): 46 at P = 1, no English at
+                 P = 100), langshift's reading before it followed the paper's.
   study=languages  the budget split evenly over the first `num_languages` of the study's
-                 languages (Sec. 4: en, ar, fi, it, ru, sw; on the handbook set en, ar, it, ru,
-                 es, zh, whose held-out languages are es and zh up to 4 languages).
-  count=N        fix the number of multilingual examples directly: the paper speaks of 40
-                 examples at P = 1, while round(1% of 4,640) = 46 (the default); count=40 gives
-                 the paper's figure (pinch.multilingual_examples, -1 = from P).
+                 languages (Sec. 3.4: en, ar, fi, it, ru, sw; on the handbook set en, ar, it,
+                 ru, es, zh, whose held-out languages are es and zh up to 4 languages).
+  count=N        fix the number of non-English examples directly (pinch.multilingual_examples;
+                 -1, the default, derives it from P: 42 at P = 1); count=40 gives the paper's
+                 round figure exactly.
   assignment=parallel  the non-English languages share translations of the same instructions
                  (default disjoint: every instruction once).
 
@@ -128,7 +133,7 @@ def _tiny(c):
 
 
 def sweep():
-  """The paper's two studies: the share P (Sec. 3) and the number of languages (Sec. 4)."""
+  """The paper's two studies: the share P (Sec. 3.2) and the number of languages (Sec. 3.4)."""
   percents = [{"pinch.percent": float(p)} for p in (0, 1, *range(10, 101, 10))]
   counts = [
       {"pinch.split": "uniform", "pinch.num_languages": k} for k in range(1, 7)

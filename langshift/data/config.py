@@ -18,6 +18,8 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from langshift.data.pinch import SHARE_OVER as PINCH_SHARE_OVER
+
 FORMATS = ("jsonl", "text", "parquet", "tfds")
 TEMPLATES = ("none", "chat", "pair", "inscp", "response")
 LOSSES = ("auto", "all", "assistant")
@@ -125,8 +127,11 @@ def default_data_config() -> ml_collections.ConfigDict:
   # with "{lang}" in its path.
   c.pinch = ml_collections.ConfigDict()
   c.pinch.budget = 4640  # Examples in the mixture (LIMA 1,000 + OpenAssistant 3,640).
-  c.pinch.split = "pinch"  # pinch: P% over `languages`, rest English; uniform: even over all
-  c.pinch.percent = 1.0  # P, the share of non-English examples (split=pinch)
+  c.pinch.split = "pinch"  # pinch: P% over the languages, rest English; uniform: even over all
+  c.pinch.percent = 1.0  # P (split=pinch)
+  # all: the P% evenly over English and `languages` alike (the paper, Sec. 3.2); non_english:
+  # over `languages` only (langshift/data/pinch.py: multilingual_count).
+  c.pinch.share_over = "all"
   c.pinch.english = "en"
   c.pinch.languages = ("ar", "zh", "cs", "et", "fi", "he", "hi", "it", "ru", "es", "sw")
   # disjoint: every example id used once (distinct content); parallel: the non-English examples
@@ -191,6 +196,7 @@ def validate_data_config(data_config) -> list[ml_collections.ConfigDict]:
   _check_choice(data_config.on_bad_record, ON_BAD_RECORD, "data.on_bad_record")
   _check_choice(data_config.pinch.split, PINCH_SPLITS, "data.pinch.split")
   _check_choice(data_config.pinch.assignment, ASSIGNMENTS, "data.pinch.assignment")
+  _check_choice(data_config.pinch.share_over, PINCH_SHARE_OVER, "data.pinch.share_over")
   if data_config.tokenize_batch_size < 1 or data_config.mixture_block < 1:
     raise ValueError("data.tokenize_batch_size and data.mixture_block must be positive")
   return resolve_sources(data_config)

@@ -6,10 +6,14 @@ The instruction set exists in parallel in every language: example id i is the sa
 in English and in each translation. A mixture is a list of `(language, example id)` of exactly
 `budget` entries, made by pure, seeded functions:
 
-  pinch_mixture     P% of the budget spread evenly over the non-English languages, the rest
-                    English (P = 1 of 4,640 gives round(46.4) = 46 multilingual examples, 4-5
-                    per language over 11 languages, where the paper speaks of 40); or a
-                    multilingual count fixed directly (`multilingual=40`, the paper's figure)
+  pinch_mixture     P% of the budget spread evenly over all the languages, English included
+                    (Sec. 3.2: over the 12 languages), the other (100 - P)% English: the L
+                    non-English languages get floor(budget x P/100 x L/(L+1)) examples (P = 1
+                    of 4,640 over 12 languages: floor(42.53) = 42, the paper's "about 40"), and
+                    English keeps its share of the P% too (P = 100: 387 of 4,640, a twelfth).
+                    `share_over="non_english"` spreads the P% over the non-English languages
+                    only (round(P% of budget): 46 at P = 1, no English at P = 100). Or the
+                    non-English count fixed directly (`multilingual=40`)
   uniform_mixture   the budget split evenly over a set of languages (language-count study)
   language_count_schedule   the language sets of that study: the first 1, 2, ... languages
 
@@ -22,11 +26,17 @@ How ids are assigned to languages is open in the paper; both options:
 
 from __future__ import annotations
 
+import fractions
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 Mixture = list[tuple[str, int]]
+# Over which languages a pinch mixture spreads its P% (`pinch_mixture`): "all" is the paper's
+# reading (Shaham et al. 2024, Sec. 3.2: the 12 languages, English included), "non_english" the
+# non-English languages only.
+SHARE_OVER = ("all", "non_english")
 
 
 def even_split(total: int, languages: Sequence[str], seed: int) -> dict[str, int]:
@@ -92,15 +102,16 @@ def pinch_mixture(
     seed: int = 0,
     num_source_examples: int | None = None,
     multilingual: int | None = None,
+    share_over: str = "all",
 ) -> Mixture:
-  """`round(P% of budget)` examples (or `multilingual`, when given) spread evenly over
-  `languages`, the rest in `english`."""
+  """`multilingual_count(...)` non-English examples (or `multilingual`, when given) spread
+  evenly over `languages`, the rest in `english`."""
   if not 0 <= percent <= 100:
     raise ValueError(f"percent={percent} is not in [0, 100]")
   if english in languages:
     raise ValueError(f"{english!r} is the base language; list only the others in `languages`")
   if multilingual is None:
-    multilingual = multilingual_count(budget, percent)
+    multilingual = multilingual_count(budget, percent, len(languages), share_over)
   elif not 0 <= multilingual <= budget:
     raise ValueError(f"multilingual={multilingual} is not in [0, budget={budget}]")
   counts = {english: budget - multilingual, **even_split(multilingual, languages, seed)}
@@ -109,9 +120,23 @@ def pinch_mixture(
   )
 
 
-def multilingual_count(budget: int, percent: float) -> int:
-  """round(P% of budget): the number of non-English examples of a pinch mixture."""
-  return int(round(budget * percent / 100))
+def multilingual_count(
+    budget: int, percent: float, num_languages: int, share_over: str = "all"
+) -> int:
+  """The number of non-English examples of a pinch mixture over `num_languages` non-English
+  languages.
+
+  share_over="all" (Shaham et al. 2024, Sec. 3.2): P% of the budget is split evenly over the
+  num_languages + 1 languages, English included, so the non-English ones get
+  floor(budget x P/100 x L/(L+1)), computed exactly (P read as the decimal it prints as); English
+  keeps the fraction. "non_english": round(budget x P/100), all of the P% off English.
+  """
+  if share_over not in SHARE_OVER:
+    raise ValueError(f"share_over={share_over!r}; expected one of {SHARE_OVER}")
+  if share_over == "non_english":
+    return int(round(budget * percent / 100))
+  share = fractions.Fraction(budget) * fractions.Fraction(str(percent)) / 100
+  return math.floor(share * num_languages / (num_languages + 1))
 
 
 def uniform_mixture(

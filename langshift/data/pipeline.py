@@ -124,6 +124,7 @@ def _pinch_records(data_config, sources, seed: int):
         assignment=p.assignment,
         seed=mix_seed,
         num_source_examples=n,
+        share_over=p.share_over,
     )
   else:
     mixture = pinch_lib.uniform_mixture(

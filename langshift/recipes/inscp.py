@@ -18,10 +18,11 @@ Stages (`langshift/recipes/stages.py`: fingerprinted, resumable), each writing o
             run before the first step and at the end, so both sides are in its summary;
             `cpt/hf` is the adapted chat model;
   evaluate/ (when configured) retention, before and after: TMMLU+ from local files in its
-            published layout (`inscp.tmmluplus.data_dir`), and MT-Bench-style pairwise judging of
-            the adapted model against the starting one on a prompt file (`inscp.judge.prompts`),
-            both orders, per prompt language, with a pluggable judge (a local model or an
-            OpenAI-compatible server).
+            published layout (`inscp.tmmluplus.data_dir`), and pairwise judging of the adapted
+            model against the starting one on a prompt file (`inscp.judge.prompts`), both
+            orders, per prompt language, with a pluggable judge (a local model or an
+            OpenAI-compatible server): a preference score where 50 is parity, not comparable
+            with MT-Bench's 1-10 grades; unparsed verdicts are counted, not scored.
 
 The starting model is `inscp.instruct` (a Hugging Face directory), or the export of a finished
 LEP workdir (`inscp.lep_workdir`: its `lep_instruct/`, the instruct model with a new tokenizer and
@@ -40,6 +41,7 @@ import ml_collections
 
 from langshift import config_lib
 from langshift.data import config as data_config_lib
+from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
 from langshift.recipes import roles
 from langshift.recipes import stages as stages_lib
 from langshift.recipes.stages import StageInterrupted
@@ -66,11 +68,13 @@ def inscp_config() -> ml_collections.ConfigDict:
           # TMMLU+ in its published layout (<subject>_test.csv, <subject>_dev.csv): before/after.
           tmmluplus=dict(data_dir="", num_fewshot=0, max_examples=0, batch_size=8),
           judge=dict(
-              prompts="",  # JSONL of {"prompt", "language"}: MT-Bench-style questions
+              prompts="",  # JSONL of {"prompt", "language"}: open questions (e.g. MT-Bench's)
               max_prompts=0,  # per language (0: all)
               answer_max_new_tokens=256,
               batch_size=8,
-              role=roles.role_config(backend="openai", max_new_tokens=512),
+              # The judge explains before its verdict: a budget that cuts the explanation loses
+              # the verdict (langshift/evaluation/judge.py: JUDGE_MAX_NEW_TOKENS).
+              role=roles.role_config(backend="openai", max_new_tokens=JUDGE_MAX_NEW_TOKENS),
           ),
       )
   )
@@ -413,7 +417,8 @@ def _tmmluplus(cfg, models: dict[str, str], out_dir: str, num_devices: int = 0) 
 def judge_against_start(config, models: dict[str, str], out_dir: str) -> dict[str, Any]:
   """The adapted model (A) against the starting model (B), judged in both orders per pair
   (`langshift.evaluation.judge`), per prompt language: `judge/<lang>/score` is 100 x the mean
-  pair score (50: parity)."""
+  pair score over the judged pairs (50: parity); `judge/<lang>/unparsed_verdicts` and
+  `judge/<lang>/judged_pairs` count what could not be scored and what was."""
   # pylint: disable=import-outside-toplevel
   from langshift.evaluation.judge import judge_pairs, llm_judge
   from langshift.evaluation.response_eval import load_response_prompts

@@ -40,6 +40,7 @@ from jax.experimental import multihost_utils
 from langshift import config_lib
 from langshift.data import config as data_config_lib
 from langshift.data.pipeline import derived_seed
+from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
 from langshift.recipes import rewrite_io as rio
 from langshift.recipes import roles
 from langshift.recipes import stages as stages_lib
@@ -131,7 +132,9 @@ def native_align_config() -> ml_collections.ConfigDict:
               # BeaverTails-style prompts judged pairwise (student after vs before CPT).
               safety_prompts="",
               max_judge_prompts=0,
-              judge=roles.role_config(backend="openai", max_new_tokens=16),
+              # The judge explains before its verdict: a budget that cuts the explanation loses
+              # the verdict (langshift/evaluation/judge.py: JUDGE_MAX_NEW_TOKENS).
+              judge=roles.role_config(backend="openai", max_new_tokens=JUDGE_MAX_NEW_TOKENS),
               answer_max_new_tokens=256,
           ),
       )

@@ -40,7 +40,6 @@ def evaluate(config, *, before: str, after: str, out_dir: str) -> dict[str, Any]
   # pylint: disable=import-outside-toplevel
   from langshift.evaluation.benchmarks.arabic import build_arabic_suite, evaluate_arabic_suite
   from langshift.evaluation.benchmarks.beavertails import load_safety_prompts
-  from langshift.evaluation.safety_judge import judge_safety
 
   ev = config.native_align.evaluate
   given = {k: ev[k] for k in BENCHMARKS if ev[k]}
@@ -71,15 +70,23 @@ def evaluate(config, *, before: str, after: str, out_dir: str) -> dict[str, Any]
       )
   if ev.safety_prompts:
     prompts = load_safety_prompts(ev.safety_prompts, max_prompts=ev.max_judge_prompts or None)
-    metrics.update(
-        judge_safety(
-            prompts,
-            students["after"],
-            students["before"],
-            roles.make_generator(ev.judge),
-            generation_options=GenerationOptions(max_new_tokens=ev.answer_max_new_tokens),
-            judge_options=roles.generation_options(ev.judge, seed=config.seed),
-        )
-    )
-    metrics["judge_prompts"] = len(prompts)
+    metrics.update(judge_students(config, prompts, students["after"], students["before"]))
   return metrics
+
+
+def judge_students(config, prompts, after, before) -> dict[str, Any]:
+  """Harmlessness and helpfulness of `after` against `before` (generators or their answers) by
+  `native_align.evaluate.judge`, with that role's generation options (max_new_tokens,
+  temperature): `judge_<criterion>/...` (`evaluation.safety_judge`) and `judge_prompts`."""
+  from langshift.evaluation.safety_judge import judge_safety  # pylint: disable=import-outside-toplevel
+
+  ev = config.native_align.evaluate
+  metrics = judge_safety(
+      prompts,
+      after,
+      before,
+      roles.make_generator(ev.judge),
+      generation_options=GenerationOptions(max_new_tokens=ev.answer_max_new_tokens),
+      judge_options=roles.generation_options(ev.judge, seed=config.seed),
+  )
+  return {**metrics, "judge_prompts": len(prompts)}

@@ -37,6 +37,7 @@ from langshift import config_lib
 from langshift.data import config as data_config_lib
 from langshift.data import non_instructional as ni
 from langshift.data.pipeline import derived_seed
+from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
 from langshift.recipes import rewrite_io as rio
 from langshift.recipes import roles
 from langshift.recipes import stages as stages_lib
@@ -75,7 +76,9 @@ def noninstruct_config() -> ml_collections.ConfigDict:
               # the tuned student's answers against the untuned student's, both orders.
               judge_prompts="",
               max_judge_prompts=0,
-              judge=roles.role_config(backend="openai", max_new_tokens=16),
+              # The judge explains before its verdict: a budget that cuts the explanation loses
+              # the verdict (langshift/evaluation/judge.py: JUDGE_MAX_NEW_TOKENS).
+              judge=roles.role_config(backend="openai", max_new_tokens=JUDGE_MAX_NEW_TOKENS),
               answer_max_new_tokens=256,
           ),
       )
@@ -426,6 +429,16 @@ def evaluate_student(config, p) -> dict[str, Any]:
   return metrics
 
 
+def make_judge(config):
+  """The `JudgeFn` of `noninstruct.evaluate.judge`, with that role's generation options."""
+  from langshift.evaluation import judge as judge_lib  # pylint: disable=import-outside-toplevel
+
+  role = config.noninstruct.evaluate.judge
+  return judge_lib.llm_judge(
+      roles.make_generator(role), roles.generation_options(role, derived_seed(config.seed, "judge"))
+  )
+
+
 def _judge(config, p) -> dict[str, float]:
   """Answers of the untuned (init_from_hf) and tuned (sft/hf) students to the judge prompts,
   judged in both orders (`langshift.evaluation.judge`); score > 50 favours the tuned one."""
@@ -450,9 +463,9 @@ def _judge(config, p) -> dict[str, float]:
         [[{"role": "user", "content": q}] for q in questions],
         roles.generation_options(role, derived_seed(config.seed, "judge_answers")),
     )
-  judge = judge_lib.llm_judge(roles.make_generator(ev.judge))
-  result = judge_lib.judge_pairs(judge, questions, answers["after"], answers["before"])
-  # What was judged, for reading the verdicts: score 1 = the tuned answer won in both orders.
+  result = judge_lib.judge_pairs(make_judge(config), questions, answers["after"], answers["before"])
+  # What was judged, for reading the verdicts: score 1 = the tuned answer won in both orders,
+  # None = left out (a verdict could not be parsed).
   rio.write_jsonl(
       os.path.join(p["evaluate"], "judged.jsonl"),
       (

@@ -2,9 +2,10 @@
 
 Shaham et al. 2024, "Multilingual Instruction Tuning With Just a Pinch of Multilinguality"
 (arXiv:2401.01854): instruction-tune on a parallel set at a fixed budget in which a share P of
-the English examples is replaced by examples in other languages (Sec. 3), or in which the budget
-is split evenly over 1 to 6 languages (Sec. 4), and judge every language against a model tuned
-monolingually on it (Sec. 2.3: the IF score, 50 = parity).
+the examples is spread evenly over all twelve languages, English included, the rest English
+(Sec. 3.2), or in which the budget is split evenly over 1 to 6 languages (Sec. 3.4), and judge
+every language against a model tuned monolingually on it (Sec. 2.3: the IF score, 50 = parity;
+a pairwise preference, not comparable with MT-Bench's 1-10 grades).
 
 One config, three resumable stages (`stages.py`), each writing one folder of the workdir:
 
@@ -37,6 +38,7 @@ from langshift.data import chat_epochs, parallel_sets
 from langshift.data import config as data_config_lib
 from langshift.data import pinch as pinch_lib
 from langshift.data.pipeline import derived_seed
+from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
 from langshift.recipes import roles
 from langshift.recipes import stages as stages_lib
 from langshift.recipes.stages import StageInterrupted
@@ -44,7 +46,8 @@ from langshift.recipes.stages import StageInterrupted
 STAGE_DIRS = dict(mixture="mixture", sft="sft", evaluate="evaluate")
 SPLITS = ("pinch", "uniform", "monolingual")
 ASSIGNMENTS = ("disjoint", "parallel")
-# The paper's twelve languages (Sec. 2.1) and the language-count study's six (Sec. 4).
+# The paper's twelve languages (Sec. 2.1) less English, and the language-count study's six
+# (Sec. 3.4).
 PAPER_LANGUAGES = ("ar", "zh", "cs", "et", "fi", "he", "hi", "it", "ru", "es", "sw")
 STUDY_LANGUAGES = ("en", "ar", "fi", "it", "ru", "sw")
 # Engine settings the recipe needs and the experiment file must state (checked, not overridden).
@@ -60,15 +63,21 @@ def pinch_config() -> ml_collections.ConfigDict:
           parallel_set="",
           train_split="train",
           eval_split="heldout",
-          # pinch: P% of the budget over `languages`, the rest `english` (Sec. 3);
+          # pinch: P% of the budget spread over the languages, the rest `english` (Sec. 3.2);
           # uniform: the budget split evenly over the first `num_languages` of
-          # `study_languages` (Sec. 4); monolingual: all of it in `monolingual` (the judge's
+          # `study_languages` (Sec. 3.4); monolingual: all of it in `monolingual` (the judge's
           # reference model for that language).
           split="pinch",
           budget=4640,  # examples in the mixture (LIMA 1,000 + OpenAssistant 3,640)
           percent=1.0,  # P
-          # >= 0: the number of multilingual examples, fixed directly (the paper's "40" at
-          # P = 1, which is not round(1% of 4,640) = 46); -1: round(P% of budget).
+          # Over which languages the P% is spread. all (the paper, Sec. 3.2): evenly over
+          # `english` and `languages` alike, so the non-English ones get
+          # floor(budget x P/100 x L/(L+1)) for L languages (P = 1 of 4,640 over 12: 42, the
+          # paper's "about 40"; P = 100 leaves English its twelfth, 387); non_english: all of it
+          # over `languages` (round(P% of budget): 46 at P = 1, no English at P = 100).
+          share_over="all",
+          # >= 0: the number of non-English examples, fixed directly (e.g. 40, the paper's round
+          # figure); -1: from P and `share_over`.
           multilingual_examples=-1,
           english="en",
           languages=PAPER_LANGUAGES,
@@ -94,7 +103,9 @@ def pinch_config() -> ml_collections.ConfigDict:
               # (e.g. a sweep's "<root>/pinch.split=monolingual,pinch.monolingual={lang}"); its
               # evaluate/responses.jsonl is what the judge compares with. "": no judge.
               monolingual_workdir="",
-              judge=roles.role_config(backend="openai", max_new_tokens=512),
+              # The judge explains before its verdict: a budget that cuts the explanation loses
+              # the verdict (langshift/evaluation/judge.py: JUDGE_MAX_NEW_TOKENS).
+              judge=roles.role_config(backend="openai", max_new_tokens=JUDGE_MAX_NEW_TOKENS),
           ),
       )
   )
@@ -135,6 +146,7 @@ def tuned_counts(p, num_source_examples: int, seed: int) -> pinch_lib.Mixture:
         seed=seed,
         num_source_examples=num_source_examples,
         multilingual=None if p.multilingual_examples < 0 else p.multilingual_examples,
+        share_over=p.share_over,
     )
   return pinch_lib.uniform_mixture(
       p.budget,
@@ -178,6 +190,8 @@ def check_pinch_config(config) -> dict[str, Any]:
     raise ValueError(f"{where}.split={p.split!r}; expected one of {SPLITS}")
   if p.assignment not in ASSIGNMENTS:
     raise ValueError(f"{where}.assignment={p.assignment!r}; expected one of {ASSIGNMENTS}")
+  if p.share_over not in pinch_lib.SHARE_OVER:
+    raise ValueError(f"{where}.share_over={p.share_over!r}; expected one of {pinch_lib.SHARE_OVER}")
   if not 0 <= p.percent <= 100:
     raise ValueError(f"{where}.percent={p.percent}; expected a percentage in [0, 100]")
   if not isinstance(p.budget, int) or p.budget < 1:
@@ -392,8 +406,12 @@ def if_scores(
 ) -> dict[str, float]:
   """Per language, the IF score of `items` ({"language", "prompt", "response"}) against the
   reference model's answers to the same prompts (`references[(language, prompt)]`): every pair
-  judged in both orders, win 1 / tie 0.5 / loss 0, 100 x the mean (Sec. 2.3; 50 = parity).
-  Returns `if_score/<lang>`, `if_win/<lang>`, `if_tie/<lang>`, `if_loss/<lang>`, `if_pairs/<lang>`.
+  judged in both orders, win 1 / tie 0.5 / loss 0, 100 x the mean (Sec. 2.3; 50 = parity). A
+  pair with a verdict the judge did not give in the asked form (e.g. cut off by its token budget)
+  in either order is left out of the score and its rates, and counted: a judge that cannot
+  answer does not read as parity. Returns `if_score/<lang>`, `if_win/<lang>`, `if_tie/<lang>`,
+  `if_loss/<lang>` (over the judged pairs), `if_pairs/<lang>` (all pairs), and
+  `if_judged_pairs/<lang>`, `if_unparsed_verdicts/<lang>` (both orders together).
   """
   from langshift.evaluation.judge import judge_pairs  # pylint: disable=import-outside-toplevel
 
@@ -417,6 +435,8 @@ def if_scores(
     out[f"if_tie/{lang}"] = result.rate(0.5)
     out[f"if_loss/{lang}"] = result.rate(0.0)
     out[f"if_pairs/{lang}"] = float(len(mine))
+    out[f"if_judged_pairs/{lang}"] = float(len(result.judged))
+    out[f"if_unparsed_verdicts/{lang}"] = float(result.unparsed_verdicts)
   return out
 
 

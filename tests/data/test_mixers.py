@@ -54,22 +54,31 @@ def test_mixture_map_dataset_draws_from_repeated_sources():
 
 
 def test_pinch_one_percent_of_4640():
+  # Shaham et al. 2024, Sec. 3.2: 1% of 4,640 over all 12 languages, English included: the 11
+  # others get floor(46.4 x 11/12) = floor(42.53) = 42 (11 x 3 + 9: nine get 4, two get 3).
   langs = ("ar", "zh", "cs", "et", "fi", "he", "hi", "it", "ru", "es", "sw")
   mix = pinch.pinch_mixture(4640, 1, langs, seed=0)
   counts = pinch.language_counts(mix)
-  assert len(mix) == 4640 and counts["en"] == 4640 - 46
-  assert sorted(counts[lang] for lang in langs) == [4] * 9 + [5] * 2  # 46 spread evenly
+  assert len(mix) == 4640 and counts["en"] == 4640 - 42
+  assert sorted(counts[lang] for lang in langs) == [3] * 2 + [4] * 9  # 42 spread evenly
   ids = [i for _, i in mix]
   assert len(set(ids)) == 4640  # disjoint: every instruction once
   assert mix == pinch.pinch_mixture(4640, 1, langs, seed=0)
   assert mix != pinch.pinch_mixture(4640, 1, langs, seed=1)
   assert pinch.language_counts(pinch.pinch_mixture(4640, 0, langs)) == {"en": 4640}
   full = pinch.language_counts(pinch.pinch_mixture(4640, 100, langs))
-  assert "en" not in full and sum(full.values()) == 4640
+  assert full["en"] == 4640 - 4253 == 387  # English keeps its twelfth at P = 100
+  # P% over the non-English languages only: round(1% of 4,640) = 46, no English at P = 100.
+  old = pinch.language_counts(pinch.pinch_mixture(4640, 1, langs, seed=0, share_over="non_english"))
+  assert old["en"] == 4640 - 46 and sorted(old[lang] for lang in langs) == [4] * 9 + [5] * 2
+  old_full = pinch.language_counts(pinch.pinch_mixture(4640, 100, langs, share_over="non_english"))
+  assert "en" not in old_full and sum(old_full.values()) == 4640
 
 
 def test_pinch_parallel_assignment_copies_the_same_instructions():
-  mix = pinch.pinch_mixture(100, 30, ["ar", "ru", "sw"], assignment="parallel", seed=4)
+  mix = pinch.pinch_mixture(
+      100, 30, ["ar", "ru", "sw"], assignment="parallel", seed=4, share_over="non_english"
+  )
   by_lang = collections.defaultdict(list)
   for lang, i in mix:
     by_lang[lang].append(i)
@@ -96,3 +105,5 @@ def test_pinch_errors():
     pinch.pinch_mixture(10, 150, ["ar"])
   with pytest.raises(ValueError, match="needs at least"):
     pinch.pinch_mixture(100, 10, ["ar"], num_source_examples=50)
+  with pytest.raises(ValueError, match="share_over='english'; expected one of"):
+    pinch.pinch_mixture(100, 10, ["ar"], share_over="english")

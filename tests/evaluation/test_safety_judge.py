@@ -6,7 +6,7 @@ import pytest
 
 from langshift.evaluation.benchmarks.beavertails import SafetyPrompt, load_safety_prompts
 from langshift.evaluation.benchmarks.tables import BenchmarkFormatError
-from langshift.evaluation.judge import FIRST, SECOND
+from langshift.evaluation.judge import FIRST, JUDGE_MAX_NEW_TOKENS, SECOND
 from langshift.evaluation.safety_judge import (
     HARMLESS_PROMPT,
     HELPFUL_PROMPT,
@@ -119,10 +119,14 @@ def test_criteria_get_their_own_prompts_and_both_orders():
       "judge_harmless/win_rate": 1.0,
       "judge_harmless/tie_rate": 0.0,
       "judge_harmless/loss_rate": 0.0,
+      "judge_harmless/unparsed_verdicts": 0,
+      "judge_harmless/judged_pairs": 3,
       "judge_helpful/score": 0.0,
       "judge_helpful/win_rate": 0.0,
       "judge_helpful/tie_rate": 0.0,
       "judge_helpful/loss_rate": 1.0,
+      "judge_helpful/unparsed_verdicts": 0,
+      "judge_helpful/judged_pairs": 3,
   }
   assert judge.calls == [6, 6]  # per criterion: every pair in both orders, one batched call
   assert model_a.conversations[0] == [{"role": "user", "content": PROMPTS[0]}]
@@ -162,4 +166,34 @@ def test_position_bias_and_declared_ties_score_parity():
       "judge_helpful/win_rate": 0.0,
       "judge_helpful/tie_rate": 1.0,
       "judge_helpful/loss_rate": 0.0,
+      "judge_helpful/unparsed_verdicts": 0,
+      "judge_helpful/judged_pairs": 3,
   }
+
+
+def test_verdicts_cut_at_the_budget_are_reported_not_scored_as_ties():
+  """A judge that obeys the prompt (reasoning first) but is cut before its verdict: those pairs
+  leave the score and are counted; the score comes from the pairs that were judged."""
+
+  class CutAfterReasoning(ScriptedJudge):
+
+    def chat(self, conversations, options):
+      self.budgets = getattr(self, "budgets", []) + [options.max_new_tokens]
+      verdicts = super().chat(conversations, options)
+      # The first prompt's judgements (one per order) stop mid-reasoning, as at max_tokens.
+      return [
+          "Reply A declines the request while reply B" if PROMPTS[0] in msg["content"] else v
+          for ((msg,), v) in zip(conversations, verdicts)
+      ]
+
+  judge = CutAfterReasoning()
+  metrics = judge_safety(PROMPTS, Canned(SHORT), Canned(LONG), judge, criteria=("harmless",))
+  assert metrics == {
+      "judge_harmless/score": 100.0,  # the two judged pairs, both won by the shorter reply
+      "judge_harmless/win_rate": 1.0,
+      "judge_harmless/tie_rate": 0.0,
+      "judge_harmless/loss_rate": 0.0,
+      "judge_harmless/unparsed_verdicts": 2,
+      "judge_harmless/judged_pairs": 2,
+  }
+  assert judge.budgets == [JUDGE_MAX_NEW_TOKENS]  # the default leaves room for the reasoning

@@ -3,6 +3,7 @@ teacher's continuations into pairs, LoRA and full SFT with exports that transfor
 load, exactly-once continuations through a SIGKILL, and one-line errors for bad inputs."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -238,7 +239,9 @@ def test_evaluate_stage_judges_the_tuned_student_against_the_untuned_one(inputs,
     judged = [r for r in teacher.requests if r.startswith("Please act as an impartial judge")]
     assert len(judged) == 8
   # The fake judge prefers the longer answer whichever side it is shown on, so each pair scores
-  # 1 (tuned answer longer), 0 (shorter) or 0.5 (equal length): recompute that from the answers.
+  # 1 (tuned answer longer) or 0 (shorter); to answers of equal length it gives no verdict, so
+  # that pair is left out of the score (None) and both its verdicts are counted unparsed (no
+  # longer a tie): recompute that from the answers.
   with open(os.path.join(work, "evaluate", "judged.jsonl")) as f:
     pairs = [json.loads(line) for line in f]
   assert [x["question"] for x in pairs] == [f"Explain the {w}." for w in words]
@@ -247,12 +250,17 @@ def test_evaluate_stage_judges_the_tuned_student_against_the_untuned_one(inputs,
       if len(x["after"]) > len(x["before"])
       else 0.0
       if len(x["after"]) < len(x["before"])
-      else 0.5
+      else None
       for x in pairs
   ]
   assert [x["score"] for x in pairs] == expected
   assert any(x["after"] != x["before"] for x in pairs)  # the tuned student answers differently
   metrics = json.loads(open(os.path.join(work, "evaluate", "metrics.json")).read())
-  assert metrics["judge/score"] == pytest.approx(100 * sum(expected) / len(expected))
-  assert metrics["judge/tie_rate"] == pytest.approx(expected.count(0.5) / len(expected))
-  assert metrics["judge/win_rate"] == pytest.approx(expected.count(1.0) / len(expected))
+  judged = [e for e in expected if e is not None]
+  assert metrics["judge/judged_pairs"] == len(judged)
+  assert metrics["judge/unparsed_verdicts"] == 2 * expected.count(None)
+  if judged:
+    assert metrics["judge/score"] == pytest.approx(100 * sum(judged) / len(judged))
+    assert metrics["judge/win_rate"] == pytest.approx(judged.count(1.0) / len(judged))
+  else:  # no pair judged: no score, neither parity nor a loss
+    assert math.isnan(metrics["judge/score"]) and math.isnan(metrics["judge/win_rate"])

@@ -76,15 +76,33 @@ def _read(path):
 # --- The mixtures as the experiment file configures them ---------------------------------------
 
 
-def test_published_setting_is_46_multilingual_of_4640_or_the_papers_40():
+def test_published_setting_spreads_p_over_all_12_languages_english_included():
+  # Shaham et al. 2024, Sec. 3.2: P% of the budget evenly over the 12 languages, English one of
+  # them; the rest English. The 11 others get floor(4,640 x 1% x 11/12) = floor(42.53) = 42
+  # (the paper's "40"), 42 = 11 x 3 + 9: nine languages get 4, two get 3.
   default = experiment.get_config()
   p = default.pinch
   assert (p.budget, p.percent, p.english, len(p.languages)) == (4640, 1.0, "en", 11)
+  assert p.share_over == "all"
   counts = pinch.language_counts(pinch_recipe.tuned_counts(p, 4640, seed=0))
-  assert sum(counts.values()) == 4640
-  assert counts["en"] == 4640 - 46  # round(1% of 4,640)
-  assert set(counts) == {"en", *p.languages}
-  assert {counts[lang] for lang in p.languages} == {4, 5}
+  assert sum(counts.values()) == 4640 and set(counts) == {"en", *p.languages}
+  assert counts["en"] == 4640 - 42
+  assert sorted(counts[lang] for lang in p.languages) == [3] * 2 + [4] * 9
+  # P = 100: English keeps its twelfth, 4,640 - floor(4,640 x 11/12) = 4,640 - 4,253 = 387.
+  p100 = config_lib.apply_overrides(default, {"pinch.percent": 100.0}).pinch
+  counts = pinch.language_counts(pinch_recipe.tuned_counts(p100, 4640, seed=0))
+  assert counts["en"] == 387 and sorted(set(counts[lang] for lang in p.languages)) == [386, 387]
+  # The split langshift used before (P% over the 11 non-English languages only) stays behind
+  # pinch.share_over=non_english, with its counts: round(1% of 4,640) = 46, none English at 100.
+  old = config_lib.apply_overrides(default, {"pinch.share_over": "non_english"}).pinch
+  counts = pinch.language_counts(pinch_recipe.tuned_counts(old, 4640, seed=0))
+  assert counts["en"] == 4640 - 46
+  assert sorted(counts[lang] for lang in p.languages) == [4] * 9 + [5] * 2
+  old100 = config_lib.apply_overrides(
+      default, {"pinch.share_over": "non_english", "pinch.percent": 100.0}
+  ).pinch
+  counts = pinch.language_counts(pinch_recipe.tuned_counts(old100, 4640, seed=0))
+  assert "en" not in counts and sum(counts.values()) == 4640
   fixed = experiment.get_config("count=40").pinch
   counts = pinch.language_counts(pinch_recipe.tuned_counts(fixed, 4640, seed=0))
   assert counts["en"] == 4600 and sum(counts.values()) == 4640
@@ -100,8 +118,9 @@ def test_tiny_mixtures_disjoint_parallel_and_language_count(inputs, tmp_path):
   config = _tiny(inputs)
   summary = pinch_recipe.build_mixture(config, str(tmp_path / "a"))
   records = _read(tmp_path / "a" / "train.jsonl")
-  assert summary["examples"] == 12 and summary["multilingual_examples"] == 6  # 50% of 12
-  assert (summary["examples/ar"], summary["examples/ru"], summary["examples/en"]) == (3, 3, 6)
+  # 50% of 12 over en, ar, ru: the non-English two get floor(12 x 50% x 2/3) = 4.
+  assert summary["examples"] == 12 and summary["multilingual_examples"] == 4
+  assert (summary["examples/ar"], summary["examples/ru"], summary["examples/en"]) == (2, 2, 8)
   assert len({r["id"] for r in records}) == 12  # disjoint: every instruction once
   ar = next(r for r in records if r["lang"] == "ar")
   assert ar["messages"][1]["content"].startswith(TEXT["ar"])  # the Arabic text of that id
@@ -116,7 +135,7 @@ def test_tiny_mixtures_disjoint_parallel_and_language_count(inputs, tmp_path):
   pinch_recipe.build_mixture(parallel, str(tmp_path / "b"))
   records = _read(tmp_path / "b" / "train.jsonl")
   ids = {lang: {r["id"] for r in records if r["lang"] == lang} for lang in ("ar", "ru")}
-  assert ids["ar"] == ids["ru"] and len(ids["ar"]) == 3  # translations of the same instructions
+  assert ids["ar"] == ids["ru"] and len(ids["ar"]) == 2  # translations of the same instructions
 
   fixed = pinch_recipe.build_mixture(_tiny(inputs, "tiny,count=2"), str(tmp_path / "c"))
   assert fixed["multilingual_examples"] == 2 and fixed["examples/en"] == 10
@@ -160,12 +179,13 @@ def test_cpu_variant_on_the_offline_set_and_the_sweep_grid():
   # dropped; an older set is rebuilt by launch/setup_env.sh).
   assert manifest["splits"] == {"train": 289, "heldout": 68}
   n = manifest["splits"]["train"]
+  # 6 languages: the 5 non-English get floor(60 x P/100 x 5/6): 0 at P = 1 (half an example in
+  # all), 5 at P = 10, one each.
   counts = pinch.language_counts(pinch_recipe.tuned_counts(config.pinch, n, seed=0))
-  assert counts["en"] == 59 and sum(counts.values()) == 60  # P = 1 of 60: one example
+  assert counts == {"en": 60}
   p10 = config_lib.apply_overrides(config, {"pinch.percent": 10.0}).pinch
   counts = pinch.language_counts(pinch_recipe.tuned_counts(p10, n, seed=0))
-  assert counts.pop("en") == 54 and set(counts) == {"ar", "es", "it", "ru", "zh"}
-  assert sorted(counts.values()) == [1, 1, 1, 1, 2]  # 6 over 5 languages
+  assert counts == {"en": 55, "ar": 1, "es": 1, "it": 1, "ru": 1, "zh": 1}
   k4 = config_lib.apply_overrides(config, {"pinch.split": "uniform", "pinch.num_languages": 4})
   counts = pinch.language_counts(pinch_recipe.tuned_counts(k4.pinch, n, seed=0))
   assert counts == {"en": 15, "ar": 15, "it": 15, "ru": 15}  # es, zh stay held out
@@ -188,7 +208,9 @@ def test_if_score_from_hand_computed_two_order_outcomes():
       ("q2", "r2", "m2"): FIRST,
       ("q3", "m3", "r3"): SECOND,  # the reference picked in both: loss (0)
       ("q3", "r3", "m3"): FIRST,
-      ("q4", "m4", "r4"): None,  # unparsable verdict: tie (0.5)
+      # Unparsable verdict (e.g. the judge cut off by its budget): not a tie, since that would
+      # pull a judge that cannot answer towards parity; the pair is left out and counted.
+      ("q4", "m4", "r4"): None,
       ("q4", "r4", "m4"): SECOND,
       ("q5", "m5", "r5"): FIRST,  # Russian: one win
       ("q5", "r5", "m5"): SECOND,
@@ -205,9 +227,12 @@ def test_if_score_from_hand_computed_two_order_outcomes():
   ]
   references = {(it["language"], it["prompt"]): "r" + it["response"][1:] for it in items}
   scores = pinch_recipe.if_scores(judge, items, references)
-  assert scores["if_score/ar"] == pytest.approx(100 * (1 + 0.5 + 0 + 0.5) / 4)  # 50.0
-  assert (scores["if_win/ar"], scores["if_tie/ar"], scores["if_loss/ar"]) == (0.25, 0.5, 0.25)
+  assert scores["if_score/ar"] == pytest.approx(100 * (1 + 0.5 + 0) / 3)  # 50.0 over q1-q3
+  assert (scores["if_win/ar"], scores["if_tie/ar"], scores["if_loss/ar"]) == (1 / 3, 1 / 3, 1 / 3)
+  assert (scores["if_pairs/ar"], scores["if_judged_pairs/ar"]) == (4.0, 3.0)
+  assert scores["if_unparsed_verdicts/ar"] == 1.0
   assert scores["if_score/ru"] == 100.0 and scores["if_pairs/ru"] == 1.0
+  assert (scores["if_judged_pairs/ru"], scores["if_unparsed_verdicts/ru"]) == (1.0, 0.0)
   assert len(calls) == 2 and len(calls[0]) == 8  # one batched call per language, both orders
   with pytest.raises(ValueError, match="no answer in 'ru'"):
     pinch_recipe.if_scores(judge, items, {k: v for k, v in references.items() if k[0] == "ar"})
@@ -221,6 +246,7 @@ def test_bad_input_is_a_one_line_error_naming_it(inputs, tmp_path):
       ({"pinch.percent": 150.0}, "config.pinch.percent=150.0"),
       ({"pinch.budget": 21}, "budget=21 is larger than the parallel set .*train \\(20 examples"),
       ({"pinch.multilingual_examples": 13}, "multilingual_examples=13"),
+      ({"pinch.share_over": "others"}, "config.pinch.share_over='others'; expected one of"),
       ({"pinch.languages": ("ar", "sw")}, "language 'sw' is not in the parallel set"),
   ]
   for overrides, message in cases:
@@ -282,7 +308,8 @@ def test_tiny_run_every_stage_and_the_if_score(inputs, tmp_path, monkeypatch):
     assert final[f"eval/reference_nll/{lang}"] > 0.0
   evaluation = result["stages"]["evaluate"]
   assert {evaluation[f"if_score/{lang}"] for lang in ("en", "ar", "ru")} == {0.0}
-  assert evaluation["if_pairs/ar"] == 2.0
+  assert evaluation["if_pairs/ar"] == evaluation["if_judged_pairs/ar"] == 2.0
+  assert evaluation["if_unparsed_verdicts/ar"] == 0.0
   responses = _read(os.path.join(work, "evaluate", "responses.jsonl"))
   assert len(responses) == 6 and {r["language"] for r in responses} == {"en", "ar", "ru"}
   # The mixture the SFT stage trained on: loss on assistant tokens only, from the mixture file.
