@@ -45,7 +45,7 @@ from langshift.embeddings.initialization import INIT_METHODS, resize_embedding_p
 from langshift.embeddings.param_tree import embedding_matrices
 from langshift.embeddings.propagation import PROPAGATION_METHODS, propagate_embedding_params
 from langshift.embeddings.vocabulary_map import build_vocabulary_map
-from langshift.recipes import lep_calibration, lep_inputs
+from langshift.recipes import lep_calibration, lep_evaluation, lep_inputs
 from langshift.recipes import stages as stages_lib
 from langshift.recipes.stages import StageInterrupted
 from langshift.tokenization.adaptation import VARIANTS, build_tokenizer
@@ -64,13 +64,34 @@ STAGE_DIRS = dict(
     cpt="cpt",
     propagate="lep_instruct",
     **lep_calibration.STAGE_DIRS,
+    evaluate="evaluate",
 )
+# The stages that read neither the instruct model nor the propagation: runs that differ only
+# in what comes after them (a sweep's propagation cells) can share one copy (`lep.shared_stages`).
+SHAREABLE_STAGES = ("tokenizer", "init", "cpt")
 # Generation settings of the instruct model that name token ids (remapped to the new vocabulary).
 GENERATION_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
 
-def lep_paths(workdir: str) -> dict[str, str]:
-  return {name: os.path.join(workdir, d) for name, d in STAGE_DIRS.items()}
+def lep_paths(workdir: str, shared_dir: str = "") -> dict[str, str]:
+  """Each stage's folder: in `workdir`, or for the shareable stages in `shared_dir` if given."""
+  return {
+      name: os.path.join(shared_dir if shared_dir and name in SHAREABLE_STAGES else workdir, d)
+      for name, d in STAGE_DIRS.items()
+  }
+
+
+def shared_stages_dir(config, workdir: str) -> str:
+  """`<lep.shared_stages>/<fingerprint>`: the folder of the tokenizer, init and CPT stages of
+  every run with these stages' inputs ("" when `lep.shared_stages` is unset). A relative
+  `lep.shared_stages` is taken from the workdir (a sweep's "../lep_shared" is one folder beside
+  its cells). Keyed by the fingerprint of all three stages' inputs, so a run whose CPT would
+  differ never finds another's; the stage markers there are compared key by key all the same."""
+  if not config.lep.shared_stages:
+    return ""
+  inputs = {name: stage_inputs(config, name) for name in SHAREABLE_STAGES}
+  root = os.path.join(workdir, config.lep.shared_stages)
+  return os.path.normpath(os.path.join(root, stages_lib.fingerprint(inputs)))
 
 
 def lep_config() -> ml_collections.ConfigDict:
@@ -96,6 +117,13 @@ def lep_config() -> ml_collections.ConfigDict:
           propagation_products="float32",  # float32 | float64
           # Optional step 4: LoRA self-calibration of the propagated model (lep_calibration.py).
           calibration=lep_calibration.calibration_config(),
+          # The last stage: the chat model on a benchmark suite, zero-shot (lep_evaluation.py).
+          evaluate=lep_evaluation.evaluate_config(),
+          # A folder for the tokenizer, init and CPT stages shared by runs that differ only in
+          # later stages (propagation, calibration, evaluation): each set of those stages' inputs
+          # gets a sub-folder named by their fingerprint, so the first run trains CPT and the
+          # next ones reuse it. Relative to the workdir; "": every run has its own.
+          shared_stages="",
       )
   )
 
@@ -143,6 +171,8 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
   """The flat config values stage `stage` reads: what its marker records and compares."""
   if stage in lep_calibration.STAGE_KEYS:
     return lep_calibration.stage_inputs(config, stage)
+  if stage == "evaluate":
+    return config_lib.select(config, lep_evaluation.STAGE_KEYS)
   inputs = config_lib.select(config, STAGE_KEYS[stage])
   if stage == "tokenizer":
     for src in resolve_sources(config.data):
@@ -160,35 +190,57 @@ def run_lep(
   """
   check_lep_config(config)
   lep = config.lep
-  paths = lep_paths(workdir)
+  shared_dir = shared_stages_dir(config, workdir)
+  paths = lep_paths(workdir, shared_dir)
   runner = stages_lib.recipe_runner(config, workdir, log, STAGE_DIRS)
+  # The shareable stages run under a runner of the shared folder (its markers and lock) inside
+  # this workdir's own stage, whose marker then records the shared summary for this run.
+  shared = stages_lib.StageRunner(shared_dir, log=log) if shared_dir else None
   stages: dict[str, Any] = {}
-  stages["tokenizer"] = runner.run(
-      "tokenizer",
-      paths["tokenizer"],
-      lambda: build_target_tokenizer(config, paths["tokenizer"]),
-      inputs=stage_inputs(config, "tokenizer"),
-  )
-  stages["init"] = runner.run(
+
+  def run(name: str, body, *, clear_partial: bool = True, collective: bool = False):
+    inputs = stage_inputs(config, name)
+    if shared is None or name not in SHAREABLE_STAGES:
+      return runner.run(
+          name,
+          paths[name],
+          body,
+          inputs=inputs,
+          clear_partial=clear_partial,
+          collective=collective,
+      )
+
+    def in_shared_dir():
+      summary = shared.run(
+          name,
+          paths[name],
+          body,
+          inputs=inputs,
+          clear_partial=clear_partial,
+          collective=collective,
+      )
+      if summary.get("skipped"):
+        runner.log(f"langshift: stage {name}: reused from {shared_dir}")
+      return {**summary, "shared_dir": shared_dir}
+
+    # Every process enters: the shared runner decides who runs the body; the partial output
+    # lives in the shared folder, so this workdir's runner never clears it.
+    return runner.run(
+        name, paths[name], in_shared_dir, inputs=inputs, clear_partial=False, collective=True
+    )
+
+  stages["tokenizer"] = run("tokenizer", lambda: build_target_tokenizer(config, paths["tokenizer"]))
+  stages["init"] = run(
       "init",
-      paths["init"],
       lambda: initialise_base(
           lep.base, paths["tokenizer"], paths["init"], method=lep.init, seed=config.seed
       ),
-      inputs=stage_inputs(config, "init"),
   )
 
   def train(name: str, body) -> bool:
     """A training stage (every process; resumes its checkpoint); False when it was preempted."""
     try:
-      stages[name] = runner.run(
-          name,
-          paths[name],
-          body,
-          inputs=stage_inputs(config, name),
-          clear_partial=False,
-          collective=True,
-      )
+      stages[name] = run(name, body, clear_partial=False, collective=True)
       return True
     except StageInterrupted as e:
       runner.log(f"langshift: LEP stopped during {name}; rerun the same command to continue")
@@ -198,9 +250,8 @@ def run_lep(
   preempted = {"status": "preempted", "stages": stages, "export": None}
   if not train("cpt", lambda: continual_pretraining(config, paths)):
     return preempted
-  stages["propagate"] = runner.run(
+  stages["propagate"] = run(
       "propagate",
-      paths["propagate"],
       lambda: propagate_into_instruct(
           lep.base,
           lep.instruct,
@@ -208,17 +259,14 @@ def run_lep(
           method=lep.propagation,
           product_dtype=lep.propagation_products,
       ),
-      inputs=stage_inputs(config, "propagate"),
   )
   export = paths["propagate"]
   if lep.calibration.enabled:
-    stages["calibration_answers"] = runner.run(
+    stages["calibration_answers"] = run(
         "calibration_answers",
-        paths["calibration_answers"],
         lambda: lep_calibration.generate_answers(
             config, paths["calibration_answers"], paths["propagate"]
         ),
-        inputs=stage_inputs(config, "calibration_answers"),
         clear_partial=False,
     )
     calibrate = lambda: lep_calibration.calibrate(  # noqa: E731
@@ -227,6 +275,11 @@ def run_lep(
     if not train("calibrate", calibrate):
       return preempted
     export = os.path.join(paths["calibrate"], "hf")
+  if lep.evaluate.suite:
+    stages["evaluate"] = run(
+        "evaluate", lambda: lep_evaluation.evaluate(config, export, paths["evaluate"])
+    )
+    runner.log(f"langshift: stage evaluate: {stages_lib.format_counts(stages['evaluate'])}")
   runner.log(f"langshift: LEP done; instruct model with the new vocabulary: {export}")
   return {"status": "done", "stages": stages, "export": export}
 
@@ -254,6 +307,7 @@ def check_lep_config(config) -> None:
     if value not in choices:
       raise ValueError(f"config.lep.{key}={value!r}; expected one of {choices}")
   lep_calibration.check_calibration_config(config)
+  lep_evaluation.check_evaluate_config(config)
   if lep.tokenizer_variant == "optimized" and not lep.shrink_to:
     raise ValueError("config.lep.tokenizer_variant='optimized' needs config.lep.shrink_to")
   flat = config_lib.flatten(config)
