@@ -3,7 +3,7 @@
 Learned embedding propagation: Tikhomirov & Chernyshev 2024, "Facilitating large language model
 Russian adaptation with Learned Embedding Propagation", arXiv:2412.21140.
 
-One config, four resumable stages (`langshift/recipes/stages.py`), each writing one folder, and
+One config, five resumable stages (`langshift/recipes/stages.py`), each writing one folder, and
 two optional ones:
 
   tokenizer_new/  the target tokenizer (config.lep.tokenizer_variant) trained on the text of
@@ -17,13 +17,18 @@ two optional ones:
                   conversion), its own chat tokens appended with their rows, its chat template
                   and special ids: an HF checkpoint + tokenizer for transformers/vLLM;
   calibration_answers/, calibrated/
-                  (with `lep.calibration.enabled`, `lep_calibration.py`) the propagated model's
-                  answers to a prompt set, and LoRA on its first and last layers plus the
-                  embeddings trained on them: calibrated/hf is then the chat model.
+                  (with `lep.calibration.enabled`, `lep_calibration.py`) the original instruct
+                  model's answers to a prompt set (graded by a judge, joined by copy examples),
+                  and LoRA on the propagated model's first and last layers plus the embeddings
+                  trained on them: calibrated/hf is then the chat model;
+  evaluate/       the chat model on a benchmark suite, zero-shot (`lep_evaluation.py`; Darumeru
+                  in the published setting): per-task scores and the micro-average.
 
-A killed run continues: finished stages are skipped, CPT resumes from its own checkpoint. The
-recipe's settings are the `lep` section (`lep_config()`); the engine settings CPT needs are
-stated in the experiment file and checked, not overridden (`REQUIRED_SETTINGS`).
+With `lep.shared_stages` the first three stages run in a folder shared by every run with the
+same inputs to them (`shared_stages_dir`): a sweep's propagation cells of one tokenizer train
+CPT once. A killed run continues: finished stages are skipped, CPT resumes from its own
+checkpoint. The recipe's settings are the `lep` section (`lep_config()`); the engine settings CPT
+needs are stated in the experiment file and checked, not overridden (`REQUIRED_SETTINGS`).
 """
 
 from __future__ import annotations
@@ -115,7 +120,7 @@ def lep_config() -> ml_collections.ConfigDict:
           # either way. float32 is ~4x faster on CPU; it moves the fitted map by ~1e-6 relative,
           # and ~3 in 10,000 bf16 entries of the result round the other way (docs/benchmarks.md).
           propagation_products="float32",  # float32 | float64
-          # Optional step 4: LoRA self-calibration of the propagated model (lep_calibration.py).
+          # Optional: LoRA calibration of the propagated model (lep_calibration.py).
           calibration=lep_calibration.calibration_config(),
           # The last stage: the chat model on a benchmark suite, zero-shot (lep_evaluation.py).
           evaluate=lep_evaluation.evaluate_config(),
