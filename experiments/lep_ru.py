@@ -9,9 +9,13 @@ instruct are local Hugging Face directories you supply (nothing is downloaded), 
   python -m langshift.main --config=experiments/lep_ru.py --workdir=workdir/lep_ru \\
       --config.lep.base=/models/Meta-Llama-3-8B \\
       --config.lep.instruct=/models/Meta-Llama-3-8B-Instruct \\
-      --config.data.sources.ru.path='/corpora/ru/*.jsonl' --config.train.steps=<one epoch>
+      --config.data.sources.ru.path='/corpora/ru/*.jsonl' --config.train.steps=<one epoch> \\
+      --config.lep.evaluate.data_dir=/data/darumeru_suite
 
-Outputs: workdir/{tokenizer_new, base_init, cpt, lep_instruct}; the last is the chat model.
+Outputs: workdir/{tokenizer_new, base_init, cpt, lep_instruct, evaluate}; lep_instruct is the chat
+model, evaluate/metrics.json its Darumeru scores, zero-shot as the paper evaluates instruct models
+(the `darumeru` suite on your local copies of its task files, langshift/evaluation/darumeru.py;
+lep.evaluate.suite='' skips it). CPU and tiny sizes evaluate on the offline handbook_mini suite.
 Arguments (`--config=experiments/lep_ru.py:model=...,size=...`; a bare value such as `:tiny`
 works too):
   model=llama3   Llama-3-8B / -Instruct: 128k SentencePiece pool, LR 2e-4 (default).
@@ -21,12 +25,18 @@ works too):
                  published numbers: with base = instruct the propagation map is the identity.
   size=tiny      a seconds-long CPU run of every stage (the end-to-end test); give lep.base and
                  lep.instruct. size=cpu is SmolLM2's CPU sizing; size=full the paper's.
-  calibrate      the optional last stage: the propagated model answers a prompt set and is tuned
-                 on its own answers with LoRA (r 8, alpha 1, lr 2.5e-5) on its first and last
-                 layers plus the embeddings (langshift/recipes/lep_calibration.py). Give the
-                 prompts (--config.lep.calibration.prompts=ru_prompts.jsonl); model=smollm2 uses
-                 the offline parallel set's Russian instructions (`launch/setup_env.sh`).
-`sweep()` lists the paper's tokenizer x propagation ablation as overrides.
+  calibrate      the optional calibration (paper, Sec. 2.4.2): the original instruct model answers
+                 a prompt set, and the propagated model is tuned on those answers with LoRA (r 8,
+                 alpha 1, lr 2.5e-5) on its first and last layers plus the embeddings, batch 64 x
+                 8096 tokens, one epoch (langshift/recipes/lep_calibration.py). Give the prompts
+                 (--config.lep.calibration.prompts=ru_prompts.jsonl), optionally Wikipedia copy
+                 examples (.copy_corpus=ruwiki.jsonl, .copy_examples=N) and a judge's grade
+                 filter (.grade.enabled=true, .grade.judge.base_url=...); model=smollm2 uses the
+                 offline parallel set's Russian instructions (`launch/setup_env.sh`).
+  answers=propagated  with calibrate: the propagated model answers the prompts itself (the
+                 variant langshift ran before; answers=instruct is the paper's).
+`sweep()` lists the paper's tokenizer x propagation ablation as overrides; the cells of one
+tokenizer share one tokenizer/init/CPT (SWEEP_SETTINGS: lep.shared_stages).
 """
 
 from langshift import config_lib
@@ -40,8 +50,14 @@ PARALLEL_SET = ".cache/corpora/handbook_parallel"  # Russian instructions of the
 SMOLLM2 = ".cache/smollm2-135m-instruct"
 # size=auto: "cpu" for smollm2, "full" otherwise.
 ARGS = dict(
-    model=("llama3", "mistral", "smollm2"), size=("auto", "full", "cpu", "tiny"), calibrate=False
+    model=("llama3", "mistral", "smollm2"),
+    size=("auto", "full", "cpu", "tiny"),
+    calibrate=False,
+    answers=("instruct", "propagated"),
 )
+# Flags every cell of `python -m langshift.sweep` gets (langshift/sweep.py): the propagation
+# cells of one tokenizer variant run its tokenizer, init and CPT once, in <root>/lep_shared/.
+SWEEP_SETTINGS = {"lep.shared_stages": "../lep_shared"}
 
 
 def get_config(arg=None):
@@ -81,9 +97,12 @@ def get_config(arg=None):
   heldout.packing = "boundary"
   c.evals.heldout = perplexity_eval(data=heldout, every_steps=500, max_batches=8)
 
-  # Calibration (paper, Sec. 3.4): LoRA r 8, alpha 1, lr 2.5e-5 on the first and last layers and
-  # the embeddings; one epoch over the self-generated answers (open in the paper).
-  c.lep.calibration.enabled = arg.calibrate
+  # Calibration (paper, Sec. 2.4.2 and 3.4): LoRA r 8, alpha 1, lr 2.5e-5 on the first and last
+  # layers and the embeddings; one epoch of batch 64 x 8096 over the original instruct model's
+  # answers (lep_calibration.calibration_config's defaults).
+  c.lep.calibration.update(enabled=arg.calibrate, answers=arg.answers)
+  # Evaluation (paper, Tables 2-4): Darumeru on the user's files, instruct model zero-shot.
+  c.lep.evaluate.update(suite="darumeru", num_fewshot=0, chat=True, dtype="bfloat16")
 
   if arg.model == "mistral":
     c.lep.new_vocab_size = 32_000
@@ -93,6 +112,9 @@ def get_config(arg=None):
     c.lep.calibration.update(
         prompts=f"{PARALLEL_SET}/train/ru.jsonl",
         heldout_prompts=f"{PARALLEL_SET}/heldout/ru.jsonl",
+        # The handbook stands in for Wikipedia in the copy examples.
+        copy_corpus=f"{CORPUS}/train.jsonl",
+        copy_examples=16,
     )
   if size == "cpu":
     c.model.update(dtype="float32", remat_policy="none")
@@ -109,6 +131,13 @@ def get_config(arg=None):
         warmup_steps=1,
     )
     c.lep.calibration.answerer.update(max_new_tokens=128, batch_size=16, dtype="float32")
+    c.lep.evaluate.update(
+        suite="handbook_mini",
+        data_dir="",
+        tasks="*_ru,ppl_handbook",
+        max_examples=8,
+        dtype="float32",
+    )
   elif size == "tiny":
     c.lep.update(new_vocab_size=600, tokenizer_max_texts=2_000)
     c.model.update(dtype="float32", remat_policy="none")
@@ -126,6 +155,14 @@ def get_config(arg=None):
         learning_rate=1e-2,  # large enough that the tests see the adapters move
     )
     c.lep.calibration.answerer.update(max_new_tokens=8, batch_size=4, dtype="float32")
+    c.lep.evaluate.update(
+        suite="handbook_mini",
+        data_dir="",
+        tasks="translation_ru,copy_sentence_ru",
+        max_examples=2,
+        batch_size=2,
+        dtype="float32",
+    )
   return c
 
 

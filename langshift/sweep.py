@@ -7,12 +7,12 @@
   python -m langshift.sweep --config=... --root=... --config.train.steps=100  # for every cell
 
 Each cell is `python -m langshift.main --config=<the same file:variant> --workdir=<root>/<cell>`
-with the cell's overrides as `--config.<key>=<value>` flags (and the sweep's own `--config.`
-flags), run as a subprocess, one cell after another. A finished cell is skipped; an interrupted
-one is resumed by running its same command again (the engine and the recipes' stages resume
-from the workdir). A cell is done only when its run exited 0 without being preempted. The first
-cell that fails stops the sweep (`--keep_going` goes on with the next ones); the results are
-written either way.
+with the cell's overrides as `--config.<key>=<value>` flags (and the experiment's
+`SWEEP_SETTINGS`, then the sweep's own `--config.` flags), run as a subprocess, one cell after
+another. A finished cell is skipped; an interrupted one is resumed by running its same command
+again (the engine and the recipes' stages resume from the workdir). A cell is done only when its
+run exited 0 without being preempted. The first cell that fails stops the sweep (`--keep_going`
+goes on with the next ones); the results are written either way.
 
 The root holds:
   sweep.json             the experiment, the flags given to every cell, and the cells
@@ -21,6 +21,8 @@ The root holds:
   <cell>/sweep_cell.json its overrides, command, attempts (exit code, seconds) and `done`
   <cell>/sweep.log       the output of its runs
   results.csv, results.md, plots/   (langshift/sweep_results.py)
+  <shared>/              what the cells share, where SWEEP_SETTINGS names "../<shared>" (LEP's
+                         tokenizer/init/CPT per tokenizer variant, experiments/lep_ru.py)
   xla_cache/             a persistent XLA compilation cache the cells share (--noxla_cache: none)
 
 Cells launched elsewhere from `--print_commands` (a TPU VM, a SLURM job) write into the same
@@ -201,7 +203,9 @@ class Sweep:
     module = load_module(path)
     if not callable(getattr(module, "sweep", None)):
       raise SweepError(f"--config={experiment}: {path} has no sweep() function")
-    extra_flags = tuple(extra_flags)
+    # The experiment's own flags for every cell (SWEEP_SETTINGS, e.g. LEP's folder of stages its
+    # cells share) come first, so that the sweep's command-line flags can override them.
+    extra_flags = override_flags(getattr(module, "SWEEP_SETTINGS", {})) + tuple(extra_flags)
     base = parse_config(experiment)
     _check_keys(base, [_flag_key(f) for f in extra_flags], "sweep flag")
     config = parse_config(experiment, extra_flags)
@@ -254,13 +258,18 @@ class Sweep:
     elif os.path.isdir(self.root):
       # Without a manifest only this grid's cell folders may be there (runs launched elsewhere
       # from --print_commands).
-      known = {c.name for c in self.cells} | {"xla_cache"}
+      known = {c.name for c in self.cells} | {"xla_cache"} | self._shared_folders()
       others = sorted(set(os.listdir(self.root)) - known)
       if others:
         raise SweepError(
             f"{self.root} holds {others[0]!r} and no {MANIFEST}: it is not a sweep of "
             f"{self.experiment!r}; choose another --root"
         )
+
+  def _shared_folders(self) -> set[str]:
+    """Folders beside the cells that the cells' flags name ("../<name>", SWEEP_SETTINGS)."""
+    values = (f.split("=", 1)[1] for f in self.extra_flags if "=" in f)
+    return {v[3:] for v in values if v.startswith("../") and "/" not in v[3:].rstrip("/")}
 
   def write_manifest(self) -> None:
     os.makedirs(self.root, exist_ok=True)

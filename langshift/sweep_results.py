@@ -85,7 +85,8 @@ def cell_values(workdir: str) -> dict[str, float]:
 
 def headline(values: Mapping[str, float]) -> str:
   for name in HEADLINE_METRICS:
-    for key in (name, *sorted(k for k in values if k.endswith("/" + name))):
+    # A stage's own metrics (cpt/eval/...) or a stage summary's (evaluate:eval/micro_avg).
+    for key in (name, *sorted(k for k in values if k.endswith(("/" + name, ":" + name)))):
       if key in values:
         return f"; {key} {values[key]:.4g}"
   return ""

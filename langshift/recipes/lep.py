@@ -3,7 +3,7 @@
 Learned embedding propagation: Tikhomirov & Chernyshev 2024, "Facilitating large language model
 Russian adaptation with Learned Embedding Propagation", arXiv:2412.21140.
 
-One config, four resumable stages (`langshift/recipes/stages.py`), each writing one folder, and
+One config, five resumable stages (`langshift/recipes/stages.py`), each writing one folder, and
 two optional ones:
 
   tokenizer_new/  the target tokenizer (config.lep.tokenizer_variant) trained on the text of
@@ -17,13 +17,18 @@ two optional ones:
                   conversion), its own chat tokens appended with their rows, its chat template
                   and special ids: an HF checkpoint + tokenizer for transformers/vLLM;
   calibration_answers/, calibrated/
-                  (with `lep.calibration.enabled`, `lep_calibration.py`) the propagated model's
-                  answers to a prompt set, and LoRA on its first and last layers plus the
-                  embeddings trained on them: calibrated/hf is then the chat model.
+                  (with `lep.calibration.enabled`, `lep_calibration.py`) the original instruct
+                  model's answers to a prompt set (graded by a judge, joined by copy examples),
+                  and LoRA on the propagated model's first and last layers plus the embeddings
+                  trained on them: calibrated/hf is then the chat model;
+  evaluate/       the chat model on a benchmark suite, zero-shot (`lep_evaluation.py`; Darumeru
+                  in the published setting): per-task scores and the micro-average.
 
-A killed run continues: finished stages are skipped, CPT resumes from its own checkpoint. The
-recipe's settings are the `lep` section (`lep_config()`); the engine settings CPT needs are
-stated in the experiment file and checked, not overridden (`REQUIRED_SETTINGS`).
+With `lep.shared_stages` the first three stages run in a folder shared by every run with the
+same inputs to them (`shared_stages_dir`): a sweep's propagation cells of one tokenizer train
+CPT once. A killed run continues: finished stages are skipped, CPT resumes from its own
+checkpoint. The recipe's settings are the `lep` section (`lep_config()`); the engine settings CPT
+needs are stated in the experiment file and checked, not overridden (`REQUIRED_SETTINGS`).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from langshift.embeddings.initialization import INIT_METHODS, resize_embedding_p
 from langshift.embeddings.param_tree import embedding_matrices
 from langshift.embeddings.propagation import PROPAGATION_METHODS, propagate_embedding_params
 from langshift.embeddings.vocabulary_map import build_vocabulary_map
-from langshift.recipes import lep_calibration, lep_inputs
+from langshift.recipes import lep_calibration, lep_evaluation, lep_inputs
 from langshift.recipes import stages as stages_lib
 from langshift.recipes.stages import StageInterrupted
 from langshift.tokenization.adaptation import VARIANTS, build_tokenizer
@@ -64,13 +69,34 @@ STAGE_DIRS = dict(
     cpt="cpt",
     propagate="lep_instruct",
     **lep_calibration.STAGE_DIRS,
+    evaluate="evaluate",
 )
+# The stages that read neither the instruct model nor the propagation: runs that differ only
+# in what comes after them (a sweep's propagation cells) can share one copy (`lep.shared_stages`).
+SHAREABLE_STAGES = ("tokenizer", "init", "cpt")
 # Generation settings of the instruct model that name token ids (remapped to the new vocabulary).
 GENERATION_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
 
-def lep_paths(workdir: str) -> dict[str, str]:
-  return {name: os.path.join(workdir, d) for name, d in STAGE_DIRS.items()}
+def lep_paths(workdir: str, shared_dir: str = "") -> dict[str, str]:
+  """Each stage's folder: in `workdir`, or for the shareable stages in `shared_dir` if given."""
+  return {
+      name: os.path.join(shared_dir if shared_dir and name in SHAREABLE_STAGES else workdir, d)
+      for name, d in STAGE_DIRS.items()
+  }
+
+
+def shared_stages_dir(config, workdir: str) -> str:
+  """`<lep.shared_stages>/<fingerprint>`: the folder of the tokenizer, init and CPT stages of
+  every run with these stages' inputs ("" when `lep.shared_stages` is unset). A relative
+  `lep.shared_stages` is taken from the workdir (a sweep's "../lep_shared" is one folder beside
+  its cells). Keyed by the fingerprint of all three stages' inputs, so a run whose CPT would
+  differ never finds another's; the stage markers there are compared key by key all the same."""
+  if not config.lep.shared_stages:
+    return ""
+  inputs = {name: stage_inputs(config, name) for name in SHAREABLE_STAGES}
+  root = os.path.join(workdir, config.lep.shared_stages)
+  return os.path.normpath(os.path.join(root, stages_lib.fingerprint(inputs)))
 
 
 def lep_config() -> ml_collections.ConfigDict:
@@ -94,8 +120,15 @@ def lep_config() -> ml_collections.ConfigDict:
           # either way. float32 is ~4x faster on CPU; it moves the fitted map by ~1e-6 relative,
           # and ~3 in 10,000 bf16 entries of the result round the other way (docs/benchmarks.md).
           propagation_products="float32",  # float32 | float64
-          # Optional step 4: LoRA self-calibration of the propagated model (lep_calibration.py).
+          # Optional: LoRA calibration of the propagated model (lep_calibration.py).
           calibration=lep_calibration.calibration_config(),
+          # The last stage: the chat model on a benchmark suite, zero-shot (lep_evaluation.py).
+          evaluate=lep_evaluation.evaluate_config(),
+          # A folder for the tokenizer, init and CPT stages shared by runs that differ only in
+          # later stages (propagation, calibration, evaluation): each set of those stages' inputs
+          # gets a sub-folder named by their fingerprint, so the first run trains CPT and the
+          # next ones reuse it. Relative to the workdir; "": every run has its own.
+          shared_stages="",
       )
   )
 
@@ -143,6 +176,8 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
   """The flat config values stage `stage` reads: what its marker records and compares."""
   if stage in lep_calibration.STAGE_KEYS:
     return lep_calibration.stage_inputs(config, stage)
+  if stage == "evaluate":
+    return config_lib.select(config, lep_evaluation.STAGE_KEYS)
   inputs = config_lib.select(config, STAGE_KEYS[stage])
   if stage == "tokenizer":
     for src in resolve_sources(config.data):
@@ -160,35 +195,57 @@ def run_lep(
   """
   check_lep_config(config)
   lep = config.lep
-  paths = lep_paths(workdir)
+  shared_dir = shared_stages_dir(config, workdir)
+  paths = lep_paths(workdir, shared_dir)
   runner = stages_lib.recipe_runner(config, workdir, log, STAGE_DIRS)
+  # The shareable stages run under a runner of the shared folder (its markers and lock) inside
+  # this workdir's own stage, whose marker then records the shared summary for this run.
+  shared = stages_lib.StageRunner(shared_dir, log=log) if shared_dir else None
   stages: dict[str, Any] = {}
-  stages["tokenizer"] = runner.run(
-      "tokenizer",
-      paths["tokenizer"],
-      lambda: build_target_tokenizer(config, paths["tokenizer"]),
-      inputs=stage_inputs(config, "tokenizer"),
-  )
-  stages["init"] = runner.run(
+
+  def run(name: str, body, *, clear_partial: bool = True, collective: bool = False):
+    inputs = stage_inputs(config, name)
+    if shared is None or name not in SHAREABLE_STAGES:
+      return runner.run(
+          name,
+          paths[name],
+          body,
+          inputs=inputs,
+          clear_partial=clear_partial,
+          collective=collective,
+      )
+
+    def in_shared_dir():
+      summary = shared.run(
+          name,
+          paths[name],
+          body,
+          inputs=inputs,
+          clear_partial=clear_partial,
+          collective=collective,
+      )
+      if summary.get("skipped"):
+        runner.log(f"langshift: stage {name}: reused from {shared_dir}")
+      return {**summary, "shared_dir": shared_dir}
+
+    # Every process enters: the shared runner decides who runs the body; the partial output
+    # lives in the shared folder, so this workdir's runner never clears it.
+    return runner.run(
+        name, paths[name], in_shared_dir, inputs=inputs, clear_partial=False, collective=True
+    )
+
+  stages["tokenizer"] = run("tokenizer", lambda: build_target_tokenizer(config, paths["tokenizer"]))
+  stages["init"] = run(
       "init",
-      paths["init"],
       lambda: initialise_base(
           lep.base, paths["tokenizer"], paths["init"], method=lep.init, seed=config.seed
       ),
-      inputs=stage_inputs(config, "init"),
   )
 
   def train(name: str, body) -> bool:
     """A training stage (every process; resumes its checkpoint); False when it was preempted."""
     try:
-      stages[name] = runner.run(
-          name,
-          paths[name],
-          body,
-          inputs=stage_inputs(config, name),
-          clear_partial=False,
-          collective=True,
-      )
+      stages[name] = run(name, body, clear_partial=False, collective=True)
       return True
     except StageInterrupted as e:
       runner.log(f"langshift: LEP stopped during {name}; rerun the same command to continue")
@@ -198,9 +255,8 @@ def run_lep(
   preempted = {"status": "preempted", "stages": stages, "export": None}
   if not train("cpt", lambda: continual_pretraining(config, paths)):
     return preempted
-  stages["propagate"] = runner.run(
+  stages["propagate"] = run(
       "propagate",
-      paths["propagate"],
       lambda: propagate_into_instruct(
           lep.base,
           lep.instruct,
@@ -208,17 +264,14 @@ def run_lep(
           method=lep.propagation,
           product_dtype=lep.propagation_products,
       ),
-      inputs=stage_inputs(config, "propagate"),
   )
   export = paths["propagate"]
   if lep.calibration.enabled:
-    stages["calibration_answers"] = runner.run(
+    stages["calibration_answers"] = run(
         "calibration_answers",
-        paths["calibration_answers"],
         lambda: lep_calibration.generate_answers(
             config, paths["calibration_answers"], paths["propagate"]
         ),
-        inputs=stage_inputs(config, "calibration_answers"),
         clear_partial=False,
     )
     calibrate = lambda: lep_calibration.calibrate(  # noqa: E731
@@ -227,6 +280,11 @@ def run_lep(
     if not train("calibrate", calibrate):
       return preempted
     export = os.path.join(paths["calibrate"], "hf")
+  if lep.evaluate.suite:
+    stages["evaluate"] = run(
+        "evaluate", lambda: lep_evaluation.evaluate(config, export, paths["evaluate"])
+    )
+    runner.log(f"langshift: stage evaluate: {stages_lib.format_counts(stages['evaluate'])}")
   runner.log(f"langshift: LEP done; instruct model with the new vocabulary: {export}")
   return {"status": "done", "stages": stages, "export": export}
 
@@ -254,6 +312,7 @@ def check_lep_config(config) -> None:
     if value not in choices:
       raise ValueError(f"config.lep.{key}={value!r}; expected one of {choices}")
   lep_calibration.check_calibration_config(config)
+  lep_evaluation.check_evaluate_config(config)
   if lep.tokenizer_variant == "optimized" and not lep.shrink_to:
     raise ValueError("config.lep.tokenizer_variant='optimized' needs config.lep.shrink_to")
   flat = config_lib.flatten(config)

@@ -1,25 +1,33 @@
-"""LEP's optional last step, self-calibration: the propagated instruct model answers a prompt set
-and is tuned on its own answers with low-rank adapters on its first and last decoder layers plus
-full embeddings (Tikhomirov & Chernyshev 2024, arXiv:2412.21140, Sec. 3.4: LoRA r 8, alpha 1,
-lr 2.5e-5). The propagated embeddings were fitted in closed form; a little training on the
-model's own in-language output lets the layers that read and write them adjust to them, without
-instruction data and without moving the model away from its own behaviour.
+"""LEP's optional last step, self-calibration (Tikhomirov & Chernyshev 2024, "Facilitating large
+language model Russian adaptation with Learned Embedding Propagation", arXiv:2412.21140, Sec.
+2.4.2; settings Sec. 3.4): LoRA r 8, alpha 1, lr 2.5e-5 on the first and last decoder layers plus
+full embeddings, trained on answers of the *original* instruct model to a prompt set (re-tokenised
+with the new tokenizer), optionally with Wikipedia "copy this article" examples and with the
+answers filtered by a judge's grade; batch 64 x 8096 tokens, one epoch. The propagated embeddings
+were fitted in closed form; a little training on in-language answers the original model gives
+lets the layers that read and write them adjust to them, without instruction data.
 
 Two stages of the LEP recipe, after `propagate` (`config.lep.calibration.enabled`):
 
   calibration_answers/  requests.jsonl (the prompts as one-turn conversations) and outputs/: the
-                        propagated model's answers (the resumable, exactly-once generation job)
-  calibrated/           the SFT on (prompt -> own answer) records (pairs.jsonl), loss on the
-                        answer only; calibrated/hf is the calibrated chat model (merged), and
-                        calibrated/hf_adapter its PEFT adapter where PEFT has a layout for it
+                        answers (the resumable, exactly-once generation job) of the original
+                        instruct model (`answers="instruct"`, the paper) or of the propagated
+                        one (`answers="propagated"`, a variant); with `grade.enabled`, the
+                        judge's verdicts in grades/ and the parsed grades in grades.jsonl
+  calibrated/           the SFT on (prompt -> answer) records and the copy examples
+                        (pairs.jsonl), loss on the answer only; calibrated/hf is the calibrated
+                        chat model (merged), and calibrated/hf_adapter its PEFT adapter where
+                        PEFT has a layout for it
 
-What the paper leaves open (prompt set, epochs, batch, sequence length, warm-up) has defaults
-here, documented in `calibration_config()`.
+What the paper leaves open (prompt set, judge prompt and grade scale, warm-up) has defaults here,
+documented in `calibration_config()`.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from typing import Any
 
 import ml_collections
@@ -35,6 +43,15 @@ from langshift.recipes.stages import StageInterrupted
 
 STAGE_DIRS = dict(calibration_answers="calibration_answers", calibrate="calibrated")
 HELDOUT_FILE = "heldout_prompts.jsonl"  # in calibration_answers/: response_eval's layout
+GRADES_FILE = "grades.jsonl"  # in calibration_answers/: {"id", "grade" (None: unparsed)}
+ANSWER_SOURCES = ("instruct", "propagated")
+# The judge's grading request (the paper's prompt is not published): 1-10, parsed by
+# `grade.pattern`. "{question}" and "{answer}" are replaced by the request and the answer.
+GRADE_PROMPT = (
+    "Rate the assistant's answer to the user's request from 1 (useless) to 10 (correct, complete, "
+    "fluent and in the language of the request). Reply with one line: Grade: <1-10>.\n\n"
+    "Request:\n{question}\n\nAnswer:\n{answer}"
+)
 
 
 def calibration_config() -> ml_collections.ConfigDict:
@@ -42,17 +59,37 @@ def calibration_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(
       dict(
           enabled=False,
-          # The prompt set the propagated model answers (the paper's is not published; any
-          # target-language instructions will do): JSONL whose records hold a "prompt" string or a
-          # "messages" conversation, whose turns up to its last user turn are the request (so an
-          # SFT file's reference answers are ignored: the targets are the model's own answers).
+          # The prompt set that is answered (the paper's is not published; any target-language
+          # instructions will do): JSONL whose records hold a "prompt" string or a "messages"
+          # conversation, whose turns up to its last user turn are the request (so an SFT file's
+          # reference answers are ignored: the targets are the generated answers).
           prompts="",
           max_prompts=0,  # the first this many prompts (0: all)
-          # The answering model: hf_dir "" is the propagated model itself (self-calibration); a
-          # server role answers through an OpenAI-compatible endpoint serving that model.
+          # Who answers the prompts: "instruct", the original instruct model (config.lep.instruct;
+          # the paper, Sec. 2.4.2: its answers are text, re-tokenised with the new tokenizer for
+          # the training) or "propagated", the propagated model answering itself (a variant).
+          answers="instruct",
+          # The answering model's settings: hf_dir "" is the model `answers` names; a server role
+          # answers through an OpenAI-compatible endpoint serving that model.
           answerer=roles.role_config(
               backend="local", max_new_tokens=512, temperature=0.0, batch_size=16, shard_size=256
           ),
+          # The paper's answers are filtered by a judge's grade: each answer is graded by the
+          # `judge` role and kept when its grade is >= min_grade. A verdict with no grade in it
+          # is counted (summary `unparsed_grades`) and its answer left out.
+          grade=dict(
+              enabled=False,
+              judge=roles.role_config(backend="openai", max_new_tokens=32, temperature=0.0),
+              prompt=GRADE_PROMPT,
+              pattern=r"(?i)(?:grade|оценка)\s*[:=]?\s*(\d+(?:[.,]\d+)?)",
+              min_grade=8.0,
+          ),
+          # The paper's Wikipedia article-copy examples: the first `copy_examples` records of a
+          # JSONL corpus (field `copy_text_field`) as "copy this article" -> the article.
+          copy_corpus="",
+          copy_examples=0,
+          copy_text_field="text",
+          copy_prompt="Перепиши эту статью без изменений.\n\n{article}",
           # The paper's adapters: rank 8, alpha 1, on the first and last decoder layers, with the
           # embeddings (embed_tokens, lm_head) trained in full. `layers` are layer indices
           # (negative from the end); `targets` the projection presets inside those layers.
@@ -65,12 +102,12 @@ def calibration_config() -> ml_collections.ConfigDict:
               train_embeddings=True,
               param_dtype="float32",
           ),
-          # Training settings over the recipe's CPT ones (open in the paper): `epochs` passes over
-          # the answers (steps = 0) or a fixed number of steps.
+          # Training settings over the recipe's CPT ones: `epochs` passes over the answers
+          # (steps = 0) or a fixed number of steps. The paper: one epoch, batch 64, length 8096.
           epochs=1.0,
           steps=0,
-          global_batch_size=32,
-          seq_len=2048,
+          global_batch_size=64,
+          seq_len=8096,
           learning_rate=2.5e-5,
           warmup_steps=10,
           schedule="constant",
@@ -88,7 +125,10 @@ STAGE_KEYS = {
     "calibration_answers": (
         "lep.calibration.prompts",
         "lep.calibration.max_prompts",
+        "lep.calibration.answers",
         "lep.calibration.answerer",
+        "lep.calibration.grade",
+        "lep.instruct",
         "lep.calibration.heldout_prompts",
         "lep.calibration.max_heldout_prompts",
         "seed",
@@ -105,7 +145,26 @@ def check_calibration_config(config) -> None:
     return
   if not c.prompts or not os.path.isfile(c.prompts):
     raise ValueError(f"{where}.prompts={c.prompts!r}: give a JSONL file of prompts")
+  if c.answers not in ANSWER_SOURCES:
+    raise ValueError(f"{where}.answers={c.answers!r}; expected one of {ANSWER_SOURCES}")
   roles.check_role(c.answerer, f"{where}.answerer", needs_weights=bool(c.answerer.hf_dir))
+  if c.grade.enabled:
+    roles.check_role(c.grade.judge, f"{where}.grade.judge")
+    if "{answer}" not in c.grade.prompt and "{question}" not in c.grade.prompt:
+      raise ValueError(f"{where}.grade.prompt names neither {{question}} nor {{answer}}")
+    try:
+      re.compile(c.grade.pattern)
+    except re.error as e:
+      raise ValueError(f"{where}.grade.pattern={c.grade.pattern!r}: {e}") from None
+  if c.copy_examples < 0:
+    raise ValueError(f"{where}.copy_examples={c.copy_examples}; expected >= 0")
+  if c.copy_examples and not os.path.isfile(c.copy_corpus):
+    raise ValueError(
+        f"{where}.copy_corpus={c.copy_corpus!r}: give a JSONL corpus for the "
+        f"{c.copy_examples} copy examples"
+    )
+  if c.copy_examples and "{article}" not in c.copy_prompt:
+    raise ValueError(f"{where}.copy_prompt has no {{article}} to put the article in")
   if not c.lora.layers:
     raise ValueError(f"{where}.lora.layers is empty: name the decoder layers to adapt")
   if c.epochs <= 0 and c.steps <= 0:
@@ -177,15 +236,18 @@ def write_heldout_prompts(path: str, out_path: str, max_per_language: int) -> in
   return rio.write_jsonl(out_path, out)
 
 
-def answerer_role(config, instruct_dir: str) -> ml_collections.ConfigDict:
-  role = ml_collections.ConfigDict(config.lep.calibration.answerer.to_dict())
+def answerer_role(config, propagated_dir: str) -> ml_collections.ConfigDict:
+  """The answering role; a local one without hf_dir runs the model `answers` names."""
+  c = config.lep.calibration
+  role = ml_collections.ConfigDict(c.answerer.to_dict())
   if role.backend == "local" and not role.hf_dir:
-    role.hf_dir = instruct_dir
+    role.hf_dir = config.lep.instruct if c.answers == "instruct" else propagated_dir
   return role
 
 
 def generate_answers(config, out_dir: str, instruct_dir: str) -> dict[str, Any]:
-  """Stage: the propagated model's answers to the prompt set (resumable, exactly once)."""
+  """Stage: the answers to the prompt set (resumable, exactly once), by the original instruct
+  model or the propagated one (`instruct_dir`), and their grades when `grade.enabled`."""
   from langshift.generation.job import read_outputs  # pylint: disable=import-outside-toplevel
 
   c = config.lep.calibration
@@ -209,8 +271,10 @@ def generate_answers(config, out_dir: str, instruct_dir: str) -> dict[str, Any]:
     heldout["heldout_prompts"] = write_heldout_prompts(
         c.heldout_prompts, os.path.join(out_dir, HELDOUT_FILE), c.max_heldout_prompts
     )
+  grades = grade_answers(config, out_dir, outputs) if c.grade.enabled else {}
   return dict(
       **heldout,
+      **grades,
       prompts=prompts,
       answered=len(outputs),
       empty=sum(not o["response"].strip() for o in outputs),
@@ -218,6 +282,97 @@ def generate_answers(config, out_dir: str, instruct_dir: str) -> dict[str, Any]:
       answer_seconds=seconds,
       answer_tokens=tokens,
       answer_tokens_per_s=tokens / seconds if seconds else 0.0,
+  )
+
+
+def parse_grade(verdict: str, pattern: str) -> float | None:
+  """The grade a judge's verdict gives (the pattern's first group), or None if it gives none."""
+  match = re.search(pattern, verdict or "")
+  if not match:
+    return None
+  value = float(match.group(1).replace(",", "."))
+  return value if math.isfinite(value) else None
+
+
+def grade_answers(config, out_dir: str, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+  """The judge's grade of every non-empty answer (a resumable generation job of its own), in
+  grades.jsonl; returns the counts, unparsed verdicts included."""
+  from langshift.generation.job import read_outputs  # pylint: disable=import-outside-toplevel
+
+  g = config.lep.calibration.grade
+  requests = []
+  for o in outputs:
+    if not o["response"].strip():
+      continue
+    question = o["messages"][-1]["content"]
+    prompt = g.prompt.replace("{question}", question).replace("{answer}", o["response"])
+    requests.append({"id": o["id"], "messages": [{"role": "user", "content": prompt}]})
+  grades_dir = os.path.join(out_dir, "grades")
+  rio.write_jsonl(os.path.join(out_dir, "grade_requests.jsonl"), requests)
+  if requests:
+    roles.run_job(
+        os.path.join(out_dir, "grade_requests.jsonl"),
+        grades_dir,
+        roles.make_generator(
+            g.judge, rules=config.logical_rules, num_devices=config.mesh.num_devices
+        ),
+        g.judge,
+        derived_seed(config.seed, "calibration_grades"),
+        stage="calibration_grades",
+        output_field="verdict",
+    )
+  verdicts = read_outputs(grades_dir) if requests else []
+  graded = [{"id": v["id"], "grade": parse_grade(v["verdict"], g.pattern)} for v in verdicts]
+  rio.write_jsonl(os.path.join(out_dir, GRADES_FILE), graded)
+  unparsed = sum(r["grade"] is None for r in graded)
+  if unparsed:
+    print(
+        f"langshift: stage calibration_answers: {unparsed} of {len(graded)} judge verdicts hold "
+        f"no grade (config.lep.calibration.grade.pattern); their answers are left out "
+        f"(see {grades_dir})"
+    )
+  return dict(
+      graded=len(graded),
+      unparsed_grades=unparsed,
+      graded_at_least_min=sum(r["grade"] is not None and r["grade"] >= g.min_grade for r in graded),
+      judge=roles.role_name(g.judge),
+  )
+
+
+def read_grades(answers_dir: str) -> dict[str, float | None]:
+  """{answer id: grade (None: unparsed)} of the calibration_answers stage."""
+  return {
+      r["id"]: r["grade"] for _, r in read_jsonl_records(os.path.join(answers_dir, GRADES_FILE))
+  }
+
+
+def copy_examples(c) -> list[dict[str, Any]]:
+  """The first `copy_examples` non-blank articles of `copy_corpus` as chat records: the copy
+  instruction with the article -> the article (the paper's Wikipedia copy task)."""
+  out = []
+  if not c.copy_examples:
+    return out
+  for where, record in read_jsonl_records(c.copy_corpus):
+    text = record.get(c.copy_text_field) if isinstance(record, dict) else None
+    if not isinstance(text, str):
+      raise ValueError(f"{where}: no string field {c.copy_text_field!r} (copy_text_field)")
+    if not text.strip():
+      continue
+    prompt = c.copy_prompt.replace("{article}", text)
+    out.append(
+        {
+            "id": f"copy-{len(out):06d}",
+            "messages": [
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": text},
+            ],
+        }
+    )
+    if len(out) == c.copy_examples:
+      return out
+  raise ValueError(
+      f"config.lep.calibration.copy_corpus={c.copy_corpus!r} holds {len(out)} articles; "
+      f"copy_examples={c.copy_examples}"
   )
 
 
@@ -240,24 +395,40 @@ def layer_targets(lora_section, num_layers: int) -> tuple[str, ...]:
   return tuple(out)
 
 
-def write_pairs(answers_dir: str, out_path: str) -> tuple[int, int]:
-  """Chat records (the request, then the model's own answer) for the SFT; empty answers are left
-  out. Returns (written, empty)."""
+def write_pairs(config, answers_dir: str, out_path: str) -> dict[str, int]:
+  """Chat records (the request, then the answer) for the SFT, then the copy examples. Empty
+  answers are left out, and with `grade.enabled` those graded below `min_grade` or unparsed.
+  Returns the counts: answers (kept), empty, below_min_grade, unparsed_grades, copy_examples."""
   from langshift.generation.job import read_outputs  # pylint: disable=import-outside-toplevel
 
+  c = config.lep.calibration
   outputs = read_outputs(os.path.join(answers_dir, "outputs"))
   kept = [o for o in outputs if o["response"].strip()]
-  written = rio.write_jsonl(
+  counts = dict(empty=len(outputs) - len(kept))
+  if c.grade.enabled:
+    grades = read_grades(answers_dir)
+    counts["unparsed_grades"] = sum(grades.get(o["id"]) is None for o in kept)
+    counts["below_min_grade"] = sum(
+        grades.get(o["id"]) is not None and grades[o["id"]] < c.grade.min_grade for o in kept
+    )
+    kept = [
+        o for o in kept if grades.get(o["id"]) is not None and grades[o["id"]] >= c.grade.min_grade
+    ]
+  copies = copy_examples(c)
+  rio.write_jsonl(
       out_path,
-      (
-          {
-              "id": o["id"],
-              "messages": [*o["messages"], {"role": "assistant", "content": o["response"]}],
-          }
-          for o in kept
-      ),
+      [
+          *(
+              {
+                  "id": o["id"],
+                  "messages": [*o["messages"], {"role": "assistant", "content": o["response"]}],
+              }
+              for o in kept
+          ),
+          *copies,
+      ],
   )
-  return written, len(outputs) - len(kept)
+  return dict(counts, answers=len(kept), copy_examples=len(copies))
 
 
 def sft_config(config, instruct_dir: str, answers_dir: str, pairs_path: str):
@@ -313,19 +484,21 @@ def sft_config(config, instruct_dir: str, answers_dir: str, pairs_path: str):
 
 
 def calibrate(config, out_dir: str, answers_dir: str, instruct_dir: str) -> dict[str, Any]:
-  """Stage: LoRA SFT of the propagated model on its own answers, through the engine."""
+  """Stage: LoRA SFT of the propagated model on the answers (and copy examples), through the
+  engine; the answers' text is tokenised with the propagated model's (new) tokenizer."""
   from langshift.train.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
 
   c = config.lep.calibration
   pairs = os.path.join(out_dir, "pairs.jsonl")
-  written, empty = write_pairs(answers_dir, pairs)
+  counts = write_pairs(config, answers_dir, pairs)
+  written = counts["answers"] + counts["copy_examples"]
   if not written:
     raise ValueError(
-        f"stage calibrate: every one of the {empty} answers in {answers_dir}/outputs is empty; "
-        "check config.lep.calibration.answerer"
+        f"stage calibrate: no training records: {counts} (answers in {answers_dir}/outputs); "
+        "check config.lep.calibration.answerer and .grade"
     )
   sft = sft_config(config, instruct_dir, answers_dir, pairs)
-  extra: dict[str, Any] = dict(pairs=written, empty_answers=empty)
+  extra: dict[str, Any] = dict(pairs=written, empty_answers=counts.pop("empty"), **counts)
   if not c.steps:
     steps, tokens = chat_epochs.epoch_steps(sft, pairs, c.epochs)
     with sft.unlocked():

@@ -6,6 +6,8 @@ The last message's content (chat) or the prompt (completions) chooses the answer
   "flaky:<n>:<code>"                          <code> for the first n requests with this text
   "sleep:<seconds>"                           answers after a delay (timeouts, concurrency)
   "reset"                                     closes the connection without an answer
+  "grade:<text>"                              a judge: "Grade: <the first integer in text>", or
+                                              "I cannot grade this." when text has none
   anything else                               200: "echo: <text>" (chat), the reversed prompt
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import collections
 import http.server
 import json
+import re
 import socket
 import sys
 import threading
@@ -105,6 +108,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     usage = {"prompt_tokens": len(text.split()), "completion_tokens": 3}
     if self.path == "/v1/chat/completions":
       answer = "echo: " + text
+      if text.startswith("grade:"):
+        number = re.search(r"\d+", text[len("grade:") :])
+        answer = f"Grade: {number.group()}" if number else "I cannot grade this."
       return (
           200,
           {
