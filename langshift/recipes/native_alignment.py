@@ -168,7 +168,7 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
           "optimizer",
           f"{na}.rewritten_fraction",
       ],
-      "evaluate": [f"{na}.evaluate"],
+      "evaluate": [f"{na}.evaluate", "data.chat_template"],
   }[stage]
   return roles.stage_inputs(config, keys)
 
