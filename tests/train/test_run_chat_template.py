@@ -153,3 +153,16 @@ def test_a_record_the_template_cannot_render_is_named_in_one_line(tmp_path):
   assert "\n" not in message
   assert message.startswith(f"{tmp_path / 'chat.jsonl'}:2: chat template failed"), message
   assert "Conversation roles must alternate" in message
+
+
+def test_a_roles_chat_template_is_checked_and_a_student_role_takes_the_runs():
+  from langshift.recipes import roles
+
+  config = base_config()
+  assert roles.student_role(config, "/m").chat_template == ""  # "tokenizer": the checkpoint's
+  config.data.chat_template = "mistral"
+  role = roles.student_role(config, "/m", max_new_tokens=4)
+  assert (role.backend, role.hf_dir, role.chat_template) == ("local", "/m", "mistral")
+  bad = roles.role_config(backend="openai", base_url="http://h/v1", chat_template="mistrl")
+  with pytest.raises(ValueError, match=r"^judge\.chat_template: unknown chat template 'mistrl'"):
+    roles.check_role(bad, "judge")
