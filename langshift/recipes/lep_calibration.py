@@ -92,7 +92,6 @@ STAGE_KEYS = {
         "lep.calibration.heldout_prompts",
         "lep.calibration.max_heldout_prompts",
         "seed",
-        "data.chat_template",  # the self-calibrating answerer's template
     ),
     "calibrate": ("lep.calibration", "seed", "model", "data.chat_template", "evals"),
 }
@@ -181,9 +180,7 @@ def write_heldout_prompts(path: str, out_path: str, max_per_language: int) -> in
 def answerer_role(config, instruct_dir: str) -> ml_collections.ConfigDict:
   role = ml_collections.ConfigDict(config.lep.calibration.answerer.to_dict())
   if role.backend == "local" and not role.hf_dir:
-    # Self-calibration: the propagated model answers in the template it is then tuned in.
     role.hf_dir = instruct_dir
-    role.chat_template = role.get("chat_template") or roles.run_chat_template(config)
   return role
 
 
