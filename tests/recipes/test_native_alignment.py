@@ -321,6 +321,12 @@ def test_evaluate_stage_scores_benchmarks_and_judges_after_against_before(inputs
       "dedup.json",
       "evaluate.json",
   ]
+  from langshift.tokenization import chat_templates
+  from langshift.tokenization.tokenizer import load_tokenizer
+
+  assert config.data.chat_template == "llama3"
+  exported = load_tokenizer(os.path.join(work, "cpt", "hf")).chat_template
+  assert exported == chat_templates.BUILTIN_TEMPLATES["llama3"]
   metrics = result["stages"]["evaluate"]
   for tag in ("before", "after"):
     assert 0 <= metrics[f"{tag}/eval/aratrust/accuracy"] <= 1
@@ -329,9 +335,3 @@ def test_evaluate_stage_scores_benchmarks_and_judges_after_against_before(inputs
   assert metrics["judge_harmless/tie_rate"] == 1.0 and metrics["judge_prompts"] == 2
   with open(os.path.join(work, "evaluate", "metrics.json")) as f:
     assert json.load(f) == {k: v for k, v in metrics.items() if k != "skipped"}
-  from langshift.tokenization import chat_templates
-  from langshift.tokenization.tokenizer import load_tokenizer
-
-  assert config.data.chat_template == "llama3"
-  exported = load_tokenizer(os.path.join(work, "cpt", "hf")).chat_template
-  assert exported == chat_templates.BUILTIN_TEMPLATES["llama3"]
