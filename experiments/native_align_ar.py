@@ -87,6 +87,10 @@ def get_config(arg=None):
       learning_rate=2e-5, warmup_steps=200, schedule="cosine", weight_decay=0.1, mu_dtype="bfloat16"
   )
   c.data.packing = "concat"
+  # The student is only continually pre-trained, but the evaluate stage has it answer the safety
+  # prompts before (a base model: no template of its own) and after CPT: both in Llama-3's
+  # instruct format, whose header tokens the base vocabulary holds; cpt/hf ships it.
+  c.data.chat_template = "llama3"
   c.checkpoint.update(every_steps=500, keep=2, export_hf_at_end=True, export_dtype="bfloat16")
   heldout = default_data_config()
   heldout.sources.ar = source_config(path=f"{CORPUS}/heldout.jsonl", format="jsonl")
@@ -114,6 +118,7 @@ def _cpu(c):
   """
   na = c.native_align
   c.init_from_hf = SMOLLM2
+  c.data.chat_template = "tokenizer"  # an instruct student: SmolLM2's own ChatML
   na.corpus.path = f"{CORPUS}/train.jsonl"
   na.update(worker_init=SMOLLM2, max_documents=32, seed_documents=8)
   na.expert.update(

@@ -57,7 +57,8 @@ def get_config(arg=None):
   n.teacher.update(
       backend="openai", max_new_tokens=1024, temperature=0.0, batch_size=64, max_concurrency=32
   )
-  # A base model has no chat template: the pairs are rendered in Mistral's [INST] format.
+  # A base model has no chat template: the pairs are rendered in Mistral's [INST] format, and so
+  # are the held-out and judged answers of the student before and after; sft/hf ships it.
   c.data.chat_template = "mistral"
   c.data.packing = "greedy"
   c.model.update(dtype="bfloat16", param_dtype="float32", remat_policy="full")

@@ -9,8 +9,10 @@ floor(4,640 x 1% x 11/12) = floor(42.53) = 42 examples (the paper's "40"), Engli
 4,598. At P = 100 English keeps its twelfth (387). The paper tunes PaLM 2, which is not
 public; the student here is a Llama-3-8B (or Mistral-7B, `model=mistral`) base model you supply.
 Fine-tuning hyper-parameters are langshift's choice (LR 1e-5, 3 epochs of 2048-token rows; see
-docs/recipes.md). Paths are yours (nothing is downloaded); the set is in the layout of
-`langshift/data/parallel_sets.py` (its loaders read LIMA, OpenAssistant and translations by id):
+docs/recipes.md), and so is the chat template (`data.chat_template`: Llama-3's for a Llama-3
+base, Mistral's [INST] for Mistral; PaLM 2's is not public). Paths are yours (nothing is
+downloaded); the set is in the layout of `langshift/data/parallel_sets.py` (its loaders read
+LIMA, OpenAssistant and translations by id):
 
   python -m langshift.main --config=experiments/pinch.py --workdir=workdir/pinch \\
       --config.init_from_hf=/models/Meta-Llama-3-8B --config.pinch.parallel_set=/data/pinch12
@@ -81,6 +83,10 @@ def get_config(arg=None):
   # eval/reference_nll/<lang>.
   c.evals.responses = response_eval(max_examples=100, max_new_tokens=256, batch_size=32)
   c.data.update(packing="greedy", overlong="truncate")
+  # The paper tunes PaLM 2, whose format is not public; a base student has no template of its
+  # own, so the run's template is its family's instruct format: Llama-3's headers (tokens its
+  # base vocabulary already holds) or Mistral's [INST]. The export and every evaluation use it.
+  c.data.chat_template = "mistral" if arg.model == "mistral" else "llama3"
   c.model.update(dtype="bfloat16", param_dtype="float32", remat_policy="full")
   c.train.update(global_batch_size=32, seq_len=2048, log_every=10, loss_chunk_size=1024)
   c.optimizer.update(learning_rate=1e-5, warmup_steps=20, schedule="cosine", weight_decay=0.1)
@@ -100,6 +106,7 @@ def _cpu(c):
   English, 30k all in other languages: their examples are 2-4x longer in SmolLM2's tokens)."""
   p = c.pinch
   c.init_from_hf = SMOLLM2
+  c.data.chat_template = "tokenizer"  # an instruct student: SmolLM2's own ChatML
   p.update(
       parallel_set=HANDBOOK_SET,
       budget=60,
@@ -119,7 +126,8 @@ def _cpu(c):
 
 
 def _tiny(c):
-  """Seconds; the tests give init_from_hf and pinch.parallel_set."""
+  """Seconds; the tests give init_from_hf and pinch.parallel_set (the published template: the
+  tests' tiny tokenizers hold Llama-3's header tokens)."""
   p = c.pinch
   p.update(budget=12, percent=50.0, languages=("ar", "ru"), study_languages=("en", "ar", "ru"))
   p.update(epochs=0.0, max_eval_examples=2, num_languages=2)

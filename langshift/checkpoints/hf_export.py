@@ -22,6 +22,7 @@ from langshift.checkpoints.safetensors_io import write_sharded_safetensors
 from langshift.models import lora as lora_lib
 from langshift.models.config import ModelConfig
 from langshift.parallel.host_transfer import to_host
+from langshift.tokenization.tokenizer_files import write_chat_template
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -45,8 +46,12 @@ def export_hf_model(
     dtype: str | None = "bfloat16",
     max_shard_bytes: int = 5 * 2**30,
     generation_config: dict | None = None,
+    chat_template: str | None = None,
 ) -> str:
   """Writes `out_dir`; `dtype=None` keeps the param dtype (bit-exact round trips).
+
+  `chat_template` (jinja), when given, is the export's default chat template in place of the
+  one of `tokenizer_dir` (the run's `data.chat_template`; see `copy_tokenizer_files`).
 
   Low-rank adapters (`cfg.lora`) are merged into their kernels (W + alpha/r * A B, in float32
   on the host, one leaf at a time): the export is a plain model. `export_peft_adapter` writes the
@@ -89,7 +94,7 @@ def export_hf_model(
   with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
     json.dump(gen, f, indent=2)
   if tokenizer_dir:
-    copy_tokenizer_files(tokenizer_dir, out_dir)
+    copy_tokenizer_files(tokenizer_dir, out_dir, chat_template=chat_template)
   return out_dir
 
 
@@ -97,9 +102,16 @@ def export_hf_model(
 CHAT_TEMPLATES_DIR = "additional_chat_templates"
 
 
-def copy_tokenizer_files(src: str, dst: str) -> list[str]:
-  """Copies the tokenizer files of `src` that exist into `dst`; returns their names."""
+def copy_tokenizer_files(src: str, dst: str, *, chat_template: str | None = None) -> list[str]:
+  """Copies the tokenizer files of `src` that exist into `dst`; returns their names.
+
+  `chat_template` (jinja) then becomes `dst`'s default template (`chat_template.jinja`), the one
+  `transformers`' `apply_chat_template` renders: a run trained with its own `data.chat_template`
+  (a base model's tokenizer has none) ships the template it was trained in.
+  """
   if os.path.abspath(src) == os.path.abspath(dst):
+    if chat_template is not None:
+      write_chat_template(dst, chat_template)
     return []
   copied = []
   for name in TOKENIZER_FILES:
@@ -114,6 +126,8 @@ def copy_tokenizer_files(src: str, dst: str) -> list[str]:
         dirs_exist_ok=True,
     )
     copied.append(CHAT_TEMPLATES_DIR)
+  if chat_template is not None:
+    write_chat_template(dst, chat_template)
   return copied
 
 

@@ -96,7 +96,10 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.mixture_block = 1024
   c.shuffle = True  # Shuffle each source (a new permutation every epoch).
   # "tokenizer" (the tokenizer's own template), a built-in name
-  # (llama3, mistral, openchat, tulu, chatml), or a jinja template string.
+  # (llama3, mistral, openchat, tulu, chatml), or a jinja template string. Any other value than
+  # "tokenizer" is the run's template, in place of the tokenizer's own if it has one: the run's
+  # tokenizer/ and exports carry it (chat_template.jinja), and the run's evaluators and the
+  # recipes' generators of its student, untuned and tuned, render in it.
   c.chat_template = "tokenizer"
   c.add_bos = True  # template=none: prepend BOS ...
   c.add_eos = True  # ... and append EOS to each document.

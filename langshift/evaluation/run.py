@@ -60,6 +60,13 @@ _OPENAI_URL = flags.DEFINE_string(
     "openai_base_url", None, "OpenAI-compatible server (…/v1) for generation tasks."
 )
 _OPENAI_MODEL = flags.DEFINE_string("openai_model", None, "Model name on that server.")
+_CHAT_TEMPLATE = flags.DEFINE_string(
+    "chat_template",
+    None,
+    "The instruct protocol's template in place of the checkpoint's: a built-in name (llama3, "
+    "mistral, openchat, tulu, chatml) or a jinja string (a langshift export already carries "
+    "its run's data.chat_template).",
+)
 
 
 def evaluate_model_dir(
@@ -79,6 +86,7 @@ def evaluate_model_dir(
     openai_base_url: str | None = None,
     openai_model: str | None = None,
     samples: list | None = None,
+    chat_template: str | None = None,
 ) -> dict[str, float]:
   """Loads the checkpoint (and/or connects to the server) and runs the suite."""
   # pylint: disable=import-outside-toplevel
@@ -93,7 +101,7 @@ def evaluate_model_dir(
 
     overrides = {"dtype": dtype} if dtype else {}
     config, params = load_hf_model(model_dir, **overrides)
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_tokenizer(model_dir, chat_template=chat_template)
     scorer = LocalScorer(
         config,
         params,
@@ -151,6 +159,7 @@ def main(argv):
       openai_base_url=_OPENAI_URL.value,
       openai_model=_OPENAI_MODEL.value,
       samples=samples,
+      chat_template=_CHAT_TEMPLATE.value,
   )
   for name in sorted(results):
     print(f"{name}\t{results[name]:.4f}")

@@ -19,5 +19,8 @@ def chat_renderer(tokenizer) -> Callable[[Sequence[dict]], str]:
   """Renders conversations with the tokenizer's chat template, ending in the assistant prompt."""
   template = getattr(tokenizer, "chat_template", None)
   if not template:
-    raise ValueError("the tokenizer has no chat template; instruct-protocol prompts need one")
+    raise ValueError(
+        "the tokenizer has no chat template; instruct-protocol prompts need one (a base model: "
+        "set data.chat_template, or the role's chat_template)"
+    )
   return functools.partial(_render, template, dict(getattr(tokenizer, "special_tokens_map", {})))

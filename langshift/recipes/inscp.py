@@ -131,7 +131,8 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
     keys = ("seed", "model", "data", "train", "optimizer", "evals", "inscp.mode")
     keys += ("inscp.max_perplexity", "inscp.min_perplexity")
     return {**common, **config_lib.select(config, keys)}
-  return {**common, **config_lib.select(config, ("inscp.judge", "inscp.tmmluplus", "seed"))}
+  keys = ("inscp.judge", "inscp.tmmluplus", "seed", "data.chat_template")
+  return {**common, **config_lib.select(config, keys)}
 
 
 def check_inscp_config(config) -> None:
@@ -374,20 +375,36 @@ def evaluate_retention(config, export: str, out_dir: str) -> dict[str, Any]:
   metrics: dict[str, Any] = {}
   if inscp.tmmluplus.data_dir:
     out = os.path.join(out_dir, "tmmluplus")
-    metrics.update(_tmmluplus(inscp.tmmluplus, models, out, config.mesh.num_devices))
+    metrics.update(
+        _tmmluplus(
+            inscp.tmmluplus,
+            models,
+            out,
+            config.mesh.num_devices,
+            chat_template=roles.run_chat_template(config),
+        )
+    )
   if inscp.judge.prompts:
     metrics.update(judge_against_start(config, models, out_dir))
   return metrics
 
 
-def _generator(model_dir: str, batch_size: int, num_devices: int):
+def _generator(model_dir: str, batch_size: int, num_devices: int, chat_template: str = ""):
+  """A local generator on the starting or the adapted model, prompting in `chat_template` (the
+  run's `data.chat_template`; "": the checkpoint's own), so both answer in one format."""
   role = roles.role_config(
-      backend="local", hf_dir=model_dir, dtype="float32", batch_size=batch_size
+      backend="local",
+      hf_dir=model_dir,
+      dtype="float32",
+      batch_size=batch_size,
+      chat_template=chat_template,
   )
   return roles.make_generator(role, num_devices=num_devices)
 
 
-def _tmmluplus(cfg, models: dict[str, str], out_dir: str, num_devices: int = 0) -> dict[str, float]:
+def _tmmluplus(
+    cfg, models: dict[str, str], out_dir: str, num_devices: int = 0, *, chat_template: str = ""
+) -> dict[str, float]:
   # pylint: disable=import-outside-toplevel
   from langshift.evaluation.benchmarks.tmmluplus import build_tmmluplus_suite
   from langshift.evaluation.harness import run_eval_suite
@@ -395,7 +412,7 @@ def _tmmluplus(cfg, models: dict[str, str], out_dir: str, num_devices: int = 0) 
   suite = build_tmmluplus_suite(cfg.data_dir, out_dir, num_fewshot=cfg.num_fewshot)
   metrics = {}
   for tag, model in models.items():
-    gen = _generator(model, cfg.batch_size, num_devices)
+    gen = _generator(model, cfg.batch_size, num_devices, chat_template)
     metrics.update(
         run_eval_suite(
             suite,
@@ -429,9 +446,9 @@ def judge_against_start(config, models: dict[str, str], out_dir: str) -> dict[st
   options = GenerationOptions(max_new_tokens=judge_cfg.answer_max_new_tokens)
   conversations = [[{"role": "user", "content": q.prompt}] for q in prompts]
   answers = {
-      tag: _generator(model, judge_cfg.batch_size, config.mesh.num_devices).chat(
-          conversations, options
-      )
+      tag: _generator(
+          model, judge_cfg.batch_size, config.mesh.num_devices, roles.run_chat_template(config)
+      ).chat(conversations, options)
       for tag, model in models.items()
   }
   judge = llm_judge(

@@ -196,7 +196,7 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
           f"{na}.rewritten_fraction",
           f"{na}.native_weight",
       ],
-      "evaluate": [f"{na}.evaluate"],
+      "evaluate": [f"{na}.evaluate", "data.chat_template"],
   }[stage]
   return roles.stage_inputs(config, keys)
 

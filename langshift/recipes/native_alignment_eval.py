@@ -27,11 +27,13 @@ def check_evaluate_config(ev, where: str) -> None:
     roles.check_role(ev.judge, f"{where}.judge")
 
 
-def _student(model_dir: str, batch_size: int, num_devices: int):
-  """A local generator on the student checkpoint (its config, params and tokenizer score too)."""
+def _student(config, model_dir: str, batch_size: int):
+  """A local generator on the student checkpoint (its config, params and tokenizer score too),
+  prompting in the run's chat template (`data.chat_template`): the student before CPT is a base
+  model with none of its own, and before and after answer in the same format."""
   return roles.make_generator(
-      roles.role_config(backend="local", hf_dir=model_dir, dtype="float32", batch_size=batch_size),
-      num_devices=num_devices,
+      roles.student_role(config, model_dir, dtype="float32", batch_size=batch_size),
+      num_devices=config.mesh.num_devices,
   )
 
 
@@ -46,7 +48,7 @@ def evaluate(config, *, before: str, after: str, out_dir: str) -> dict[str, Any]
   if not given and not ev.safety_prompts:
     return {}
   students = {
-      tag: _student(path, ev.batch_size, config.mesh.num_devices)
+      tag: _student(config, path, ev.batch_size)
       for tag, path in (("before", before), ("after", after))
   }
   metrics: dict[str, Any] = {}

@@ -124,7 +124,7 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
           f"{n}.heldout_max_new_tokens",
       ],
       "export": [],
-      "evaluate": [f"{n}.evaluate"],
+      "evaluate": [f"{n}.evaluate", "data.chat_template"],
   }[stage]
   return roles.stage_inputs(config, keys)
 
@@ -453,8 +453,9 @@ def _judge(config, p) -> dict[str, float]:
   questions = [x.prompt for x in prompts]
   answers = {}
   for name, hf_dir in (("after", os.path.join(p["sft"], "hf")), ("before", config.init_from_hf)):
-    role = roles.role_config(
-        backend="local", hf_dir=hf_dir, max_new_tokens=ev.answer_max_new_tokens, dtype="float32"
+    # Both in the run's chat template: the untuned base student has none of its own.
+    role = roles.student_role(
+        config, hf_dir, max_new_tokens=ev.answer_max_new_tokens, dtype="float32"
     )
     generator = roles.make_generator(
         role, rules=config.logical_rules, num_devices=config.mesh.num_devices

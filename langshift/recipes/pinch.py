@@ -121,7 +121,7 @@ def stage_inputs(config, stage: str) -> dict[str, Any]:
   keys = {
       "mixture": ["seed", *(f"pinch.{k}" for k in mixture)],
       "sft": ["seed", "init_from_hf", "model", "data", "train", "optimizer", "evals"],
-      "evaluate": ["pinch.evaluate"],
+      "evaluate": ["pinch.evaluate", "data.chat_template"],
   }[stage]
   values = config_lib.select(config, keys)
   return {
@@ -463,9 +463,9 @@ def evaluate_tuned(config, workdir: str, p: dict[str, str]) -> dict[str, Any]:
   prompts = response_eval.load_response_prompts(
       os.path.join(p["mixture"], "prompts.jsonl"), e.max_examples
   )
-  role = roles.role_config(
-      backend="local",
-      hf_dir=os.path.join(p["sft"], "hf"),
+  role = roles.student_role(
+      config,
+      os.path.join(p["sft"], "hf"),
       batch_size=e.batch_size,
       dtype=config.model.dtype,
   )

@@ -59,6 +59,10 @@ def role_config(**fields) -> ml_collections.ConfigDict:
       max_input_tokens=2048,  # longer documents are cut at paragraph boundaries
       dtype="bfloat16",  # local: compute dtype
       system_prompt=True,  # put the instructions in a system turn (False: in the user turn)
+      # local: the chat template prompts are rendered in: "" = the checkpoint's own, else a
+      # built-in name or a jinja string (as `data.chat_template`). Recipes set it to the run's
+      # `data.chat_template` for the student they trained, before and after (`student_role`).
+      chat_template="",
   )
   data_config_lib.check_fields(fields, defaults, "role_config")
   config = ml_collections.ConfigDict(defaults)
@@ -85,6 +89,28 @@ def check_role(role, where: str, *, needs_weights: bool = True) -> None:
   for key in ("max_new_tokens", "batch_size", "max_input_tokens", "shard_size"):
     if role[key] <= 0:
       raise ValueError(f"{where}.{key}={role[key]}; expected > 0")
+  if role.get("chat_template"):
+    from langshift.tokenization import chat_templates  # pylint: disable=import-outside-toplevel
+
+    try:
+      chat_templates.resolve_chat_template(role.chat_template, None)
+    except chat_templates.ChatTemplateError as e:
+      raise ValueError(f"{where}.chat_template: {e}") from None
+
+
+def run_chat_template(config) -> str:
+  """The run's `data.chat_template` as a role's `chat_template` ("" for "tokenizer")."""
+  template = config.data.chat_template
+  return "" if template in ("", "tokenizer") else template
+
+
+def student_role(config, hf_dir: str, **fields) -> ml_collections.ConfigDict:
+  """A local role on a checkpoint of the run's student, untuned (`init_from_hf`) or tuned: it
+  prompts in the run's chat template (`data.chat_template`), so both answer in the format the
+  student was trained in, and a base checkpoint, which has no template, can answer at all."""
+  return role_config(
+      backend="local", hf_dir=hf_dir, chat_template=run_chat_template(config), **fields
+  )
 
 
 def generation_options(role, seed: int) -> GenerationOptions:
@@ -146,7 +172,7 @@ def make_generator(role, *, rules=None, num_devices: int = 0) -> Any:
   return LocalGenerator(
       config,
       params,
-      load_tokenizer(role.hf_dir),
+      load_tokenizer(role.hf_dir, chat_template=role.get("chat_template") or None),
       batch_size=decode_batch,
       mesh=mesh,
       rules=rules,

@@ -12,16 +12,26 @@ and mapped onto tokens through them.
 
 Special tokens, chat templates and the EOS ids generation stops on come from the directory's
 metadata files, read by `tokenizer_metadata.read_tokenizer_metadata` (transformers' precedence).
+A run's `data.chat_template` replaces the directory's default template
+(`load_tokenizer(path, chat_template=...)`), so that everything the run renders through the
+tokenizer (training data, evaluations, generators) uses the one template.
 """
 
 from __future__ import annotations
 
 import abc
+import copy
+import dataclasses
 import os
 import re
 from collections.abc import Sequence
 
-from langshift.tokenization.tokenizer_metadata import TokenizerMetadata, read_tokenizer_metadata
+from langshift.tokenization import chat_templates
+from langshift.tokenization.tokenizer_metadata import (
+    DEFAULT_TEMPLATE,
+    TokenizerMetadata,
+    read_tokenizer_metadata,
+)
 
 Offsets = list[tuple[int, int]]
 
@@ -259,20 +269,42 @@ class SentencePieceTokenizer(Tokenizer):
     ]
 
 
-def load_tokenizer(path: str) -> Tokenizer:
+def load_tokenizer(path: str, *, chat_template: str | None = None) -> Tokenizer:
   """Loads an HF tokenizer directory (with `tokenizer.json`) or a SentencePiece `.model` file.
 
   A directory holding only `tokenizer.model` loads that SentencePiece model. Special tokens, chat
   templates and `eos_ids` come from the directory's metadata files (the `.model` file's directory
-  for a SentencePiece model), read by `read_tokenizer_metadata`.
+  for a SentencePiece model), read by `read_tokenizer_metadata`. `chat_template` (a
+  `data.chat_template` value) replaces the directory's default template; see
+  `with_chat_template`.
   """
   path = os.fspath(path)
   if os.path.isdir(path):
     if os.path.exists(os.path.join(path, "tokenizer.json")):
-      return HFTokenizer(path)
-    if os.path.exists(os.path.join(path, "tokenizer.model")):
-      return SentencePieceTokenizer(os.path.join(path, "tokenizer.model"))
-    raise FileNotFoundError(f"{path}: neither tokenizer.json nor tokenizer.model found")
-  if path.endswith(".model") and os.path.exists(path):
-    return SentencePieceTokenizer(path)
-  raise FileNotFoundError(f"{path}: expected an HF tokenizer directory or a SentencePiece .model")
+      tokenizer = HFTokenizer(path)
+    elif os.path.exists(os.path.join(path, "tokenizer.model")):
+      tokenizer = SentencePieceTokenizer(os.path.join(path, "tokenizer.model"))
+    else:
+      raise FileNotFoundError(f"{path}: neither tokenizer.json nor tokenizer.model found")
+  elif path.endswith(".model") and os.path.exists(path):
+    tokenizer = SentencePieceTokenizer(path)
+  else:
+    raise FileNotFoundError(f"{path}: expected an HF tokenizer directory or a SentencePiece .model")
+  return with_chat_template(tokenizer, chat_template)
+
+
+def with_chat_template(tokenizer: Tokenizer, chat_template: str | None) -> Tokenizer:
+  """`tokenizer` whose default chat template is `chat_template`: a built-in name or a jinja
+  string (`chat_templates.resolve_chat_template`); None, "" or "tokenizer" keep its own.
+
+  A base checkpoint ships no template, and an instruct one may ship another than the run
+  trains with: the run's template wins. Returns a shallow copy (the vocabulary is shared); an
+  unknown name raises `ChatTemplateError`.
+  """
+  if chat_template in (None, "", "tokenizer"):
+    return tokenizer
+  template = chat_templates.resolve_chat_template(chat_template, tokenizer.chat_template)
+  templates = {**tokenizer.metadata.chat_templates, DEFAULT_TEMPLATE: template}
+  replaced = copy.copy(tokenizer)
+  replaced.metadata = dataclasses.replace(tokenizer.metadata, chat_templates=templates)
+  return replaced

@@ -14,6 +14,9 @@ from tokenizers import Tokenizer
 
 from langshift.tokenization import sentencepiece_export, tokenizer_metadata
 from langshift.tokenization.tokenizer_metadata import (
+    CHAT_TEMPLATE_DIR,
+    CHAT_TEMPLATE_FILE,
+    DEFAULT_TEMPLATE,
     SPECIAL_TOKENS_MAP,
     TOKENIZER_CONFIG,
     read_tokenizer_metadata,
@@ -64,6 +67,29 @@ def read_tokenizer_config(directory: str) -> dict:
   if metadata.chat_template_field is not None:
     config["chat_template"] = metadata.chat_template_field
   return config
+
+
+def write_chat_template(directory: str, template: str) -> None:
+  """Makes `template` the default chat template of the tokenizer files in `directory`, as
+  transformers saves one: `chat_template.jinja`, the directory's other named templates as
+  `additional_chat_templates/NAME.jinja`, and no `chat_template` field left in
+  tokenizer_config.json (the files take priority over it; see `tokenizer_metadata`)."""
+  templates = {**read_tokenizer_metadata(directory).chat_templates, DEFAULT_TEMPLATE: template}
+  for name, source in templates.items():
+    if name == DEFAULT_TEMPLATE:
+      path = os.path.join(directory, CHAT_TEMPLATE_FILE)
+    else:
+      os.makedirs(os.path.join(directory, CHAT_TEMPLATE_DIR), exist_ok=True)
+      path = os.path.join(directory, CHAT_TEMPLATE_DIR, f"{name}.jinja")
+    with open(path, "w", encoding="utf-8") as f:
+      f.write(source)
+  config_path = os.path.join(directory, TOKENIZER_CONFIG)
+  if os.path.exists(config_path):
+    with open(config_path, encoding="utf-8") as f:
+      config = json.load(f)
+    if config.pop("chat_template", None) is not None:
+      with open(config_path, "w", encoding="utf-8") as f:
+        json.dump(config, f, ensure_ascii=False, indent=2)
 
 
 # Kept here too: the surgery code (adaptation.py, lep_inputs.py, ...) imports it from this module.

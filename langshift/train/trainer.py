@@ -133,7 +133,7 @@ def setup(
     validation.check_data_config(config)
   model = LlamaDecoder(model_cfg)
   tokenizer_dir = config.tokenizer or config.init_from_hf
-  tokenizer = _load_tokenizer(tokenizer_dir, model_cfg)
+  tokenizer = _load_tokenizer(tokenizer_dir, model_cfg, config.data.chat_template)
 
   opt_cfg = config.optimizer
   with opt_cfg.ignore_type():
@@ -185,7 +185,7 @@ def setup(
     state, init_source, notes = _initial_state(
         config, manager, abstract_state, shardings, model, tx, model_cfg, mesh, rules, train_iter
     )
-    _write_run_files(config, workdir, tokenizer_dir)
+    _write_run_files(config, workdir, tokenizer_dir, run_chat_template(config, tokenizer))
     writer = MetricsWriter(workdir, resume_step=int(state.step))
   except BaseException:
     if manager is not None:
@@ -231,12 +231,19 @@ def setup(
   )
 
 
-def _load_tokenizer(path: str, model_cfg: ModelConfig):
+def _load_tokenizer(path: str, model_cfg: ModelConfig, chat_template: str):
+  """The run's tokenizer; a `data.chat_template` other than "tokenizer" is its chat template,
+  the one every evaluator and generator of the run renders conversations with."""
   if not path:
     return None
-  from langshift.tokenization.tokenizer import load_tokenizer  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from langshift.tokenization.chat_templates import ChatTemplateError
+  from langshift.tokenization.tokenizer import load_tokenizer
 
-  tokenizer = load_tokenizer(path)
+  try:
+    tokenizer = load_tokenizer(path, chat_template=chat_template)
+  except ChatTemplateError as e:
+    raise ValueError(f"config.data.chat_template: {e}") from None
   if tokenizer.vocab_size > model_cfg.vocab_size:
     raise ValueError(
         f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} tokens but the model "
@@ -296,8 +303,17 @@ def _initial_state(
   return state_lib.init_train_state(model, tx, mesh, rules, rng, shardings), "random", notes
 
 
-def _write_run_files(config, workdir: str, tokenizer_dir: str) -> None:
-  """config.json and the tokenizer beside the checkpoints (process 0)."""
+def run_chat_template(config, tokenizer) -> str | None:
+  """The jinja template the run's `tokenizer/` and exports carry in place of the tokenizer
+  directory's: the resolved `data.chat_template`, or None when that is "tokenizer"."""
+  if tokenizer is None or config.data.chat_template in ("", "tokenizer"):
+    return None
+  return tokenizer.chat_template
+
+
+def _write_run_files(config, workdir: str, tokenizer_dir: str, chat_template: str | None) -> None:
+  """config.json and the tokenizer (with the run's chat template) beside the checkpoints
+  (process 0)."""
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() != 0:
     return
@@ -305,7 +321,9 @@ def _write_run_files(config, workdir: str, tokenizer_dir: str) -> None:
     f.write(config.to_json_best_effort(indent=2))
   if tokenizer_dir:
     os.makedirs(os.path.join(workdir, "tokenizer"), exist_ok=True)
-    copy_tokenizer_files(tokenizer_dir, os.path.join(workdir, "tokenizer"))
+    copy_tokenizer_files(
+        tokenizer_dir, os.path.join(workdir, "tokenizer"), chat_template=chat_template
+    )
 
 
 def train_and_evaluate(
@@ -493,5 +511,6 @@ def _export(run: Run, params, name: str) -> str:
       out,
       tokenizer_dir=run.tokenizer_dir or None,
       dtype=run.config.checkpoint.export_dtype,
+      chat_template=run_chat_template(run.config, run.tokenizer),
   )
   return out

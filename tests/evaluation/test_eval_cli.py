@@ -89,3 +89,25 @@ def test_cli_evaluates_a_saved_checkpoint_on_a_suite(tmp_path):
   )
   assert forced["eval/settings/bos"] == 1.0 and forced["eval/settings/num_fewshot"] == 2.0
   assert samples[0]["prompt"].count("Answer: B") == 2
+
+
+def test_a_base_checkpoint_is_evaluated_in_the_chat_template_given(tmp_path):
+  # A base checkpoint has no template: auto means the base protocol, unless --chat_template
+  # gives one (a langshift export carries its run's already).
+  model_dir = tmp_path / "model"
+  model_dir.mkdir()
+  _save_tiny_checkpoint(model_dir)
+  (model_dir / "tokenizer_config.json").write_text(
+      json.dumps({"bos_token": "<s>", "eos_token": "</s>"})
+  )
+  (tmp_path / "mc.jsonl").write_text(
+      json.dumps({"prompt": "Question: which? Answer:", "outputs": "B"}) + "\n"
+  )
+  task = {"name": "mc", "type": "choice", "path": "mc.jsonl", "choices": ["A", "B", "C"]}
+  (tmp_path / "suite.json").write_text(json.dumps({"name": "s", "tasks": [task]}))
+  suite = str(tmp_path / "suite.json")
+  assert evaluate_model_dir(str(model_dir), suite)["eval/settings/chat"] == 0.0
+  samples = []
+  out = evaluate_model_dir(str(model_dir), suite, chat_template="chatml", samples=samples)
+  assert out["eval/settings/chat"] == 1.0
+  assert samples[0]["prompt"].startswith("<|im_start|>user\n")

@@ -43,3 +43,19 @@ def test_a_bad_variant_is_an_error_naming_it():
   module = _load(os.path.join(REPO, "experiments", "lep_ru.py"))
   with pytest.raises(ValueError, match="config argument 'sise' is unknown"):
     module.get_config("sise=tiny")
+
+
+@pytest.mark.parametrize(
+    "name, arg, template",
+    [
+        ("pinch", None, "llama3"),
+        ("pinch", "model=mistral", "mistral"),
+        ("noninstruct", None, "mistral"),
+        ("native_align_ar", None, "llama3"),
+    ],
+)
+def test_published_base_students_name_their_chat_template(name, arg, template):
+  # Their students are base checkpoints with no chat template: the run's template is the
+  # config's, and the SFT data, the exports and the before/after answers all use it.
+  config = _load(os.path.join(REPO, "experiments", f"{name}.py")).get_config(arg)
+  assert config.data.chat_template == template

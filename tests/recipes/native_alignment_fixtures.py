@@ -44,9 +44,10 @@ def write_corpus(path, n=20):
   return records
 
 
-def write_chat_model(directory):
-  """A tiny random Llama with a byte-level BPE tokenizer and a chat template."""
-  tok_dir = data_fixtures.write_bpe_tokenizer(directory)
+def write_chat_model(directory, chat_template=data_fixtures.LLAMA3_STYLE_TEMPLATE):
+  """A tiny random Llama with a byte-level BPE tokenizer and a chat template (`None`: none, as
+  a base checkpoint)."""
+  tok_dir = data_fixtures.write_bpe_tokenizer(directory, chat_template=chat_template)
   from tokenizers import Tokenizer
 
   tok = Tokenizer.from_file(os.path.join(tok_dir, "tokenizer.json"))

@@ -301,12 +301,16 @@ def test_evaluate_stage_scores_benchmarks_and_judges_after_against_before(inputs
           {"prompt": "اكتب قصة قصيرة.", "category": "none"},
       ],
   )
+  # The published student is a base model, no chat template of its own: before and after CPT it
+  # answers the safety prompts in the run's (data.chat_template, Llama-3's), which cpt/hf ships.
+  base = fx.write_chat_model(tmp_path / "base", chat_template=None)
   work = str(tmp_path / "work")
   with fx.FakeExpert() as judge:
     config = _config(
         inputs,
         judge.url,
         **{
+            "init_from_hf": base,
             "native_align.rewritten_fraction": 0.0,  # original only: no rewriting stages
             "native_align.evaluate.aratrust": str(tmp_path / "AraTrust"),
             "native_align.evaluate.num_fewshot": 0,
@@ -322,6 +326,12 @@ def test_evaluate_stage_scores_benchmarks_and_judges_after_against_before(inputs
       "dedup.json",
       "evaluate.json",
   ]
+  from langshift.tokenization import chat_templates
+  from langshift.tokenization.tokenizer import load_tokenizer
+
+  assert config.data.chat_template == "llama3"
+  exported = load_tokenizer(os.path.join(work, "cpt", "hf")).chat_template
+  assert exported == chat_templates.BUILTIN_TEMPLATES["llama3"]
   metrics = result["stages"]["evaluate"]
   for tag in ("before", "after"):
     assert 0 <= metrics[f"{tag}/eval/aratrust/accuracy"] <= 1

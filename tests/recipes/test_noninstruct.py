@@ -210,6 +210,50 @@ def test_bad_inputs_are_one_line_errors_and_keep_finished_work(inputs, tmp_path)
     )
 
 
+def test_a_base_student_trains_answers_and_ships_in_the_runs_chat_template(inputs, tmp_path):
+  # The published setting: a base student whose tokenizer has no chat template, pairs rendered in
+  # Mistral's [INST] format. The held-out answers before and after SFT, the untuned and tuned
+  # students' answers for the judge and the export all use that template.
+  import transformers
+
+  from langshift.data import formatting
+  from langshift.tokenization import chat_templates
+  from langshift.tokenization.tokenizer import load_tokenizer
+
+  base = fx.write_chat_model(tmp_path / "base", chat_template=None)
+  assert load_tokenizer(base).chat_template is None
+  prompts = tmp_path / "judge.jsonl"
+  fx.data_fixtures.write_jsonl(prompts, [{"prompt": "Explain the kernel.", "language": "en"}])
+  work = str(tmp_path / "work")
+  with fx.FakeTeacher() as teacher:
+    overrides = {
+        "data.chat_template": "mistral",
+        "noninstruct.evaluate.judge_prompts": str(prompts),
+        "noninstruct.evaluate.answer_max_new_tokens": 4,
+        "noninstruct.evaluate.judge.base_url": teacher.url,
+    }
+    result = ni_lib.run_non_instructional(
+        _config({**inputs, "model": base}, teacher.url, **overrides), work, log=lambda _: None
+    )
+    assert sum(r.startswith("Please act as an impartial judge") for r in teacher.requests) == 2
+  assert result["status"] == "done"
+  sft = _marker(work, "sft")
+  assert "eval/language_match_before" in sft and "eval/language_match_after" in sft
+  judged = _read(os.path.join(work, "evaluate", "judged.jsonl"))
+  assert [x["question"] for x in judged] == ["Explain the kernel."]
+  # sft/hf renders a pair exactly as the pipeline rendered it for training.
+  pair = _read(os.path.join(work, "pairs", "pairs.jsonl"))[0]
+  messages = formatting.pair_messages(pair["prompt"], pair["response"])
+  trained, _ = formatting.format_chat(
+      messages,
+      chat_templates.BUILTIN_TEMPLATES["mistral"],
+      load_tokenizer(base).special_tokens_map,
+  )
+  assert trained.startswith("<|begin_of_text|>[INST] ")
+  tok = transformers.AutoTokenizer.from_pretrained(result["export"])
+  assert tok.apply_chat_template(messages, tokenize=False) == trained
+
+
 def test_long_documents_are_cut_at_a_word_end_before_the_split():
   from langshift.data import non_instructional as ni
 

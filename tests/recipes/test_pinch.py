@@ -320,6 +320,26 @@ def test_tiny_run_every_stage_and_the_if_score(inputs, tmp_path, monkeypatch):
   assert all(s["skipped"] for s in again["stages"].values())
 
 
+def test_a_base_student_runs_in_the_published_chat_template(inputs, tmp_path):
+  # The published student is a base model (no chat template of its own): the mixture is trained,
+  # the held-out prompts answered during SFT (config.evals) and by sft/hf in Llama-3's template,
+  # which sft/hf ships.
+  from langshift.tokenization import chat_templates
+  from langshift.tokenization.tokenizer import load_tokenizer
+
+  base = fx.write_chat_model(tmp_path / "base", chat_template=None)
+  config = _tiny({**inputs, "model": base})
+  assert config.data.chat_template == "llama3"
+  work = str(tmp_path / "work")
+  result = pinch_recipe.run_pinch(config, work)
+  assert result["status"] == "done"
+  sft = result["stages"]["sft"]
+  assert "eval/language_match/ar_after" in sft
+  assert len(_read(os.path.join(work, "evaluate", "responses.jsonl"))) == 6
+  export = os.path.join(work, "sft", "hf")
+  assert load_tokenizer(export).chat_template == chat_templates.BUILTIN_TEMPLATES["llama3"]
+
+
 # --- The sweep's report --------------------------------------------------------------------
 
 
