@@ -21,6 +21,10 @@ MODEL = ".cache/smollm2-135m-instruct"
 CORPUS = ".cache/corpora/debian_handbook/ru-RU"
 ARGS = dict(trainable=("all", "embeddings"), suite="")
 
+# The rehearsal of the default (docs/recipes.md "Rehearsals"): the sizes it shrinks, numbers
+# only; all else stays as published but the paths and endpoints the rehearsal fills.
+REHEARSAL_SIZES = {"train.steps": 2, "checkpoint.every_steps": 2, "evals.heldout.max_batches": 1}
+
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, **ARGS)

@@ -46,6 +46,29 @@ VARIANTS = ("inscp", "orgcp", "masked", "no_newline", "newline")
 THRESHOLDS = (15.0, 30.0)  # the paper's low-perplexity bound, and its high-perplexity contrast
 ARGS = dict(size=("full", "cpu", "tiny"), variant=VARIANTS, ppl=-1.0, start=("instruct", "lep"))
 
+# The rehearsal of the default (docs/recipes.md "Rehearsals"): the sizes it shrinks, numbers
+# only; all else stays as published but the paths and endpoints the rehearsal fills.
+REHEARSAL_SIZES = {
+    "train.steps": 2,
+    "train.global_batch_size": 4,
+    "train.seq_len": 128,
+    "train.loss_chunk_size": 64,
+    "train.log_every": 1,
+    "optimizer.warmup_steps": 1,
+    "checkpoint.every_steps": 2,
+    "evals.heldout.every_steps": 2,
+    "evals.heldout.max_batches": 1,
+    "evals.alignment.max_examples": 2,
+    "evals.alignment.batch_size": 4,
+    "inscp.score.max_length": 128,
+    "inscp.score.batch_size": 4,
+    "inscp.score.shard_size": 8,
+    "mesh.num_devices": 1,
+}
+# A random model's perplexity is about its vocabulary's size: the bound of 15 would keep nothing.
+# The scoring and selection stages run; this bound keeps every record.
+REHEARSAL_STANDINS = {"inscp.max_perplexity": 1e9}
+
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, **ARGS)

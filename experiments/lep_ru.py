@@ -43,6 +43,23 @@ ARGS = dict(
     model=("llama3", "mistral", "smollm2"), size=("auto", "full", "cpu", "tiny"), calibrate=False
 )
 
+# The rehearsal of the default (docs/recipes.md "Rehearsals"): the sizes it shrinks, numbers
+# only; all else stays as published but the paths and endpoints the rehearsal fills.
+REHEARSAL_SIZES = {
+    "lep.new_vocab_size": 600,
+    "lep.tokenizer_max_texts": 2000,
+    "train.steps": 2,
+    "train.global_batch_size": 4,
+    "train.seq_len": 64,
+    "train.loss_chunk_size": 32,
+    "train.log_every": 1,
+    "optimizer.warmup_steps": 1,
+    "checkpoint.every_steps": 2,
+    "evals.heldout.every_steps": 2,
+    "evals.heldout.max_batches": 1,
+    "mesh.num_devices": 1,
+}
+
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, **ARGS)

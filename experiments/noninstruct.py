@@ -44,6 +44,23 @@ ARGS = dict(
     mode=("continuation", "response_tuning"),
 )
 
+# The rehearsal of the default (docs/recipes.md "Rehearsals"): the sizes it shrinks, numbers
+# only; all else stays as published but the paths and endpoints the rehearsal fills.
+REHEARSAL_SIZES = {
+    "noninstruct.max_documents": 8,
+    "noninstruct.heldout_prompts": 2,
+    "noninstruct.evaluate.max_judge_prompts": 2,
+    "noninstruct.teacher.batch_size": 4,
+    "noninstruct.teacher.max_concurrency": 4,
+    "train.steps": 2,
+    "train.global_batch_size": 4,
+    "train.seq_len": 256,
+    "train.log_every": 1,
+    "optimizer.warmup_steps": 1,
+    "checkpoint.every_steps": 2,
+    "mesh.num_devices": 1,
+}
+
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, **ARGS)

@@ -54,6 +54,24 @@ ARGS = dict(
     assignment=("disjoint", "parallel"),
 )
 
+# The rehearsal of the default (docs/recipes.md "Rehearsals"): the sizes it shrinks, numbers
+# only; all else stays as published but the paths and endpoints the rehearsal fills.
+REHEARSAL_SIZES = {
+    "pinch.budget": 100,  # P = 1: one multilingual example
+    "pinch.epochs": 1.0,
+    "pinch.max_eval_examples": 1,
+    "pinch.evaluate.batch_size": 4,
+    "evals.responses.max_examples": 1,
+    "evals.responses.batch_size": 4,
+    "train.global_batch_size": 4,
+    "train.seq_len": 256,
+    "train.loss_chunk_size": 128,
+    "train.log_every": 1,
+    "optimizer.warmup_steps": 1,
+    "checkpoint.every_steps": 2,
+    "mesh.num_devices": 1,
+}
+
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, **ARGS)
@@ -75,7 +93,8 @@ def get_config(arg=None):
   # (`prompts` left empty: the recipe fills it in): eval/language_match/<lang>,
   # eval/reference_nll/<lang>.
   c.evals.responses = response_eval(max_examples=100, max_new_tokens=256, batch_size=32)
-  c.data.update(packing="greedy", overlong="truncate")
+  # A base model has no chat template: the examples are rendered in Llama-3's (Mistral's).
+  c.data.update(packing="greedy", overlong="truncate", chat_template="llama3")
   c.model.update(dtype="bfloat16", param_dtype="float32", remat_policy="full")
   c.train.update(global_batch_size=32, seq_len=2048, log_every=10, loss_chunk_size=1024)
   c.optimizer.update(learning_rate=1e-5, warmup_steps=20, schedule="cosine", weight_decay=0.1)
@@ -83,6 +102,7 @@ def get_config(arg=None):
   c.mesh.ici.update(data=1, fsdp=-1, tensor=1)
   if arg.model == "mistral":
     c.optimizer.learning_rate = 5e-6
+    c.data.chat_template = "mistral"
   if arg.size == "cpu":
     _cpu(c)
   elif arg.size == "tiny":
@@ -95,6 +115,7 @@ def _cpu(c):
   English, 30k all in other languages: their examples are 2-4x longer in SmolLM2's tokens)."""
   p = c.pinch
   c.init_from_hf = SMOLLM2
+  c.data.chat_template = "tokenizer"  # SmolLM2's ChatML
   p.update(
       parallel_set=HANDBOOK_SET,
       budget=60,
@@ -116,6 +137,7 @@ def _cpu(c):
 def _tiny(c):
   """Seconds; the tests give init_from_hf and pinch.parallel_set."""
   p = c.pinch
+  c.data.chat_template = "tokenizer"  # the tests' chat model
   p.update(budget=12, percent=50.0, languages=("ar", "ru"), study_languages=("en", "ar", "ru"))
   p.update(epochs=0.0, max_eval_examples=2, num_languages=2)
   p.evaluate.update(responses=True, max_new_tokens=4, batch_size=4)

@@ -87,7 +87,11 @@ def main(argv):
   except Exception as e:  # pylint: disable=broad-exception-caught
     if _VERBOSE.value:
       raise
-    log = _log_traceback(_WORKDIR.value)
+    # A refused run leaves the workdir as it was (not even an error log is created in it).
+    from langshift.recipes.required_inputs import MissingInputsError  # pylint: disable=import-outside-toplevel
+
+    refused = isinstance(e, MissingInputsError)
+    log = _log_traceback(None if refused else _WORKDIR.value)
     _fail(one_line(e) + (f" (traceback: {log}; --verbose shows it here)" if log else ""), 1)
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import ml_collections
 
+from langshift.recipes import required_inputs
+
 # recipe name -> "module:function"
 RECIPES = {
     "cpt": "langshift.train.trainer:train_and_evaluate",
@@ -27,6 +29,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
   ('stopped': `config.stop_after` was reached; 'stopped_after' names the stage)."""
   if config.recipe not in RECIPES:
     raise ValueError(f"config.recipe={config.recipe!r}; expected one of {tuple(RECIPES)}")
+  # Every missing model, corpus, prompt file and endpoint on one line, before anything runs.
+  required_inputs.check_required_inputs(config)
   module_name, function = RECIPES[config.recipe].split(":")
   module = importlib.import_module(module_name)
   if config.get("stop_after", "") and not hasattr(module, "STAGE_DIRS"):
