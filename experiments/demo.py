@@ -23,7 +23,12 @@ ARGS = dict(trainable=("all", "embeddings"), suite="")
 
 # The rehearsal of the default (docs/recipes.md "Rehearsals"): the sizes it shrinks, numbers
 # only; all else stays as published but the paths and endpoints the rehearsal fills.
-REHEARSAL_SIZES = {"train.steps": 2, "checkpoint.every_steps": 2, "evals.heldout.max_batches": 1}
+REHEARSAL_SIZES = {
+    "train.steps": 2,
+    "checkpoint.every_steps": 2,
+    "evals.heldout.max_batches": 1,
+    "mesh.num_devices": 1,
+}
 
 
 def get_config(arg=None):

@@ -63,6 +63,9 @@ REHEARSAL_SIZES = {
     "inscp.score.max_length": 128,
     "inscp.score.batch_size": 4,
     "inscp.score.shard_size": 8,
+    "inscp.tmmluplus.batch_size": 4,
+    "inscp.judge.max_prompts": 1,
+    "inscp.judge.batch_size": 4,
     "mesh.num_devices": 1,
 }
 # A random model's perplexity is about its vocabulary's size: the bound of 15 would keep nothing.

@@ -46,7 +46,10 @@ def _cpt(config) -> list[str]:
 
 def _inscp(config) -> list[str]:
   i = config.inscp
-  return [] if i.instruct or i.lep_workdir else ["inscp.instruct"]
+  missing = [] if i.instruct or i.lep_workdir else ["inscp.instruct"]
+  if i.judge.prompts:
+    missing += _role(i.judge.role, "inscp.judge.role")
+  return missing
 
 
 def _lep(config) -> list[str]:

@@ -109,8 +109,24 @@ def _cpt(config, root, url, filled):
 
 
 def _inscp(config, root, url, filled):
-  del config, url
+  del config
   filled.path("inscp.instruct", _model(root, "llama3-instruct", "llama3", chat=True))
+  # The paper's evaluation: TMMLU+ before/after (its published CSV layout, one subject) and
+  # MT-Bench-style questions answered before/after and judged pairwise.
+  tmmluplus = os.path.join(root, "tmmluplus")
+  os.makedirs(tmmluplus, exist_ok=True)
+  sentences = texts.SENTENCES["zh-TW"]
+  rows = "question,A,B,C,D,answer\n" + "".join(
+      f"{s},{sentences[0]},{sentences[1]},{sentences[2]},{s},{'ABCD'[i % 4]}\n"
+      for i, s in enumerate(sentences)
+  )
+  for split in ("test", "dev"):
+    with open(os.path.join(tmmluplus, f"geography_{split}.csv"), "w", encoding="utf-8") as f:
+      f.write(rows)
+  filled.path("inscp.tmmluplus.data_dir", tmmluplus, required=False)
+  judge = os.path.join(root, "prompts", "judge.jsonl")
+  filled.path("inscp.judge.prompts", _prompts(judge, ["zh-TW", "en"]), required=False)
+  filled.endpoint("inscp.judge.role", url, required=False)
 
 
 def _lep(config, root, url, filled):
