@@ -10,6 +10,11 @@ Arguments (`--config=experiments/demo.py:<arg>`, comma-separated):
   trainable=embeddings (or `:embeddings`)  only embed/lm_head train (LEP's continual pre-training)
   suite=handbook_mini                      also run that benchmark suite (config.evals.suite) at
                                            the end; `--config.evals.suite.every_steps=N` more often
+
+Rehearsal of this default, every stage on tiny random models of the same kinds, in minutes
+on a CPU (sizes: `REHEARSAL_SIZES` below; docs/recipes.md "Rehearsals"):
+
+  python -m langshift.rehearse --config=experiments/demo.py --workdir=/tmp/rehearse/demo
 """
 
 from langshift import config_lib

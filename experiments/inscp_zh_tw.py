@@ -32,6 +32,12 @@ Arguments (`--config=experiments/inscp_zh_tw.py:<arg>`, comma-separated):
   start=lep     start from a finished LEP workdir's export (give inscp.lep_workdir): LEP's new
                 tokenizer and propagated embeddings, then InsCP.
 `sweep()`: the four variants and the perplexity thresholds.
+
+Rehearsal of this default, every stage on tiny random models of the same kinds, in minutes
+on a CPU (sizes: `REHEARSAL_SIZES` below; docs/recipes.md "Rehearsals"):
+
+  python -m langshift.rehearse --config=experiments/inscp_zh_tw.py \\
+      --workdir=/tmp/rehearse/inscp_zh_tw
 """
 
 from langshift import config_lib

@@ -27,6 +27,11 @@ works too):
                  prompts (--config.lep.calibration.prompts=ru_prompts.jsonl); model=smollm2 uses
                  the offline parallel set's Russian instructions (`launch/setup_env.sh`).
 `sweep()` lists the paper's tokenizer x propagation ablation as overrides.
+
+Rehearsal of this default, every stage on tiny random models of the same kinds, in minutes
+on a CPU (sizes: `REHEARSAL_SIZES` below; docs/recipes.md "Rehearsals"):
+
+  python -m langshift.rehearse --config=experiments/lep_ru.py --workdir=/tmp/rehearse/lep_ru
 """
 
 from langshift import config_lib

@@ -26,6 +26,12 @@ the amount of seed data for the worker.
 
 Training hyper-parameters of the student's CPT are not given in the paper; the defaults below
 (LR 2e-5 cosine, 1M-token batches of 4096-token rows) are langshift's choice (docs/recipes.md).
+
+Rehearsal of this default, every stage on tiny random models of the same kinds, in minutes
+on a CPU (sizes: `REHEARSAL_SIZES` below; docs/recipes.md "Rehearsals"):
+
+  python -m langshift.rehearse --config=experiments/native_align_ar.py \\
+      --workdir=/tmp/rehearse/native_align_ar
 """
 
 from langshift import config_lib

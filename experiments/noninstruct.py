@@ -28,6 +28,12 @@ Arguments (`--config=experiments/noninstruct.py:<arg>`, comma-separated):
 The paper's training hyper-parameters beyond the method are not restated here; LR 2e-4 for
 LoRA and 2e-5 for full fine-tuning, 3 epochs' worth of steps, are langshift's choice
 (docs/recipes.md).
+
+Rehearsal of this default, every stage on tiny random models of the same kinds, in minutes
+on a CPU (sizes: `REHEARSAL_SIZES` below; docs/recipes.md "Rehearsals"):
+
+  python -m langshift.rehearse --config=experiments/noninstruct.py \\
+      --workdir=/tmp/rehearse/noninstruct
 """
 
 from langshift import config_lib

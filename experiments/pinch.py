@@ -37,6 +37,11 @@ reference per evaluated language L (`--config.pinch.split=monolingual --config.p
 workdir `<refs>/mono-L`), then give the sweep `--config.pinch.evaluate.monolingual_workdir=
 <refs>/mono-{lang}` and a judge (`pinch.evaluate.judge`: a local checkpoint or an
 OpenAI-compatible server); each cell's evaluate stage writes `if_score/<lang>`.
+
+Rehearsal of this default, every stage on tiny random models of the same kinds, in minutes
+on a CPU (sizes: `REHEARSAL_SIZES` below; docs/recipes.md "Rehearsals"):
+
+  python -m langshift.rehearse --config=experiments/pinch.py --workdir=/tmp/rehearse/pinch
 """
 
 from langshift import config_lib

@@ -29,8 +29,6 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
   ('stopped': `config.stop_after` was reached; 'stopped_after' names the stage)."""
   if config.recipe not in RECIPES:
     raise ValueError(f"config.recipe={config.recipe!r}; expected one of {tuple(RECIPES)}")
-  # Every missing model, corpus, prompt file and endpoint on one line, before anything runs.
-  required_inputs.check_required_inputs(config)
   module_name, function = RECIPES[config.recipe].split(":")
   module = importlib.import_module(module_name)
   if config.get("stop_after", "") and not hasattr(module, "STAGE_DIRS"):
@@ -38,4 +36,6 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
         f"config.stop_after={config.stop_after!r}; expected empty: recipe {config.recipe!r} has "
         "no stages"
     )
+  # Every missing model, corpus, prompt file and endpoint on one line, before anything runs.
+  required_inputs.check_required_inputs(config)
   return getattr(module, function)(config, workdir)
