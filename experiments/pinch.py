@@ -68,7 +68,7 @@ REHEARSAL_SIZES = {
     "pinch.evaluate.batch_size": 4,
     "evals.responses.max_examples": 1,
     "evals.responses.batch_size": 4,
-    "train.global_batch_size": 4,
+    "train.global_batch_size": 8,
     "train.seq_len": 256,
     "train.loss_chunk_size": 128,
     "train.log_every": 1,

@@ -68,7 +68,7 @@ EXPERIMENTS = {
     # The pairwise judge's score of the tuned student against the untuned one.
     "noninstruct": Expect(
         ("split", "teacher", "pairs", "sft", "export", "evaluate"),
-        (r"^evaluate:judge/score$", r"^sft/eval/language_match$"),
+        (r"^evaluate:judge/score$", r"^evaluate:eval/language_match_after$"),
         "sft/hf",
         judged=True,
     ),
@@ -76,7 +76,7 @@ EXPERIMENTS = {
     # reference per language, a run of its own).
     "pinch": Expect(
         ("mixture", "sft", "evaluate"),
-        (r"^sft/eval/language_match$", r"^sft/eval/language_match/ru$"),
+        (r"^evaluate:responses/language_match$", r"^evaluate:responses/language_match/ru$"),
         "sft/hf",
     ),
 }
