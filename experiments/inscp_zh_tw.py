@@ -66,7 +66,6 @@ REHEARSAL_SIZES = {
     "evals.heldout.max_batches": 1,
     "evals.alignment.max_examples": 2,
     "evals.alignment.batch_size": 4,
-    "inscp.score.max_length": 128,
     "inscp.score.batch_size": 4,
     "inscp.score.shard_size": 8,
     "inscp.tmmluplus.batch_size": 4,

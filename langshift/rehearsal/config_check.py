@@ -45,7 +45,6 @@ SIZE_FIELDS = frozenset(
         "max_concurrency",
         "new_vocab_size",
         "tokenizer_max_texts",
-        "max_length",
     }
 )
 # Last parts of the keys that filter a model's outputs by their quality, which a random model's

@@ -42,7 +42,7 @@ def answer(content: str) -> str:
     first, second = [g for g in pair.groups() if g is not None] if pair else ("", "")
     verdict = "[[B]]" if len(second) > len(first) else "[[A]]"
     return f"{REASONING} Verdict: {verdict}"
-  if "[[rating]]" in content.lower() or "[[8]]" in content:
+  if "[[rating]]" in content.lower():
     return f"{REASONING} Rating: [[8]]"
   document = _DOCUMENT.search(content)
   if document:
