@@ -10,6 +10,11 @@ Arguments (`--config=experiments/demo.py:<arg>`, comma-separated):
   trainable=embeddings (or `:embeddings`)  only embed/lm_head train (LEP's continual pre-training)
   suite=handbook_mini                      also run that benchmark suite (config.evals.suite) at
                                            the end; `--config.evals.suite.every_steps=N` more often
+
+Rehearsal of this default, every stage on tiny random models of the same kinds, in minutes
+on a CPU (sizes: `REHEARSAL_SIZES` below; docs/recipes.md "Rehearsals"):
+
+  python -m langshift.rehearse --config=experiments/demo.py --workdir=/tmp/rehearse/demo
 """
 
 from langshift import config_lib
@@ -20,6 +25,15 @@ from langshift.train.config import base_config
 MODEL = ".cache/smollm2-135m-instruct"
 CORPUS = ".cache/corpora/debian_handbook/ru-RU"
 ARGS = dict(trainable=("all", "embeddings"), suite="")
+
+# The rehearsal of the default (docs/recipes.md "Rehearsals"): the sizes it shrinks, numbers
+# only; all else stays as published but the paths and endpoints the rehearsal fills.
+REHEARSAL_SIZES = {
+    "train.steps": 2,
+    "checkpoint.every_steps": 2,
+    "evals.heldout.max_batches": 1,
+    "mesh.num_devices": 1,
+}
 
 
 def get_config(arg=None):

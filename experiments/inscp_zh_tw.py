@@ -36,6 +36,12 @@ Arguments (`--config=experiments/inscp_zh_tw.py:<arg>`, comma-separated):
   start=lep     start from a finished LEP workdir's export (give inscp.lep_workdir): LEP's new
                 tokenizer and propagated embeddings, then InsCP.
 `sweep()`: the four variants and the perplexity thresholds.
+
+Rehearsal of this default, every stage on tiny random models of the same kinds, in minutes
+on a CPU (sizes: `REHEARSAL_SIZES` below; docs/recipes.md "Rehearsals"):
+
+  python -m langshift.rehearse --config=experiments/inscp_zh_tw.py \\
+      --workdir=/tmp/rehearse/inscp_zh_tw
 """
 
 from langshift import config_lib
@@ -54,6 +60,31 @@ THRESHOLDS = (15.0, 30.0)
 # Full-parameter training of an instruct model (see the docstring): not LEP's embedding-only 2e-4.
 LEARNING_RATE = 2e-5
 ARGS = dict(size=("full", "cpu", "tiny"), variant=VARIANTS, ppl=-1.0, start=("instruct", "lep"))
+
+# The rehearsal of the default (docs/recipes.md "Rehearsals"): the sizes it shrinks, numbers
+# only; all else stays as published but the paths and endpoints the rehearsal fills.
+REHEARSAL_SIZES = {
+    "train.steps": 2,
+    "train.global_batch_size": 4,
+    "train.seq_len": 128,
+    "train.loss_chunk_size": 64,
+    "train.log_every": 1,
+    "optimizer.warmup_steps": 1,
+    "checkpoint.every_steps": 2,
+    "evals.heldout.every_steps": 2,
+    "evals.heldout.max_batches": 1,
+    "evals.alignment.max_examples": 2,
+    "evals.alignment.batch_size": 4,
+    "inscp.score.batch_size": 4,
+    "inscp.score.shard_size": 8,
+    "inscp.tmmluplus.batch_size": 4,
+    "inscp.judge.max_prompts": 1,
+    "inscp.judge.batch_size": 4,
+    "mesh.num_devices": 1,
+}
+# A random model's perplexity is about its vocabulary's size: the bound of 15 would keep nothing.
+# The scoring and selection stages run; this bound keeps every record.
+REHEARSAL_STANDINS = {"inscp.max_perplexity": 1e9}
 
 
 def get_config(arg=None):

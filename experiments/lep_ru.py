@@ -37,6 +37,11 @@ works too):
                  variant langshift ran before; answers=instruct is the paper's).
 `sweep()` lists the paper's tokenizer x propagation ablation as overrides; the cells of one
 tokenizer share one tokenizer/init/CPT (SWEEP_SETTINGS: lep.shared_stages).
+
+Rehearsal of this default, every stage on tiny random models of the same kinds, in minutes
+on a CPU (sizes: `REHEARSAL_SIZES` below; docs/recipes.md "Rehearsals"):
+
+  python -m langshift.rehearse --config=experiments/lep_ru.py --workdir=/tmp/rehearse/lep_ru
 """
 
 from langshift import config_lib
@@ -58,6 +63,23 @@ ARGS = dict(
 # Flags every cell of `python -m langshift.sweep` gets (langshift/sweep.py): the propagation
 # cells of one tokenizer variant run its tokenizer, init and CPT once, in <root>/lep_shared/.
 SWEEP_SETTINGS = {"lep.shared_stages": "../lep_shared"}
+
+# The rehearsal of the default (docs/recipes.md "Rehearsals"): the sizes it shrinks, numbers
+# only; all else stays as published but the paths and endpoints the rehearsal fills.
+REHEARSAL_SIZES = {
+    "lep.new_vocab_size": 600,
+    "lep.tokenizer_max_texts": 2000,
+    "train.steps": 2,
+    "train.global_batch_size": 4,
+    "train.seq_len": 64,
+    "train.loss_chunk_size": 32,
+    "train.log_every": 1,
+    "optimizer.warmup_steps": 1,
+    "checkpoint.every_steps": 2,
+    "evals.heldout.every_steps": 2,
+    "evals.heldout.max_batches": 1,
+    "mesh.num_devices": 1,
+}
 
 
 def get_config(arg=None):

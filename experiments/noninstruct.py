@@ -28,6 +28,12 @@ Arguments (`--config=experiments/noninstruct.py:<arg>`, comma-separated):
 The paper's training hyper-parameters beyond the method are not restated here; LR 2e-4 for
 LoRA and 2e-5 for full fine-tuning, 3 epochs' worth of steps, are langshift's choice
 (docs/recipes.md).
+
+Rehearsal of this default, every stage on tiny random models of the same kinds, in minutes
+on a CPU (sizes: `REHEARSAL_SIZES` below; docs/recipes.md "Rehearsals"):
+
+  python -m langshift.rehearse --config=experiments/noninstruct.py \\
+      --workdir=/tmp/rehearse/noninstruct
 """
 
 from langshift import config_lib
@@ -43,6 +49,23 @@ ARGS = dict(
     teacher=("default", "openai", "local"),
     mode=("continuation", "response_tuning"),
 )
+
+# The rehearsal of the default (docs/recipes.md "Rehearsals"): the sizes it shrinks, numbers
+# only; all else stays as published but the paths and endpoints the rehearsal fills.
+REHEARSAL_SIZES = {
+    "noninstruct.max_documents": 8,
+    "noninstruct.heldout_prompts": 2,
+    "noninstruct.evaluate.max_judge_prompts": 2,
+    "noninstruct.teacher.batch_size": 4,
+    "noninstruct.teacher.max_concurrency": 4,
+    "train.steps": 2,
+    "train.global_batch_size": 4,
+    "train.seq_len": 256,
+    "train.log_every": 1,
+    "optimizer.warmup_steps": 1,
+    "checkpoint.every_steps": 2,
+    "mesh.num_devices": 1,
+}
 
 
 def get_config(arg=None):

@@ -44,6 +44,11 @@ reference per evaluated language L (`--config.pinch.split=monolingual --config.p
 workdir `<refs>/mono-L`), then give the sweep `--config.pinch.evaluate.monolingual_workdir=
 <refs>/mono-{lang}` and a judge (`pinch.evaluate.judge`: a local checkpoint or an
 OpenAI-compatible server); each cell's evaluate stage writes `if_score/<lang>`.
+
+Rehearsal of this default, every stage on tiny random models of the same kinds, in minutes
+on a CPU (sizes: `REHEARSAL_SIZES` below; docs/recipes.md "Rehearsals"):
+
+  python -m langshift.rehearse --config=experiments/pinch.py --workdir=/tmp/rehearse/pinch
 """
 
 from langshift import config_lib
@@ -60,6 +65,24 @@ ARGS = dict(
     count=-1,
     assignment=("disjoint", "parallel"),
 )
+
+# The rehearsal of the default (docs/recipes.md "Rehearsals"): the sizes it shrinks, numbers
+# only; all else stays as published but the paths and endpoints the rehearsal fills.
+REHEARSAL_SIZES = {
+    "pinch.budget": 100,  # P = 1: one multilingual example
+    "pinch.epochs": 1.0,
+    "pinch.max_eval_examples": 1,
+    "pinch.evaluate.batch_size": 4,
+    "evals.responses.max_examples": 1,
+    "evals.responses.batch_size": 4,
+    "train.global_batch_size": 8,
+    "train.seq_len": 256,
+    "train.loss_chunk_size": 128,
+    "train.log_every": 1,
+    "optimizer.warmup_steps": 1,
+    "checkpoint.every_steps": 2,
+    "mesh.num_devices": 1,
+}
 
 
 def get_config(arg=None):
@@ -94,6 +117,7 @@ def get_config(arg=None):
   c.mesh.ici.update(data=1, fsdp=-1, tensor=1)
   if arg.model == "mistral":
     c.optimizer.learning_rate = 5e-6
+    c.data.chat_template = "mistral"
   if arg.size == "cpu":
     _cpu(c)
   elif arg.size == "tiny":

@@ -87,7 +87,11 @@ def main(argv):
   except Exception as e:  # pylint: disable=broad-exception-caught
     if _VERBOSE.value:
       raise
-    log = _log_traceback(_WORKDIR.value)
+    # A run refused for missing inputs leaves the workdir as it was (no error log either: the
+    # line says all there is).
+    from langshift.recipes.required_inputs import MissingInputsError  # pylint: disable=import-outside-toplevel
+
+    log = None if isinstance(e, MissingInputsError) else _log_traceback(_WORKDIR.value)
     _fail(one_line(e) + (f" (traceback: {log}; --verbose shows it here)" if log else ""), 1)
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import ml_collections
 
+from langshift.recipes import required_inputs
+
 # recipe name -> "module:function"
 RECIPES = {
     "cpt": "langshift.train.trainer:train_and_evaluate",
@@ -34,4 +36,6 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
         f"config.stop_after={config.stop_after!r}; expected empty: recipe {config.recipe!r} has "
         "no stages"
     )
+  # Every missing model, corpus, prompt file and endpoint on one line, before anything runs.
+  required_inputs.check_required_inputs(config)
   return getattr(module, function)(config, workdir)
