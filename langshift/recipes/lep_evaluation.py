@@ -62,6 +62,20 @@ def check_evaluate_config(config) -> None:
         raise FileNotFoundError(f"{where}.suite={ev.suite!r}: task {task.name}: no file {file}")
 
 
+def reads_user_files(ev) -> bool:
+  """Whether the suite of `config.lep.evaluate` reads task files the user supplies (Darumeru)."""
+  if not ev.suite:
+    return False
+  # pylint: disable=import-outside-toplevel
+  from langshift.evaluation.tasks import resolve_suite_path
+
+  try:
+    with open(resolve_suite_path(ev.suite), encoding="utf-8") as f:
+      return bool(json.load(f).get("requires_data_dir"))
+  except (FileNotFoundError, ValueError):
+    return False  # an unknown suite: check_evaluate_config names it
+
+
 def load(ev):
   """The suite of `config.lep.evaluate`, narrowed to its `tasks` patterns."""
   # pylint: disable=import-outside-toplevel

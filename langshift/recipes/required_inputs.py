@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from langshift.recipes import lep_evaluation
+
 
 class MissingInputsError(ValueError):
   """Required inputs are empty; the message names every one of them."""
@@ -57,6 +59,8 @@ def _lep(config) -> list[str]:
   missing = [f"lep.{k}" for k in ("base", "instruct") if not lep[k]]
   if lep.calibration.enabled and not lep.calibration.prompts:
     missing.append("lep.calibration.prompts")
+  if not lep.evaluate.data_dir and lep_evaluation.reads_user_files(lep.evaluate):
+    missing.append("lep.evaluate.data_dir")
   return missing
 
 

@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from langshift import config_lib
 from langshift.data import parallel_sets
-from langshift.rehearsal import texts
+from langshift.recipes import lep_evaluation
+from langshift.rehearsal import darumeru_files, texts
 from langshift.rehearsal.models import write_tiny_model
 
 SERVED_MODEL = "rehearsal"
@@ -136,6 +137,9 @@ def _lep(config, root, url, filled):
   if config.lep.calibration.enabled:
     path = os.path.join(root, "prompts", "calibration.jsonl")
     filled.path("lep.calibration.prompts", _prompts(path, ["ru"]))
+  if lep_evaluation.reads_user_files(config.lep.evaluate):
+    darumeru = darumeru_files.write_darumeru_files(os.path.join(root, "darumeru"))
+    filled.path("lep.evaluate.data_dir", darumeru)
 
 
 def _native_align(config, root, url, filled):

@@ -2,8 +2,6 @@
 
 import json
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from langshift.evaluation import use_exam
@@ -16,8 +14,7 @@ from langshift.evaluation.tasks import (
     load_suite,
     resolve_suite_path,
 )
-
-SYSTEM = {"role": "system", "content": "Реши задачу."}
+from langshift.rehearsal import darumeru_files
 
 
 def _jsonl(path, rows):
@@ -25,95 +22,13 @@ def _jsonl(path, rows):
   path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
 
 
-def _choice_record(i, answer, choices_text, with_answer):
-  bot = "Ответ:" + (f" {answer}" if with_answer else "")
-  return {
-      "messages": [
-          SYSTEM,
-          {"role": "user", "content": "Вопрос {n}: {question}\n" + choices_text},
-          {"role": "bot", "content": bot},
-      ],
-      "inputs": {"n": i, "question": f"что верно {i}?", "choice1": "это", "choice2": "то"},
-      "outputs": answer,
-      "meta": {"id": i},
-  }
-
-
-def _generation_record(i, outputs, text=None, meta=None):
-  inputs = {"text": text or f"Текст номер {i}."}
-  return {
-      "messages": [SYSTEM, {"role": "user", "content": "Перепиши: {text}"}],
-      "inputs": inputs,
-      "outputs": outputs if outputs is not None else inputs["text"],
-      "meta": {"id": i, **(meta or {})},
-  }
-
-
-CHOICES = {
-    "parus": ["1", "2"],
-    "rcb": ["1", "2", "3"],
-    "rummlu": ["A", "B", "C", "D"],
-    "ruopenbookqa": ["A", "B", "C", "D"],
-    "ruworldtree": ["A", "B", "C", "D"],
-    "rwsd": ["Да", "Нет"],
-}
+_choice_record = darumeru_files.choice_record
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("data")
-  data = root / "darumeru" / "data"
-  for task, labels in CHOICES.items():
-    text = "1. {choice1}\n2. {choice2}"
-    for split, answered in (("test", False), ("prompt", True)):
-      _jsonl(
-          data / task / f"{split}.jsonl",
-          [_choice_record(i, labels[i % len(labels)], text, answered) for i in range(6)],
-      )
-  multiq = [
-      {**_generation_record(i, None), "outputs": [{"segment": "Москва"}, {"segment": "в Москве"}]}
-      for i in range(3)
-  ]
-  _jsonl(data / "multiq" / "test.jsonl", multiq)
-  _jsonl(data / "multiq" / "prompt.jsonl", multiq)
-  use = [
-      _generation_record(0, "2,4", meta={"type": "multiple_choice", "id_task": "1", "variant": 1}),
-      _generation_record(1, "3,1,2", meta={"type": "matching", "id_task": "26", "variant": 1}),
-      _generation_record(2, "мама,мать", meta={"type": "text", "id_task": "7", "variant": 2}),
-  ]
-  _jsonl(data / "use" / "test.jsonl", use)
-  _jsonl(data / "use" / "prompt.jsonl", use)
-  for task in ("cp_sent_ru", "cp_sent_en", "cp_para_ru", "cp_para_en"):
-    rows = [_generation_record(i, "", text=f"Строка {i} для копии.") for i in range(3)]
-    _jsonl(data / task / "test.jsonl", rows)
-    _jsonl(data / task / "prompt.jsonl", rows)
-  (root / "rucola").mkdir()
-  header = "id,sentence,acceptable,error_type,detailed_source\n"
-  for name in ("in_domain_dev", "in_domain_train"):
-    (root / "rucola" / f"{name}.csv").write_text(
-        header + "".join(f'{i},"Предложение {i}.",{i % 2},0,x\n' for i in range(6)), "utf-8"
-    )
-  for subject in ("anatomy", "virology"):
-    for split in ("dev", "test"):
-      rows = [
-          {
-              "question_ru": f"Вопрос {subject} {i}?",
-              "choices_ru": ["а", "б", "в", "г"],
-              "question_en": f"Question {subject} {i}?",
-              "choices_en": ["a", "b", "c", "d"],
-              "answer": i % 4,
-          }
-          for i in range(3)
-      ]
-      folder = root / "mmlu_ru" / subject
-      folder.mkdir(parents=True, exist_ok=True)
-      pq.write_table(pa.Table.from_pylist(rows), folder / f"{split}-00000-of-00001.parquet")
-  news = [
-      {"title": f"Новость {i}", "text": f"Сегодня случилось {i}.", "summary": f"Итог {i}."}
-      for i in range(3)
-  ]
-  _jsonl(root / "gazeta" / "gazeta_test.jsonl", news)
-  _jsonl(root / "gazeta" / "gazeta_val.jsonl", news)
+  darumeru_files.write_darumeru_files(str(root))
   return root
 
 
