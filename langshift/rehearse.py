@@ -6,8 +6,10 @@ included), with every model replaced by a tiny random one of the same kind (voca
 chat template or none, architecture features), inputs written under `<workdir>/rehearsal/` in the
 recipe's layout and the server roles answered by a local OpenAI-compatible fake
 (`langshift/rehearsal/`). Only the sizes the experiment file declares (`REHEARSAL_SIZES`), the
-paths the rehearsal fills and the endpoints differ from the published config: the differing keys
-are printed by kind before anything runs, and any other difference is refused
+paths the rehearsal fills, the endpoints and, where the experiment lists them
+(`REHEARSAL_STANDINS`), output-quality filters that a random model cannot pass (InsCP's perplexity
+bound, native alignment's filter of the worker's rewrites) differ from the published config: the
+differing keys are printed by kind before anything runs, and any other difference is refused
 (`langshift.rehearsal.config_check`). Minutes on a CPU.
 """
 
