@@ -179,6 +179,30 @@ def render_chat(
     raise ChatTemplateError(f"chat template failed on {_summary(messages)}: {e}") from e
 
 
+_TURN_PROBE = "LangshiftAssistantTurnProbe"
+
+
+def assistant_turn_end(
+    template: str,
+    special_tokens: Sequence[str],
+    special_tokens_map: Mapping[str, str] | None = None,
+) -> str | None:
+  """The special token that closes an assistant turn in `template` (Llama-3's `<|eot_id|>`,
+  ChatML's `<|im_end|>`, Mistral's `</s>`), or None when the turn ends in plain text.
+
+  A model tuned in a template learns to end its answers with that token, so generation must stop
+  on it: a base checkpoint's own EOS (Llama-3's `<|end_of_text|>`) is not it.
+  """
+  messages = [{"role": "user", "content": "u"}, {"role": "assistant", "content": _TURN_PROBE}]
+  try:
+    text = render_chat(messages, template, special_tokens_map=special_tokens_map)
+  except ChatTemplateError:
+    return None
+  rest = text.split(_TURN_PROBE, 1)[1].lstrip(" ") if _TURN_PROBE in text else ""
+  ends = [t for t in special_tokens if t and rest.startswith(t)]
+  return max(ends, key=len) if ends else None
+
+
 def render_with_assistant_spans(
     messages: Sequence[Message],
     template: str,

@@ -298,13 +298,24 @@ def with_chat_template(tokenizer: Tokenizer, chat_template: str | None) -> Token
   string (`chat_templates.resolve_chat_template`); None, "" or "tokenizer" keep its own.
 
   A base checkpoint ships no template, and an instruct one may ship another than the run
-  trains with: the run's template wins. Returns a shallow copy (the vocabulary is shared); an
-  unknown name raises `ChatTemplateError`.
+  trains with: the run's template wins. The token that closes an assistant turn in it (e.g.
+  `<|eot_id|>`) joins the ids generation stops on (`eos_ids`). Returns a shallow copy (the
+  vocabulary is shared); an unknown name raises `ChatTemplateError`.
   """
   if chat_template in (None, "", "tokenizer"):
     return tokenizer
   template = chat_templates.resolve_chat_template(chat_template, tokenizer.chat_template)
   templates = {**tokenizer.metadata.chat_templates, DEFAULT_TEMPLATE: template}
+  # Answers in the template end with its turn-closing token: generation stops on it too.
+  eos = tuple(tokenizer.metadata.generation_eos_ids)
+  turn_end = chat_templates.assistant_turn_end(
+      template, tokenizer.special_tokens, tokenizer.special_tokens_map
+  )
+  turn_end_id = None if turn_end is None else tokenizer.token_to_id(turn_end)
+  if turn_end_id is not None and turn_end_id not in tokenizer.eos_ids:
+    eos = (*tokenizer.eos_ids, turn_end_id)
   replaced = copy.copy(tokenizer)
-  replaced.metadata = dataclasses.replace(tokenizer.metadata, chat_templates=templates)
+  replaced.metadata = dataclasses.replace(
+      tokenizer.metadata, chat_templates=templates, generation_eos_ids=eos
+  )
   return replaced

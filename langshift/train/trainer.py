@@ -505,12 +505,16 @@ def _export_adapter(run: Run, params, name: str) -> str:
 
 def _export(run: Run, params, name: str) -> str:
   out = os.path.join(run.workdir, name)
+  template = run_chat_template(run.config, run.tokenizer)
   export_hf_model(
       params,
       run.model_config,
       out,
       tokenizer_dir=run.tokenizer_dir or None,
       dtype=run.config.checkpoint.export_dtype,
-      chat_template=run_chat_template(run.config, run.tokenizer),
+      chat_template=template,
+      # A model tuned in the run's template ends its answers with the template's turn token:
+      # transformers and vLLM stop on generation_config's eos ids (`with_chat_template`).
+      generation_config={"eos_token_id": list(run.tokenizer.eos_ids)} if template else None,
   )
   return out

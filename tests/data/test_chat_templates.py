@@ -166,3 +166,21 @@ def test_unlocatable_spans_raise(llama_tokenizers):
     ct.resolve_chat_template("tokenizer", None)
   with pytest.raises(ct.ChatTemplateError, match="unknown chat template"):
     ct.resolve_chat_template("llama-3", None)
+
+
+def test_assistant_turn_end_is_the_templates_closing_special_token():
+  specials = ["<s>", "</s>", "<|eot_id|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>"]
+  turn_end = {
+      name: ct.assistant_turn_end(
+          ct.BUILTIN_TEMPLATES[name],
+          specials,
+          {"bos_token": "<s>", "eos_token": "</s>"},
+      )
+      for name in ("llama3", "chatml", "mistral")
+  }
+  assert turn_end == {"llama3": "<|eot_id|>", "chatml": "<|im_end|>", "mistral": "</s>"}
+  # A turn that ends in plain text, or a template that refuses the probe, has none.
+  plain = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+  assert ct.assistant_turn_end(plain, specials) is None
+  strict = "{{ raise_exception('no assistant turns') }}"
+  assert ct.assistant_turn_end(strict, specials) is None

@@ -108,6 +108,15 @@ def test_base_model_run_ships_and_evaluates_in_its_data_chat_template(tmp_path):
   assert prompt.endswith(
       "<|im_start|>user\nWhere is the kernel?<|im_end|>\n<|im_start|>assistant\n"
   )
+  # Answers in ChatML end with <|im_end|>, which the base tokenizer's EOS (<|eot_id|>) is not:
+  # the run's generators and the export stop on both (transformers reads generation_config).
+  base = load_tokenizer(model_dir)
+  im_end, eot = base.token_to_id("<|im_end|>"), base.token_to_id("<|eot_id|>")
+  assert base.eos_ids == (eot,)
+  assert load_tokenizer(model_dir, chat_template="chatml").eos_ids == (eot, im_end)
+  gen = transformers.GenerationConfig.from_pretrained(str(work / "hf"))
+  assert gen.eos_token_id == [eot, im_end]
+  assert load_tokenizer(str(work / "hf")).eos_ids == (eot, im_end)
   # The base model's own files are untouched.
   assert load_tokenizer(model_dir).chat_template is None
 
