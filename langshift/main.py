@@ -1,11 +1,14 @@
 """Entry point: `python -m langshift.main --config=experiments/demo.py[:variant] --workdir=DIR`.
 
 Overrides: `--config.optimizer.learning_rate=1e-5`. `config.recipe` picks what runs (cpt: the
-training engine; lep: learned embedding propagation); all logic lives in importable libraries.
+training engine, or one of the recipes of `langshift/recipes/run.py`); all logic lives in
+importable libraries.
 
 An error ends the command with one line on stderr, `langshift: error: ...`, naming the file, key
 or value at fault; its traceback goes to `<workdir>/langshift-error.log` (`--verbose` shows it
-instead).
+instead). Every run ends by writing `<workdir>/result.json` (status done / stopped / preempted /
+failed) and exits 0 (done, stopped), 75 (preempted: rerun to continue) or 1 (failed); see
+`langshift/run_result.py`.
 """
 
 import os
@@ -17,6 +20,7 @@ import traceback
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from langshift import run_result
 from langshift.errors import message, one_line
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -83,16 +87,32 @@ def main(argv):
     from langshift.recipes.run import run_experiment
 
     maybe_initialize_distributed()
-    run_experiment(_CONFIG.value, _WORKDIR.value)
+    result = run_experiment(_CONFIG.value, _WORKDIR.value)
   except Exception as e:  # pylint: disable=broad-exception-caught
     if _VERBOSE.value:
       raise
-    # A run refused for missing inputs leaves the workdir as it was (no error log either: the
-    # line says all there is).
+    # A run refused for missing inputs leaves the workdir as it was (no error log or result
+    # either: the line says all there is).
     from langshift.recipes.required_inputs import MissingInputsError  # pylint: disable=import-outside-toplevel
 
-    log = None if isinstance(e, MissingInputsError) else _log_traceback(_WORKDIR.value)
+    log = None
+    if not isinstance(e, MissingInputsError):
+      log = _log_traceback(_WORKDIR.value)
+      _write_result(None, error=one_line(e))
     _fail(one_line(e) + (f" (traceback: {log}; --verbose shows it here)" if log else ""), 1)
+  record = _write_result(result)
+  sys.stdout.flush()
+  sys.exit(run_result.EXIT_CODES[record["status"]])
+
+
+def _write_result(result, error: str | None = None) -> dict:
+  """`<workdir>/result.json` (langshift/run_result.py); a failure to write it is not the run's."""
+  record = run_result.result_record(result, recipe=_CONFIG.value.get("recipe", "cpt"), error=error)
+  try:
+    run_result.write_result(_WORKDIR.value, record)
+  except OSError as e:
+    print(f"langshift: could not write {run_result.RESULT_FILE}: {e}", file=sys.stderr)
+  return record
 
 
 if __name__ == "__main__":

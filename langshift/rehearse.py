@@ -23,6 +23,7 @@ from typing import Any
 
 from absl import app, flags, logging
 
+from langshift import run_result
 from langshift.errors import one_line
 
 _CONFIG = flags.DEFINE_string("config", None, "Experiment file (path[:arg]); default arg.")
@@ -93,15 +94,8 @@ def rehearse(spec: str, workdir: str, *, log=print) -> dict[str, Any]:
     with open(os.path.join(workdir, INPUTS_DIR, "server_requests.jsonl"), "w") as f:
       for request in server.requests:
         f.write(json.dumps(request, ensure_ascii=False) + "\n")
-  log(f"langshift: rehearsal {status(result)}: {workdir}")
+  log(f"langshift: rehearsal {run_result.status_of(result)}: {workdir}")
   return result
-
-
-def status(result: dict[str, Any]) -> str:
-  """A recipe's status; the engine's (recipe cpt) from its stop reason."""
-  if "status" in result:
-    return result["status"]
-  return "done" if result.get("stop_reason") == "completed" else str(result.get("stop_reason"))
 
 
 def main(argv):
@@ -116,7 +110,7 @@ def main(argv):
       raise
     print(f"langshift: error: {one_line(e)}", file=sys.stderr, flush=True)
     sys.exit(1)
-  sys.exit(0 if status(result) == "done" else 1)
+  sys.exit(0 if run_result.status_of(result) == run_result.DONE else 1)
 
 
 if __name__ == "__main__":

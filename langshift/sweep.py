@@ -11,7 +11,9 @@ with the cell's overrides as `--config.<key>=<value>` flags (and the experiment'
 `SWEEP_SETTINGS`, then the sweep's own `--config.` flags), run as a subprocess, one cell after
 another. A finished cell is skipped; an interrupted one is resumed by running its same command
 again (the engine and the recipes' stages resume from the workdir). A cell is done only when its
-run exited 0 without being preempted. The first cell that fails stops the sweep (`--keep_going`
+run exited 0 and its `result.json` says status done (`langshift/run_result.py`; the sweep never
+reads the run's log for this): a preempted run (exit 75) is interrupted and resumed, a
+`stop_after` run is "stopped", not done. The first cell that fails stops the sweep (`--keep_going`
 goes on with the next ones); the results are written either way.
 
 The root holds:
@@ -53,14 +55,13 @@ from typing import Any
 from absl import app, flags
 from ml_collections import config_flags
 
-from langshift import config_lib, sweep_results
+from langshift import config_lib, run_result, sweep_results
 
 MANIFEST = "sweep.json"
 CELL_STATE = "sweep_cell.json"
 CELL_LOG = "sweep.log"
 # What a run prints when it stopped early on SIGTERM and exited 0 (langshift/train/trainer.py,
 # langshift/recipes/*): such a cell is not done, its rerun continues it.
-PREEMPTED_MARKERS = ("langshift: preempted at step", "rerun the same command to continue")
 _MAX_NAME = 150  # longer names end in a hash: one path component stays well under 255 bytes
 
 
@@ -345,16 +346,18 @@ class Sweep:
         if self.state(cell).get("done"):
           log(f"{prefix}: done before, skipped")
           continue
-        ok = self._run_cell(cell, prefix, log)
-        all_done &= ok
-        if not ok and not keep_going:
+        outcome = self._run_cell(cell, prefix, log)
+        all_done &= outcome == "done"
+        # A cell stopped by `stop_after` did what was asked: the sweep goes on (not done, so a
+        # rerun without `stop_after` continues it).
+        if outcome not in ("done", "stopped") and not keep_going:
           log(f"sweep: stopped at {cell.name}; rerun the same command to resume")
           break
     finally:
       self.write_results(log=log)
     return all_done and all(self.state(c).get("done") for c in cells)
 
-  def _run_cell(self, cell: Cell, prefix: str, log: Callable[[str], None]) -> bool:
+  def _run_cell(self, cell: Cell, prefix: str, log: Callable[[str], None]) -> str:
     workdir = self.workdir(cell)
     os.makedirs(workdir, exist_ok=True)
     state = self.state(cell)
@@ -370,6 +373,10 @@ class Sweep:
     state["attempts"].append(dict(attempt, outcome="interrupted"))
     state["done"] = False
     _write_json(os.path.join(workdir, CELL_STATE), state)
+    # The run writes its outcome to result.json at its end: one left by an earlier attempt must
+    # not speak for this one (a killed run writes none).
+    if os.path.exists(os.path.join(workdir, run_result.RESULT_FILE)):
+      os.remove(os.path.join(workdir, run_result.RESULT_FILE))
     with open(log_path, "ab") as out:
       offset = out.tell()
       header = f"=== {_now()} attempt {len(state['attempts'])}: {shlex.join(self.command(cell))}"
@@ -380,11 +387,8 @@ class Sweep:
     with open(log_path, "rb") as f:
       f.seek(offset)
       output = f.read().decode(errors="replace")
-    preempted = any(m in output for m in PREEMPTED_MARKERS)
-    done = code == 0 and not preempted and not signalled
-    outcome = (
-        "done" if done else ("interrupted" if preempted or signalled or code < 0 else "failed")
-    )
+    outcome = cell_outcome(code, run_result.read_result(workdir), signalled)
+    done = outcome == "done"
     state["attempts"][-1] = dict(
         attempt, seconds=round(seconds, 1), exit_code=code, outcome=outcome
     )
@@ -398,7 +402,7 @@ class Sweep:
       log(f"{prefix}: {outcome} (exit {code}) after {seconds:.1f} s{': ' + last if last else ''}")
     if signalled:
       raise KeyboardInterrupt(f"sweep interrupted during {cell.name}")
-    return done
+    return outcome
 
   def _child_env(self) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -431,6 +435,21 @@ def _check_round_trip(experiment, config, cell: Cell, extra_flags, where: str) -
 def _experiment_id(spec: str) -> tuple[str, str]:
   path, variant = _split_spec(spec)
   return os.path.basename(path), variant.strip()
+
+
+def cell_outcome(code: int, result: Mapping[str, Any] | None, signalled: bool = False) -> str:
+  """done | stopped | interrupted | failed, from a run's exit code and its result.json (never its
+  log): done only when the run exited 0 and recorded status done; a `stop_after` run stopped
+  (not done: rerun without it); preempted (exit 75), killed or signalled runs are interrupted
+  (rerun to resume)."""
+  status = (result or {}).get("status")
+  if signalled or code < 0 or code == run_result.EXIT_PREEMPTED or status == run_result.PREEMPTED:
+    return "interrupted"
+  if code == 0 and status == run_result.DONE:
+    return "done"
+  if code == 0 and status == run_result.STOPPED:
+    return "stopped"
+  return "failed"
 
 
 def _run_child(command: list[str], out, env: Mapping[str, str]) -> tuple[int, bool]:

@@ -27,7 +27,7 @@ _ENGINE_NAMESPACES = ("eval", "train", "perf")
 
 
 def cell_status(state: Mapping[str, Any]) -> str:
-  """done | interrupted | failed | pending, from a cell's sweep_cell.json (collect() adds
+  """done | stopped | interrupted | failed | pending, from a cell's sweep_cell.json (collect() adds
   external: a cell the sweep did not run that has results, e.g. launched from its printed
   command)."""
   if state.get("done"):

@@ -128,40 +128,73 @@ def _fake_python(tmp_path, script):
   return str(path)
 
 
-def test_a_cell_is_done_only_when_its_run_exits_0_unpreempted(tmp_path):
+def test_a_cell_is_done_only_when_its_result_says_done(tmp_path):
   exp = _experiment(tmp_path, '[{"optimizer.learning_rate": 0.01}]')
   sweep = sweep_lib.Sweep.load(exp, str(tmp_path / "root"), ["--config.train.steps=5"])
   (cell,) = sweep.cells
   assert cell.name == "optimizer.learning_rate=0.01"
   calls = tmp_path / "calls"
-  # Each call logs its arguments; what it does next is read from $OUTCOME.
+  # Each call logs its arguments; what it does next is read from $OUTCOME. Its log lines say the
+  # opposite of what happened: the sweep reads the exit code and result.json, never the log.
   sweep.python = _fake_python(
       tmp_path,
       f"""\
       echo "$@" >> {calls}
       workdir=$(printf '%s\\n' "$@" | sed -n 's/^--workdir=//p')
+      result() {{ echo "{{\\"status\\": \\"$1\\"}}" > "$workdir/result.json"; }}
       case "$(cat {tmp_path}/outcome)" in
-        fail) echo "ValueError: data.sources.ru.path: no file"; exit 1 ;;
-        preempted) echo "langshift: preempted at step 3; checkpoint saved"; exit 0 ;;
-        ok) echo '{{"step": 5, "train/loss": 2.5}}' > "$workdir/metrics.jsonl"; exit 0 ;;
+        fail) echo "ValueError: data.sources.ru.path: no file"; result failed; exit 1 ;;
+        preempted) echo "langshift: done at step 3 (completed)"; result preempted; exit 75 ;;
+        stopped) echo "langshift: done"; result stopped; exit 0 ;;
+        silent) echo "langshift: done at step 5 (completed)"; exit 0 ;;
+        ok) echo "langshift: preempted at step 3; checkpoint saved"; result done
+            echo '{{"step": 5, "train/loss": 2.5}}' > "$workdir/metrics.jsonl"; exit 0 ;;
       esac
       """,
   )
   lines = []
-  for outcome in ("fail", "preempted", "ok", "ok"):
+  for outcome in ("fail", "preempted", "stopped", "silent", "preempted", "ok", "ok"):
     (tmp_path / "outcome").write_text(outcome)
     sweep.run(log=lines.append)
   assert sweep.state(cell)["done"]
-  assert [a["outcome"] for a in sweep.state(cell)["attempts"]] == ["failed", "interrupted", "done"]
-  assert len(calls.read_text().splitlines()) == 3  # the fourth run skipped the finished cell
+  assert [a["outcome"] for a in sweep.state(cell)["attempts"]] == [
+      "failed",
+      "interrupted",
+      "stopped",
+      "failed",  # exit 0 without a result.json: not done
+      "interrupted",  # the stopped and the silent attempts' result.json no longer count
+      "done",
+  ]
+  assert [a["exit_code"] for a in sweep.state(cell)["attempts"]] == [1, 75, 0, 0, 75, 0]
+  assert len(calls.read_text().splitlines()) == 6  # the last run skipped the finished cell
   assert calls.read_text().splitlines()[0] == (
       f"-m langshift.main --config={exp} --workdir={tmp_path}/root/optimizer.learning_rate=0.01 "
       "--config.optimizer.learning_rate=0.01 --config.train.steps=5"
   )
   assert any("failed (exit 1)" in line and "no file" in line for line in lines)
+  assert any("interrupted (exit 75)" in line for line in lines)
+  assert any("stopped (exit 0)" in line for line in lines)
   assert "[1/1] optimizer.learning_rate=0.01: done in" in "\n".join(lines)
   assert "train/loss 2.5" in "\n".join(lines)
   assert lines[-2] == "[1/1] optimizer.learning_rate=0.01: done before, skipped"
+
+
+@pytest.mark.parametrize(
+    "code, result, outcome",
+    [
+        (0, {"status": "done"}, "done"),
+        (0, {"status": "stopped"}, "stopped"),
+        (75, {"status": "preempted"}, "interrupted"),
+        (75, None, "interrupted"),
+        (0, {"status": "preempted"}, "interrupted"),
+        (-9, None, "interrupted"),
+        (0, None, "failed"),
+        (1, {"status": "failed"}, "failed"),
+        (1, {"status": "done"}, "failed"),
+    ],
+)
+def test_cell_outcome_from_exit_code_and_result(code, result, outcome):
+  assert sweep_lib.cell_outcome(code, result) == outcome
 
 
 def test_unknown_key_is_refused_before_anything_runs(tmp_path):

@@ -170,6 +170,9 @@ def test_two_processes_rewrite_disjoint_shares_exactly_once(inputs, tmp_path):
     assert rc == 0, out[-2000:] + err[-4000:]
   assert "stopping here (config.stop_after='rewrite')" in results[0][1]
   assert not (work / "cpt").exists() and not (work / "stages" / "cpt.json").exists()
+  result = json.loads((work / "result.json").read_text())  # process 0's, as data
+  assert (result["status"], result["stopped_after"]) == ("stopped", "rewrite")
+  assert "rewrite" in result["stages"] and "cpt" not in result["stages"]
   outputs = _read_outputs(work / "corpus_rewrite" / "outputs")
   requests = _read(work / "corpus_rewrite" / "requests.jsonl")
   assert sorted(o["id"] for o in outputs) == sorted(r["id"] for r in requests)

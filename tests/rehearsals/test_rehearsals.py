@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from langshift import config_lib
+from langshift import config_lib, run_result
 from langshift import rehearse as rehearse_lib
 from langshift.recipes import required_inputs
 from langshift.recipes.run import run_experiment
@@ -97,7 +97,7 @@ def _has_chat_template(directory):
 def test_rehearsal(name, tmp_path):
   expect, workdir = EXPERIMENTS[name], str(tmp_path / name)
   result = rehearse_lib.rehearse(_spec(name), workdir)
-  assert rehearse_lib.status(result) == "done", result
+  assert run_result.status_of(result) == "done", result
   for stage in expect.stages:
     assert os.path.exists(os.path.join(workdir, "stages", f"{stage}.json")), stage
   values = cell_values(workdir)

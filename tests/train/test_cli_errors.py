@@ -80,6 +80,9 @@ def test_a_bad_record_mid_run_is_the_last_line_and_the_checkpoint_in_flight_is_w
   assert not glob.glob(str(workdir / "checkpoints" / "*tmp*"))
   with open(workdir / "langshift-error.log") as f:
     assert "Traceback (most recent call last)" in f.read()
+  with open(workdir / "result.json") as f:
+    result = json.load(f)
+  assert result["status"] == "failed" and f"{BAD_LINE}: malformed JSON line" in result["error"]
 
 
 def test_a_workdir_another_process_holds_is_a_one_line_error_naming_it(inputs, tmp_path):

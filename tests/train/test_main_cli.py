@@ -80,6 +80,12 @@ def test_main_runs_resumes_exactly_and_exports(setup, tmp_path):
   )
   assert straight.returncode == 0, straight.stderr[-3000:]
   assert "held-out perplexity" in straight.stdout
+  # The outcome as data (langshift/run_result.py): status, export and the final figures.
+  with open(tmp_path / "straight" / "result.json") as f:
+    result = json.load(f)
+  assert (result["status"], result["recipe"]) == ("done", "cpt")
+  assert result["export"] == str(tmp_path / "straight" / "hf")
+  assert result["metrics"]["step"] == 6 and "eval/perplexity_after" in result["metrics"]
   first = _main(setup, tmp_path / "resumed", "--config.train.steps=3")
   assert first.returncode == 0, first.stderr[-3000:]
   second = _main(setup, tmp_path / "resumed", "--config.train.steps=6")
@@ -116,3 +122,4 @@ def test_unknown_config_key_is_a_clear_error(setup, tmp_path):
   bad = _main(setup, tmp_path / "bad", "--config.train.stepz=3")
   assert bad.returncode != 0
   assert "stepz" in bad.stderr
+  assert not os.path.exists(tmp_path / "bad" / "result.json")  # refused before the run began

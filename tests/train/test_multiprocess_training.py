@@ -15,6 +15,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "recipes"))
 import test_lep_end_to_end as lep_e2e  # noqa: E402  (tiny models and a Russian corpus)
 
+from langshift import run_result  # noqa: E402
 from langshift.checkpoints.safetensors_io import SafetensorsCheckpoint  # noqa: E402
 
 
@@ -43,9 +44,9 @@ def _args(setup, workdir, steps, every):
   ]
 
 
-def _check(results):
+def _check(results, code=0):
   for rc, out, err in results:
-    assert rc == 0, out[-2000:] + err[-4000:]
+    assert rc == code, out[-2000:] + err[-4000:]
   return results[0][1]
 
 
@@ -94,7 +95,9 @@ def test_sigterm_on_one_host_stops_both_at_the_same_step(setup, tmp_path):
       _args(setup, work, steps=steps, every=1000) + [schedule],
       extra_env=[{}, {"LANGSHIFT_FAULT": "term@step=5"}],
   )
-  out = _check(multiprocess_testing.wait(procs))
+  # Both processes exit 75 (EX_TEMPFAIL: rerun to continue) and result.json says preempted.
+  out = _check(multiprocess_testing.wait(procs), code=run_result.EXIT_PREEMPTED)
+  assert run_result.read_result(str(work))["status"] == "preempted"
   stopped = int(out.split("preempted at step ")[1].split(";")[0])
   assert 5 <= stopped < steps
   saved = sorted(int(p.name) for p in (work / "checkpoints").iterdir() if p.name.isdigit())
@@ -107,3 +110,4 @@ def test_sigterm_on_one_host_stops_both_at_the_same_step(setup, tmp_path):
   )
   assert f"from checkpoint step {stopped}" in out
   assert max(_losses(work)) == stopped + 2
+  assert run_result.read_result(str(work))["status"] == "done"
