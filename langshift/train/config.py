@@ -18,9 +18,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   # --- Recipe: what `python -m langshift.main` runs (langshift/recipes/run.py) ------------------
-  #   cpt  the training engine on this config (continual pre-training or SFT: `data` decides).
-  #   lep  learned embedding propagation (langshift/recipes/lep.py); its settings live in the
-  #        `lep` section that the recipe adds (`lep.lep_config()`), not in this base schema.
+  #   cpt           the training engine on this config (continual pre-training or SFT: `data`
+  #                 decides).
+  #   lep, inscp, pinch, noninstruct, native_align
+  #                 a recipe (langshift/recipes/<its module>.py); its settings live in the section
+  #                 of its name that the recipe adds (e.g. `lep.lep_config()`), not in this base
+  #                 schema.
   c.recipe = "cpt"
   # A recipe's stage name (its STAGE_DIRS keys, e.g. native_align's "rewrite"): run up to and
   # including that stage, then stop (status "stopped"). Rerunning without it continues from the
@@ -161,7 +164,7 @@ def base_config() -> ml_collections.ConfigDict:
   # of training, and before the first step when `at_start`:
   #   c.evals.heldout = evaluators.perplexity_eval(data=..., max_batches=4)
   #       held-out perplexity, written as eval/perplexity
-  #   c.evals.darumeru = evaluators.suite_eval(suite="mini_darumeru", every_steps=500)
+  #   c.evals.darumeru = evaluators.suite_eval(suite="handbook_mini", every_steps=500)
   #       a benchmark suite, written as eval/<task>/<metric> and eval/micro_avg
   c.evals = ml_collections.ConfigDict()
   return c

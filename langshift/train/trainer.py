@@ -425,7 +425,11 @@ def _loop(run: Run) -> dict[str, Any]:
       if pending is not None:
         log(*pending)
     except NonFiniteLossError as e:
-      save(int(state.step), force=True)
+      # The last good state (a skipped update leaves state.step behind the loop's step). A step
+      # already checkpointed is kept: saving it again would raise orbax's "already exists" in
+      # front of the real cause.
+      if int(state.step) not in run.manager.all_steps():
+        save(int(state.step), force=True)
       run.manager.wait_until_finished()
       writer.message(f"langshift: stopped: {e}")
       writer.close()
