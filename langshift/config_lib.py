@@ -136,3 +136,10 @@ def select(config, keys: Iterable[str]) -> dict[str, Any]:
     under = {k: v for k, v in flat.items() if k == key or k.startswith(key + ".")}
     out.update(under or {key: None})
   return out
+
+
+def check_fields(given: Mapping[str, Any], known: Mapping[str, Any], where: str) -> None:
+  """A one-line error naming the fields of `given` that `known` (a schema) does not have."""
+  unknown = sorted(set(given) - set(known))
+  if unknown:
+    raise ValueError(f"unknown field(s) {unknown} in {where}; known fields: {sorted(known)}")

@@ -18,6 +18,7 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from langshift.config_lib import check_fields
 from langshift.data.pinch import SHARE_OVER as PINCH_SHARE_OVER
 
 FORMATS = ("jsonl", "text", "parquet", "tfds")
@@ -141,12 +142,6 @@ def default_data_config() -> ml_collections.ConfigDict:
   # are translations of the same ids in every language.
   c.pinch.assignment = "disjoint"
   return c
-
-
-def check_fields(given: Mapping[str, Any], known: Mapping[str, Any], where: str) -> None:
-  unknown = sorted(set(given) - set(known))
-  if unknown:
-    raise ValueError(f"unknown field(s) {unknown} in {where}; known fields: {sorted(known)}")
 
 
 def _check_choice(value, choices, where):

@@ -32,6 +32,7 @@ from typing import Any
 import jax
 import ml_collections
 
+from langshift import config_lib
 from langshift.data import config as data_config_lib
 from langshift.generation.interface import GenerationOptions
 from langshift.parallel.host_transfer import to_global
@@ -106,7 +107,7 @@ _KINDS: dict[str, Callable[[], dict[str, Any]]] = {
 
 
 def _entry(defaults: dict[str, Any], fields: dict[str, Any], where: str):
-  data_config_lib.check_fields(fields, defaults, where)
+  config_lib.check_fields(fields, defaults, where)
   entry = ml_collections.ConfigDict(defaults)
   for key, value in fields.items():  # whole values: a data config replaces the default one
     entry[key] = value
@@ -379,12 +380,12 @@ def _with_defaults(defaults: dict[str, Any], entry, where: str) -> ml_collection
   """The entry with every field its kind has (an entry written as a plain dict may give only
   some); unknown fields are an error naming them."""
   given = entry.to_dict() if isinstance(entry, ml_collections.ConfigDict) else dict(entry)
-  data_config_lib.check_fields(given, defaults, where)
+  config_lib.check_fields(given, defaults, where)
   full = ml_collections.ConfigDict(defaults)
   for key, value in given.items():
     if key == "data":
       data = data_config_lib.default_data_config()
-      data_config_lib.check_fields(value, data, f"{where}.data")
+      config_lib.check_fields(value, data, f"{where}.data")
       data.update(value)
       value = data
     full[key] = value

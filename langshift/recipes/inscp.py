@@ -143,7 +143,7 @@ def check_inscp_config(config) -> None:
         "config.inscp = langshift.recipes.inscp.inscp_config()"
     )
   inscp = config.inscp
-  data_config_lib.check_fields(dict(inscp), inscp_config(), "config.inscp")
+  config_lib.check_fields(dict(inscp), inscp_config(), "config.inscp")
   if bool(inscp.instruct) == bool(inscp.lep_workdir):
     raise ValueError(
         "config.inscp: give exactly one of instruct (a local HF directory) and lep_workdir "

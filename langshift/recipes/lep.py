@@ -44,7 +44,6 @@ import numpy as np
 from langshift import config_lib
 from langshift.checkpoints.hf_export import export_hf_model
 from langshift.checkpoints.hf_import import load_hf_model
-from langshift.data import config as data_config_lib
 from langshift.data.config import resolve_sources
 from langshift.embeddings.initialization import INIT_METHODS, resize_embedding_params
 from langshift.embeddings.param_tree import embedding_matrices
@@ -297,7 +296,7 @@ def check_lep_config(config) -> None:
         "config.lep = langshift.recipes.lep.lep_config()"
     )
   lep = config.lep
-  data_config_lib.check_fields(dict(lep), lep_config(), "config.lep")
+  config_lib.check_fields(dict(lep), lep_config(), "config.lep")
   for key in ("base", "instruct"):
     if not lep[key] or not os.path.isdir(lep[key]):
       raise ValueError(

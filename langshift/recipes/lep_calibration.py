@@ -32,6 +32,7 @@ from typing import Any
 
 import ml_collections
 
+from langshift import config_lib
 from langshift.data import chat_epochs
 from langshift.data import config as data_config_lib
 from langshift.data.parallel_sets import read_jsonl_records
@@ -140,7 +141,7 @@ STAGE_KEYS = {
 def check_calibration_config(config) -> None:
   """One-line errors before any LEP stage runs."""
   c, where = config.lep.calibration, "config.lep.calibration"
-  data_config_lib.check_fields(dict(c), calibration_config(), where)
+  config_lib.check_fields(dict(c), calibration_config(), where)
   if not c.enabled:
     return
   if not c.prompts or not os.path.isfile(c.prompts):

@@ -44,10 +44,10 @@ STAGE_KEYS = ("lep.evaluate", "lep.calibration.enabled", "seed")
 
 def check_evaluate_config(config) -> None:
   """One-line errors before any stage runs: an unknown suite, missing task files, no match."""
-  from langshift.data import config as data_config_lib  # pylint: disable=import-outside-toplevel
+  from langshift import config_lib  # pylint: disable=import-outside-toplevel
 
   ev, where = config.lep.evaluate, "config.lep.evaluate"
-  data_config_lib.check_fields(dict(ev), evaluate_config(), where)
+  config_lib.check_fields(dict(ev), evaluate_config(), where)
   if not ev.suite:
     return
   if ev.num_fewshot < 0 or ev.max_examples < 0 or ev.batch_size < 1:

@@ -271,7 +271,7 @@ def check_native_align_config(config) -> None:
         "native_align_config()"
     )
   na, where = config.native_align, "config.native_align"
-  data_config_lib.check_fields(dict(na), native_align_config(), where)
+  config_lib.check_fields(dict(na), native_align_config(), where)
   if not 0 <= na.rewritten_fraction <= 1:
     raise ValueError(f"{where}.rewritten_fraction={na.rewritten_fraction}; expected in [0, 1]")
   if not na.native_weight > 0:

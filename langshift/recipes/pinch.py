@@ -184,8 +184,8 @@ def check_pinch_config(config) -> dict[str, Any]:
         "config.pinch = langshift.recipes.pinch.pinch_config()"
     )
   p, where = config.pinch, "config.pinch"
-  data_config_lib.check_fields(dict(p), pinch_config(), where)
-  data_config_lib.check_fields(dict(p.evaluate), pinch_config().evaluate, f"{where}.evaluate")
+  config_lib.check_fields(dict(p), pinch_config(), where)
+  config_lib.check_fields(dict(p.evaluate), pinch_config().evaluate, f"{where}.evaluate")
   if p.split not in SPLITS:
     raise ValueError(f"{where}.split={p.split!r}; expected one of {SPLITS}")
   if p.assignment not in ASSIGNMENTS:

@@ -10,35 +10,17 @@ keyed by id) covers pieces, and joining is a pure function of the finished outpu
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from langshift.data import sources as sources_lib
+from langshift.jsonl import read_jsonl, write_jsonl  # noqa: F401 (rio.read_jsonl: recipes)
 
 PIECE_SEPARATOR = "#"
 # A paragraph break: a blank line, or a single newline when the text has no blank lines.
 _BLANK_LINE = re.compile(r"\n[ \t]*\n+")
-
-
-def read_jsonl(path: str) -> list[dict[str, Any]]:
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def write_jsonl(path: str, records: Iterable[dict[str, Any]]) -> int:
-  """Writes records atomically (temp file, then rename); returns how many."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp, n = path + ".tmp", 0
-  with open(tmp, "w", encoding="utf-8") as f:
-    for record in records:
-      f.write(json.dumps(record, ensure_ascii=False) + "\n")
-      n += 1
-  os.replace(tmp, path)
-  return n
 
 
 def read_documents(

@@ -20,7 +20,6 @@ from typing import Any
 import ml_collections
 
 from langshift import config_lib
-from langshift.data import config as data_config_lib
 from langshift.generation.interface import GenerationOptions
 
 BACKENDS = ("local", "openai")
@@ -64,7 +63,7 @@ def role_config(**fields) -> ml_collections.ConfigDict:
       # `data.chat_template` for the student they trained, before and after (`student_role`).
       chat_template="",
   )
-  data_config_lib.check_fields(fields, defaults, "role_config")
+  config_lib.check_fields(fields, defaults, "role_config")
   config = ml_collections.ConfigDict(defaults)
   config.update(fields)
   return config
@@ -79,7 +78,7 @@ def stage_inputs(config, keys) -> dict[str, Any]:
 
 def check_role(role, where: str, *, needs_weights: bool = True) -> None:
   """One-line errors for a role's settings, before anything runs."""
-  data_config_lib.check_fields(dict(role), role_config(), where)
+  config_lib.check_fields(dict(role), role_config(), where)
   if role.backend not in BACKENDS:
     raise ValueError(f"{where}.backend={role.backend!r}; expected one of {BACKENDS}")
   if role.backend == "openai" and not role.base_url:

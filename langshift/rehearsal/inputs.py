@@ -11,11 +11,10 @@ or not local, e.g. the safety prompts of native alignment's judge).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable
 
-from langshift import config_lib
+from langshift import config_lib, jsonl
 from langshift.data import parallel_sets
 from langshift.recipes import lep_evaluation
 from langshift.rehearsal import darumeru_files, texts
@@ -48,10 +47,7 @@ class Filled:
 
 
 def write_jsonl(path: str, records) -> str:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "w", encoding="utf-8") as f:
-    for r in records:
-      f.write(json.dumps(r, ensure_ascii=False) + "\n")
+  jsonl.write_jsonl(path, records)
   return path
 
 

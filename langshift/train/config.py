@@ -111,6 +111,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(
       dict(
           steps=1000,
+          # > 0: a recipe's training stage sets `steps` from this many passes over its one chat
+          # file (the packed rows of its conversations; langshift/recipes/training.py). The
+          # engine alone counts steps: it refuses epochs.
+          epochs=0.0,
           global_batch_size=8,  # rows per optimizer step (all microbatches, all hosts)
           seq_len=512,
           microbatches=1,  # gradient accumulation: global_batch_size / microbatches rows at a time

@@ -83,6 +83,11 @@ def check_config(config) -> None:
   _choice("resume_policy", config.resume_policy, RESUME_POLICIES)
   tc, opt, ck = config.train, config.optimizer, config.checkpoint
   _integer("train.steps", tc.steps, 0)
+  if tc.get("epochs", 0):
+    raise ValueError(
+        f"config.train.epochs={tc.epochs}: epochs are counted by a recipe's training stage over "
+        "its chat file (langshift/recipes/training.py); the engine counts train.steps"
+    )
   _integer("train.global_batch_size", tc.global_batch_size, 1)
   _integer("train.seq_len", tc.seq_len, 2)
   _integer("train.microbatches", tc.microbatches, 1)

@@ -10,8 +10,7 @@ import pytest
 from generation.fake_openai_server import FakeOpenAI
 
 from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
-from langshift.recipes import native_alignment_eval
-from langshift.recipes import non_instructional as ni_lib
+from langshift.recipes import judging, native_alignment_eval
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, REPO)
@@ -34,11 +33,11 @@ def test_non_instructional_judge_gets_its_roles_budget(server):
   role = config.noninstruct.evaluate.judge
   assert role.max_new_tokens == JUDGE_MAX_NEW_TOKENS >= 512  # the published setting
   role.base_url = server.url
-  ni_lib.make_judge(config)([("q", "a", "b"), ("q", "b", "a")])
+  judging.make_judge(config, role)([("q", "a", "b"), ("q", "b", "a")])
   assert _sampling(server) == [(JUDGE_MAX_NEW_TOKENS, 0.0)] * 2
   # A role's own settings reach the server too.
   role.update(max_new_tokens=300, temperature=0.5)
-  ni_lib.make_judge(config)([("q", "a", "b")])
+  judging.make_judge(config, role)([("q", "a", "b")])
   assert _sampling(server)[-1] == (300, 0.5)
 
 

@@ -14,6 +14,7 @@ import pytest
 from langshift import config_lib
 from langshift.generation.job import read_outputs
 from langshift.recipes import non_instructional as ni_lib
+from langshift.recipes.recipe import run_recipe
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, REPO)
@@ -58,7 +59,7 @@ def _marker(workdir, stage):
 def test_every_stage_runs_with_lora_and_peft_loads_the_adapter(inputs, tmp_path):
   work = str(tmp_path / "work")
   with fx.FakeTeacher() as teacher:
-    result = ni_lib.run_non_instructional(_config(inputs, teacher.url), work, log=lambda _: None)
+    result = run_recipe(ni_lib.RECIPE, _config(inputs, teacher.url), work, log=lambda _: None)
     assert len(teacher.requests) == 10
   assert result["status"] == "done"
   split = _marker(work, "split")
@@ -101,7 +102,7 @@ def test_every_stage_runs_with_lora_and_peft_loads_the_adapter(inputs, tmp_path)
     np.testing.assert_allclose(adapted(tokens).logits.numpy(), merged.numpy(), atol=1e-4)
   # A rerun skips every stage and asks the teacher nothing.
   with fx.FakeTeacher() as teacher:
-    again = ni_lib.run_non_instructional(_config(inputs, teacher.url), work, log=lambda _: None)
+    again = run_recipe(ni_lib.RECIPE, _config(inputs, teacher.url), work, log=lambda _: None)
     assert not teacher.requests
   assert all(s["skipped"] for s in again["stages"].values())
 
@@ -114,7 +115,7 @@ def test_local_teacher_word_split_and_full_tuning(inputs, tmp_path):
       "size=tiny,tuning=full,unit=word,teacher=local",
       **{"noninstruct.teacher.hf_dir": inputs["model"], "noninstruct.heldout.path": ""},
   )
-  result = ni_lib.run_non_instructional(config, work, log=lambda _: None)
+  result = run_recipe(ni_lib.RECIPE, config, work, log=lambda _: None)
   assert result["status"] == "done"
   teacher = _marker(work, "teacher")
   assert teacher["continuations"] == 10 and teacher["teacher"] == "model"
@@ -137,7 +138,7 @@ def test_response_tuning_trains_on_responses_behind_an_empty_instruction(inputs,
   assert config.optimizer.learning_rate == 1e-3  # tiny sizing; full: LIMA's 1e-5
   assert noninstruct.get_config("mode=response_tuning").optimizer.learning_rate == 1e-5
   work = str(tmp_path / "work")
-  result = ni_lib.run_non_instructional(config, work, log=lambda _: None)
+  result = run_recipe(ni_lib.RECIPE, config, work, log=lambda _: None)
   assert "teacher" not in result["stages"]
   pairs = _read(os.path.join(work, "pairs", "pairs.jsonl"))
   assert [set(p) for p in pairs] == [{"id", "response"}] * 6
@@ -187,7 +188,7 @@ def test_bad_inputs_are_one_line_errors_and_keep_finished_work(inputs, tmp_path)
         match=r"^config.noninstruct.split.min_units=400: every document of .*corpus.jsonl is "
         r"shorter \(the longest has \d+ tokens\)",
     ):
-      ni_lib.run_non_instructional(config, str(tmp_path / "w1"), log=lambda _: None)
+      run_recipe(ni_lib.RECIPE, config, str(tmp_path / "w1"), log=lambda _: None)
     assert not teacher.requests
   # A teacher that answers nothing: the pairs stage stops; the continuations stay recorded.
   work = str(tmp_path / "w2")
@@ -195,15 +196,16 @@ def test_bad_inputs_are_one_line_errors_and_keep_finished_work(inputs, tmp_path)
     with pytest.raises(
         ValueError, match=r"^stage pairs: the teacher returned empty text for all 10"
     ):
-      ni_lib.run_non_instructional(_config(inputs, teacher.url), work, log=lambda _: None)
+      run_recipe(ni_lib.RECIPE, _config(inputs, teacher.url), work, log=lambda _: None)
   assert _marker(work, "teacher")["continuations"] == 10
   # A teacher that is down: one error naming the endpoint; the split stays done.
   work = str(tmp_path / "w3")
   with pytest.raises(Exception, match=r"127\.0\.0\.1:9"):
-    ni_lib.run_non_instructional(_config(inputs, "http://127.0.0.1:9/v1"), work, log=lambda _: None)
+    run_recipe(ni_lib.RECIPE, _config(inputs, "http://127.0.0.1:9/v1"), work, log=lambda _: None)
   assert os.path.exists(os.path.join(work, "stages", "split.json"))
   with pytest.raises(ValueError, match=r"noninstruct.split.unit='line'; expected one of"):
-    ni_lib.run_non_instructional(
+    run_recipe(
+        ni_lib.RECIPE,
         _config(inputs, "http://x/v1", **{"noninstruct.split.unit": "line"}),
         str(tmp_path / "w4"),
         log=lambda _: None,
@@ -232,15 +234,18 @@ def test_a_base_student_trains_answers_and_ships_in_the_runs_chat_template(input
         "noninstruct.evaluate.answer_max_new_tokens": 4,
         "noninstruct.evaluate.judge.base_url": teacher.url,
     }
-    result = ni_lib.run_non_instructional(
-        _config({**inputs, "model": base}, teacher.url, **overrides), work, log=lambda _: None
+    result = run_recipe(
+        ni_lib.RECIPE,
+        _config({**inputs, "model": base}, teacher.url, **overrides),
+        work,
+        log=lambda _: None,
     )
     assert sum(r.startswith("Please act as an impartial judge") for r in teacher.requests) == 2
   assert result["status"] == "done"
   sft = _marker(work, "sft")
   assert "eval/language_match_before" in sft and "eval/language_match_after" in sft
   judged = _read(os.path.join(work, "evaluate", "judged.jsonl"))
-  assert [x["question"] for x in judged] == ["Explain the kernel."]
+  assert [x["prompt"] for x in judged] == ["Explain the kernel."]
   # sft/hf renders a pair exactly as the pipeline rendered it for training.
   pair = _read(os.path.join(work, "pairs", "pairs.jsonl"))[0]
   messages = formatting.pair_messages(pair["prompt"], pair["response"])
@@ -255,7 +260,7 @@ def test_a_base_student_trains_answers_and_ships_in_the_runs_chat_template(input
 
 
 def test_long_documents_are_cut_at_a_word_end_before_the_split():
-  from langshift.data import non_instructional as ni
+  from langshift.recipes.non_instructional import splitting as ni
 
   text = "alpha beta gamma delta"
   offsets = ni.unit_offsets([text], "char")[0]
@@ -278,7 +283,7 @@ def test_evaluate_stage_judges_the_tuned_student_against_the_untuned_one(inputs,
         "noninstruct.evaluate.answer_max_new_tokens": 6,
         "noninstruct.evaluate.judge.base_url": teacher.url,
     }
-    ni_lib.run_non_instructional(_config(inputs, teacher.url, **overrides), work, log=print)
+    run_recipe(ni_lib.RECIPE, _config(inputs, teacher.url, **overrides), work, log=print)
     # Four prompts, each judged in both orders.
     judged = [r for r in teacher.requests if r.startswith("Please act as an impartial judge")]
     assert len(judged) == 8
@@ -288,7 +293,7 @@ def test_evaluate_stage_judges_the_tuned_student_against_the_untuned_one(inputs,
   # longer a tie): recompute that from the answers.
   with open(os.path.join(work, "evaluate", "judged.jsonl")) as f:
     pairs = [json.loads(line) for line in f]
-  assert [x["question"] for x in pairs] == [f"Explain the {w}." for w in words]
+  assert [x["prompt"] for x in pairs] == [f"Explain the {w}." for w in words]
   expected = [
       1.0
       if len(x["after"]) > len(x["before"])

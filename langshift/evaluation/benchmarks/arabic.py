@@ -34,6 +34,7 @@ from langshift.evaluation.benchmarks.tables import (
     read_rows,
     text_field,
 )
+from langshift.jsonl import write_jsonl
 
 ARABIC_LABELS = ("أ", "ب", "ج", "د", "هـ")
 LATIN_LABELS = ("A", "B", "C", "D", "E")
@@ -454,11 +455,6 @@ _LOADERS = {
 # --- Writing and summarising the suite. ---
 
 
-def _write_jsonl(path: str, records: Sequence[dict]) -> None:
-  with open(path, "w", encoding="utf-8") as f:
-    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-
-
 def write_suite(
     out_dir: str,
     tasks: Mapping[str, Sequence[BenchmarkTask]],
@@ -474,11 +470,11 @@ def write_suite(
     shots = num_fewshot if isinstance(num_fewshot, int) else num_fewshot.get(benchmark, 0)
     sizes[benchmark] = {}
     for task in benchmark_tasks:
-      _write_jsonl(os.path.join(out_dir, f"{task.name}.jsonl"), task.records)
+      write_jsonl(os.path.join(out_dir, f"{task.name}.jsonl"), task.records)
       spec = {"name": task.name, "type": "choice", "path": f"{task.name}.jsonl"}
       spec.update(num_fewshot=shots, language="ar")
       if task.fewshot:
-        _write_jsonl(os.path.join(out_dir, f"{task.name}.fewshot.jsonl"), task.fewshot)
+        write_jsonl(os.path.join(out_dir, f"{task.name}.fewshot.jsonl"), task.fewshot)
         spec["fewshot_path"] = f"{task.name}.fewshot.jsonl"
       specs.append(spec)
       sizes[benchmark][task.name] = len(task.records)

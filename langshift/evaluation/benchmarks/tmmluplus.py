@@ -18,6 +18,7 @@ import os
 from collections.abc import Sequence
 
 from langshift.evaluation.benchmarks.tables import format_error, read_rows, text_field
+from langshift.jsonl import write_jsonl
 
 LABELS = ("A", "B", "C", "D")
 # "The following is a multiple-choice question about {subject}; choose the correct answer."
@@ -67,20 +68,15 @@ def build_tmmluplus_suite(data_dir: str, out_dir: str, *, num_fewshot: int = 0) 
   for path in tests:
     subject = os.path.basename(path)[: -len("_test.csv")]
     name = f"tmmluplus_{subject}"
-    _write_jsonl(os.path.join(out_dir, f"{name}.jsonl"), read_subject(path, subject))
+    write_jsonl(os.path.join(out_dir, f"{name}.jsonl"), read_subject(path, subject))
     spec = {"name": name, "type": "choice", "path": f"{name}.jsonl", "language": "zh-TW"}
     spec["num_fewshot"] = num_fewshot
     dev = os.path.join(data_dir, f"{subject}_dev.csv")
     if os.path.exists(dev):
-      _write_jsonl(os.path.join(out_dir, f"{name}.fewshot.jsonl"), read_subject(dev, subject))
+      write_jsonl(os.path.join(out_dir, f"{name}.fewshot.jsonl"), read_subject(dev, subject))
       spec["fewshot_path"] = f"{name}.fewshot.jsonl"
     specs.append(spec)
   path = os.path.join(out_dir, "suite.json")
   with open(path, "w", encoding="utf-8") as f:
     json.dump({"name": "tmmluplus", "tasks": specs}, f, ensure_ascii=False, indent=1)
   return path
-
-
-def _write_jsonl(path: str, records: Sequence[dict]) -> None:
-  with open(path, "w", encoding="utf-8") as f:
-    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
