@@ -5,7 +5,7 @@ The Debian handbook's translations are partial: untranslated paragraphs stay in 
 51% of the ru-RU book's characters; most of the pl-PL and tr-TR books), and some paragraphs are a
 shell command more than a sentence. A paragraph is kept only when it is long enough, at most half
 of its characters sit in command or code markup, and langshift's offline language identification
-(`langshift.evaluation.language_id.detect_language`, the detector of the language-alignment
+(`langshift.text.language_id.detect_language`, the detector of the language-alignment
 metric) gives it the target language's label. Deterministic: no sampling, no thresholds learned.
 """
 
@@ -15,7 +15,7 @@ import collections
 import dataclasses
 from typing import Any, NamedTuple
 
-from langshift.evaluation.language_id import detect_language, normalize_language_tag
+from langshift.text.language_id import detect_language, normalize_language_tag
 
 KEPT = "kept"
 SHORT = "short"

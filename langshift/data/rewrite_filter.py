@@ -32,7 +32,7 @@ import unicodedata
 from collections.abc import Collection, Iterable, Mapping
 
 from langshift.data.dedup import normalize_arabic
-from langshift.evaluation.language_id import UNKNOWN, detect_language, normalize_language_tag
+from langshift.text.language_id import UNKNOWN, detect_language, normalize_language_tag
 
 RULES = ("empty", "meta_text", "language", "length_ratio")
 
@@ -316,7 +316,7 @@ def filter_rewrites(
   Args:
     pairs: (original, rewrite) texts.
     language: the language the rewrites must be in ('ar', 'zh-TW', ...; tags are normalised as in
-      `langshift.evaluation.language_id`), or None for "the same as the original's".
+      `langshift.text.language_id`), or None for "the same as the original's".
     min_ratio, max_ratio: band of rewrite/original length in characters (see the module doc).
     min_letters: texts with fewer letters are not judged on language.
     rules: the rules to apply (any subset of `RULES`); they always run in `RULES` order.

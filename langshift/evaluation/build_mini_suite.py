@@ -30,7 +30,7 @@ import re
 
 from absl import app, flags
 
-from langshift.evaluation.language_id import detect_language
+from langshift.text.language_id import detect_language
 
 _HANDBOOK = flags.DEFINE_string("handbook_dir", None, "debian-handbook html/ folder.")
 _OUT = flags.DEFINE_string("out_dir", None, "Where suite.json and the task JSONL files go.")

@@ -29,11 +29,6 @@ import numpy as np
 from absl import logging
 
 from langshift.evaluation import metrics as metrics_lib
-from langshift.evaluation.language_id import (
-    detect_language,
-    language_alignment,
-    normalize_language_tag,
-)
 from langshift.evaluation.prompts import (
     answer_delimiter,
     build_conversations,
@@ -49,6 +44,11 @@ from langshift.evaluation.tasks import (
     resolve_suite_path,
 )
 from langshift.generation.interface import GenerationOptions
+from langshift.text.language_id import (
+    detect_language,
+    language_alignment,
+    normalize_language_tag,
+)
 
 
 def surface_variants(label: str) -> tuple[str, ...]:

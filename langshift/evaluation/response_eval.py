@@ -3,7 +3,7 @@
 Two judge-free measures of what a model answers:
 
 - **Response-language match rate**: the share of answers whose detected language (offline LID,
-  `langshift.evaluation.language_id`, which tells Traditional from Simplified Chinese) is the
+  `langshift.text.language_id`, which tells Traditional from Simplified Chinese) is the
   prompt's. It is the headline metric of InsCP (Chen & Lee 2024, "InstructionCP: A fast approach
   to transfer Large Language Models into target language", arXiv:2405.20175, Sec. 4.2: fastText
   LID on TED prompts) and a judge-free proxy of Shaham et al. 2024 (arXiv:2401.01854, Sec. 3).
@@ -43,8 +43,8 @@ from collections.abc import Sequence
 import numpy as np
 from etils import epath
 
-from langshift.evaluation.language_id import detect_language, normalize_language_tag
 from langshift.generation.interface import GenerationOptions
+from langshift.text.language_id import detect_language, normalize_language_tag
 
 
 @dataclasses.dataclass(frozen=True)

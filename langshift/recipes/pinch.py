@@ -510,7 +510,7 @@ def _judge_against_monolingual(config, workdir: str, items: list[dict]) -> dict[
 
 def _set_language(config, label: str) -> str:
   """The parallel set's code of a response_eval label ('zh-Hans' -> 'zh')."""
-  from langshift.evaluation.language_id import normalize_language_tag  # pylint: disable=import-outside-toplevel
+  from langshift.text.language_id import normalize_language_tag  # pylint: disable=import-outside-toplevel
 
   languages = config.pinch.eval_languages or _manifest(config.pinch.parallel_set)["languages"]
   for lang in languages:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from langshift.evaluation.language_id import normalize_language_tag
+from langshift.text.language_id import normalize_language_tag
 
 LANGUAGE_NAMES: Mapping[str, str] = {
     "ar": "Arabic",

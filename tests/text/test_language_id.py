@@ -1,4 +1,4 @@
-from langshift.evaluation.language_id import (
+from langshift.text.language_id import (
     detect_language,
     language_alignment,
     normalize_language_tag,
