@@ -20,7 +20,9 @@ import data_fixtures  # noqa: E402
 import test_lep_end_to_end as lep_test  # noqa: E402
 
 from langshift import config_lib  # noqa: E402
-from langshift.recipes.inscp import check_inscp_config  # noqa: E402
+from langshift.recipes.inscp import RECIPE  # noqa: E402
+
+check_inscp_config = RECIPE.check_config
 
 REPO = os.path.abspath(os.path.join(TESTS, ".."))
 EXPERIMENT = os.path.join(REPO, "experiments", "inscp_zh_tw.py")
@@ -117,7 +119,7 @@ def test_scored_selected_wrapped_trained_and_judged(setup, tmp_path):
   # TMMLU+ from local files in its layout, before and after.
   for tag in ("before", "after"):
     assert 0 <= evaluated[f"{tag}/tmmluplus/tmmluplus_geography/accuracy"] <= 1
-  with open(workdir / "evaluate" / "answers.jsonl") as f:
+  with open(workdir / "evaluate" / "judged.jsonl") as f:
     assert len(f.readlines()) == 4
   # The export is a chat model transformers loads, with the instruct tokenizer's template.
   export = workdir / "cpt" / "hf"
