@@ -241,7 +241,9 @@ def published_scores(
     prefix: str = "darumeru",
 ) -> dict[str, float]:
   """The paper's metrics of every Darumeru task in `samples` (the records `run_eval_suite`
-  logged when running `suite`); tasks the paper does not have are skipped."""
+  logged when running `suite`); tasks the paper does not have are ignored. PARus logged without
+  its swapped twin (a suite not made by `with_swapped_parus`) is left out of the averages and
+  marked `<prefix>/skipped/parus`."""
   from langshift.evaluation.tasks import load_examples  # pylint: disable=import-outside-toplevel
 
   by_task: dict[str, list[dict]] = collections.defaultdict(list)
@@ -249,6 +251,7 @@ def published_scores(
     by_task[s["task"]].append(s)
   specs = {t.name: t for t in suite.tasks}
   per_task: dict[str, dict[str, float]] = {}
+  skipped: list[str] = []
   for task, records in by_task.items():
     if task not in TASKS:
       continue
@@ -257,7 +260,11 @@ def published_scores(
       golds = [r["choices"][r["gold"]] for r in records]
       preds = [r["choices"][r["pred"]] for r in records]
       swapped = None
-      if task == "parus" and SWAPPED_PARUS in by_task:
+      if task == "parus":
+        if SWAPPED_PARUS not in by_task:
+          # Logged without its twin (e.g. the LEP stage's samples): left out, not mis-scored.
+          skipped.append(task)
+          continue
         twins = sorted(by_task[SWAPPED_PARUS], key=lambda s: s["index"])
         swapped = [r["pred"] == r["gold"] for r in twins]
       per_task[task] = choice_task_metrics(task, golds, preds, swapped)
@@ -270,7 +277,9 @@ def published_scores(
         )
       outputs = [r["output"] for r in records]
       per_task[task] = generation_task_metrics(task, outputs, examples, count_tokens)
-  return summarize(per_task, prefix)
+  out = summarize(per_task, prefix)
+  out.update({f"{prefix}/skipped/{task}": 1 for task in skipped})
+  return out
 
 
 # --- PARus in both orders. ---

@@ -155,6 +155,11 @@ def test_published_scores_from_the_harness_samples(data_dir, tmp_path):
   assert out["darumeru/micro_avg"] == pytest.approx(sum(task_scores) / 16)
   assert all(0.0 <= g <= 1.0 for g in groups)
 
+  # Samples of a run without the twin (the LEP stage's): PARus is left out and marked.
+  plain = dp.published_scores(suite, [s for s in samples if s["task"] != "parus_swapped"])
+  assert "darumeru/parus/score" not in plain and plain["darumeru/skipped/parus"] == 1
+  assert plain["darumeru/tasks"] == 15
+
   path = tmp_path / "samples.jsonl"
   path.write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
   assert dp.main([f"--data_dir={data_dir}", f"--samples={path}", f"--output_dir={tmp_path}"]) == 0
