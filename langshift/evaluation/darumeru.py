@@ -20,7 +20,10 @@ Formats (`TaskSpec.format`):
   `answer` as 0-3 or A-D, `subject` or the subject's folder); `path` may be a folder, of which the
   tables whose path names the split (`test` for the task, `dev` for its demonstrations) are read.
   The task's `language` ("ru" / "en") picks the fields.
-- `gazeta`: Gazeta JSON lines (`title`, `text`, `summary`).
+- `gazeta`: Gazeta JSON lines (`title`, `text`, `summary`), or Darumeru's filtered DaruSum
+  records (`src_sents`, `summary_sents`: the sentences, joined by spaces). Rows that carry
+  `summary_support` are filtered as the paper filters Gazeta
+  (`darumeru_published.keep_gazeta_row`).
 
 Bad input is a one-line error naming the file, the line or row, and the field.
 """
@@ -193,14 +196,23 @@ def mmlu_example(where: str, row: dict, spec: TaskSpec, folder_subject: str | No
   )
 
 
+def _sentences(where: str, row: dict, field: str) -> str:
+  value = row.get(field)
+  if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
+    raise format_error(where, f"field {field!r} is not a list of sentences")
+  return " ".join(s.strip() for s in value)
+
+
 def gazeta_example(where: str, row: dict, spec: TaskSpec) -> Example:
   del spec
-  user = GAZETA_INSTRUCTION.format(
-      title=text_field(row, where, "title", required=False), text=text_field(row, where, "text")
-  )
+  if "src_sents" in row:  # Darumeru's DaruSum layout
+    text, summary = _sentences(where, row, "src_sents"), _sentences(where, row, "summary_sents")
+  else:
+    text, summary = text_field(row, where, "text"), text_field(row, where, "summary")
+  user = GAZETA_INSTRUCTION.format(title=text_field(row, where, "title", required=False), text=text)
   return Example(
       prompt=user + "\n\n" + SUMMARY_WORD,
-      target=text_field(row, where, "summary"),
+      target=summary,
       language="ru",
       id=row.get("url"),
       messages=(
@@ -250,7 +262,13 @@ def load_examples(spec: TaskSpec, path: str) -> list[Example]:
   elif spec.format == "rucola":
     examples = [rucola_example(where, row, spec) for where, row in read_rows(path)]
   elif spec.format == "gazeta":
-    examples = [gazeta_example(where, row, spec) for where, row in read_rows(path)]
+    from langshift.evaluation.darumeru_published import keep_gazeta_row  # pylint: disable=import-outside-toplevel
+
+    examples = [
+        gazeta_example(where, row, spec)
+        for where, row in read_rows(path)
+        if keep_gazeta_row(where, row)
+    ]
   else:
     raise ValueError(f"task {spec.name}: format={spec.format!r} has no loader here")
   return examples

@@ -60,6 +60,12 @@ def rouge_n_recall(prediction: str, reference: str, n: int = 1) -> float:
   return sum((ref & pred).values()) / sum(ref.values())
 
 
+def rouge12_recall(prediction: str, reference: str) -> float:
+  """Mean of ROUGE-1 and ROUGE-2 recall: Darumeru's abstractive summary score (Tikhomirov &
+  Chernyshev 2024, arXiv:2412.21140, Sec. 2.3.3)."""
+  return (rouge_n_recall(prediction, reference, 1) + rouge_n_recall(prediction, reference, 2)) / 2
+
+
 def lcs_length(a: Sequence, b: Sequence) -> int:
   """Length of the longest common subsequence, bit-parallel (Allison & Dix 1986).
 
@@ -118,6 +124,7 @@ GENERATION_METRICS = {
     "f1": token_f1,
     "rouge1_recall": rouge_n_recall,
     "rouge2_recall": lambda p, r: rouge_n_recall(p, r, 2),
+    "rouge12_recall": rouge12_recall,
     "rougeL_recall": rouge_l_recall,
     "rougeL_f1": rouge_l_f1,
     "length_ratio": length_ratio,
