@@ -27,6 +27,7 @@ run for every workdir with their inputs (LEP's propagation cells train CPT once)
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
@@ -38,6 +39,14 @@ from langshift import config_lib
 from langshift.recipes import fingerprints
 from langshift.recipes import stages as stages_lib
 from langshift.recipes.stages import StageInterrupted, StageRunner, StoppedAfter
+
+# The stage whose body is running (None outside a recipe): `training.train_stage` checks that a
+# stage which trains declares it, so that its fingerprint holds the training set.
+_CURRENT_STAGE: contextvars.ContextVar = contextvars.ContextVar("langshift_stage", default=None)
+
+
+def current_stage() -> Stage | None:
+  return _CURRENT_STAGE.get()
 
 
 @dataclasses.dataclass
@@ -228,7 +237,11 @@ def _run_stage(recipe, stage, ctx, runner, upstream, shared) -> dict[str, Any]:
   collective = stage.collective or stage.training
 
   def body():
-    return stage.body(ctx)
+    token = _CURRENT_STAGE.set(stage)
+    try:
+      return stage.body(ctx)
+    finally:
+      _CURRENT_STAGE.reset(token)
 
   if upstream is not None and stage.upstream:
     return runner.reached(name, upstream.recorded(name, inputs))

@@ -145,8 +145,16 @@ def epoch_steps(sub: ml_collections.ConfigDict) -> dict[str, int]:
 def train_stage(stage: str, config: ml_collections.ConfigDict, out_dir: str) -> dict[str, Any]:
   """Trains the engine config `config` (from `training_config`) in `out_dir` (resuming its
   checkpoint); its summary, or `StageInterrupted` when the run was preempted."""
-  from langshift.train.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from langshift.recipes.recipe import current_stage
+  from langshift.train.trainer import train_and_evaluate
 
+  running = current_stage()
+  if running is not None and not running.training:
+    raise ValueError(
+        f"stage {running.name} trains but does not declare it (Stage(trains=...)): its "
+        "fingerprint would miss the training set (langshift/recipes/fingerprints.py)"
+    )
   extra = epoch_steps(config)
   summary = {**train_and_evaluate(config, out_dir), **extra}
   if summary.get("stop_reason") == "preempted":

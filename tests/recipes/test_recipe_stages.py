@@ -1,10 +1,10 @@
 """Resumable recipe stages: skip when finished, redo when killed, refuse a changed config."""
 
+import dataclasses
 import os
 
 import pytest
 
-from langshift.recipes import stages as stages_lib
 from langshift.recipes.stages import StageInterrupted, StageRunner
 
 
@@ -149,17 +149,45 @@ def test_bad_lep_setting_is_a_one_line_error_naming_it(key, value, tmp_path):
 _TOY_STAGES = {"prepare": "prepared", "rewrite": "rewritten", "train": "trained"}
 
 
-@stages_lib.stoppable
-def _toy_recipe(config, workdir, *, calls, rewrite=True):
-  """A recipe of three stages in the shape of the real ones; `rewrite=False` leaves one out."""
-  runner = stages_lib.recipe_runner(config, workdir, lambda _: None, _TOY_STAGES)
-  done = {}
-  for name, folder in _TOY_STAGES.items():
-    if name == "rewrite" and not rewrite:
-      continue
-    out = os.path.join(workdir, folder)
-    done[name] = runner.run(name, out, _body(out, calls), inputs={"stage": name})
-  return {"status": "done", "stages": done, "export": os.path.join(workdir, "trained")}
+def _toy_declaration(calls, logs=None):
+  """A recipe of three stages in the shape of the real ones; `toy.rewrite=False` leaves one out."""
+  import ml_collections
+
+  from langshift.recipes.recipe import Recipe, Stage
+
+  def body(name):
+    def run(ctx):
+      return _body(ctx.paths[name], calls)()
+
+    return run
+
+  return Recipe(
+      name="toy",
+      title="toy recipe",
+      section="toy",
+      section_config=lambda: ml_collections.ConfigDict(dict(rewrite=True)),
+      check=lambda config: None,
+      stages=tuple(
+          Stage(
+              name,
+              folder,
+              body(name),
+              reads=(f"toy.{name}",) if name == "rewrite" else (),
+              when=(lambda config: config.toy.rewrite) if name == "rewrite" else None,
+          )
+          for name, folder in _TOY_STAGES.items()
+      ),
+      export=lambda ctx: ctx.paths["train"],
+  )
+
+
+def _toy_recipe(config, workdir, *, calls, rewrite=True, logs=None):
+  from langshift.recipes.recipe import run_recipe
+
+  with config.unlocked():
+    config.toy = dict(rewrite=rewrite)
+  log = logs.append if logs is not None else (lambda _: None)
+  return run_recipe(_toy_declaration(calls), config, workdir, log=log)
 
 
 def _stop_config(stop_after):
@@ -208,3 +236,61 @@ def test_stop_after_an_unknown_stage_is_a_one_line_error_before_any_work(tmp_pat
   ):
     run_experiment(_stop_config("train"), str(tmp_path / "cpt"))
   assert not (tmp_path / "cpt").exists()
+
+
+def test_the_runner_logs_each_stage_and_returns_the_result(tmp_path):
+  logs, calls = [], []
+  result = _toy_recipe(_stop_config(""), str(tmp_path), calls=calls, logs=logs)
+  assert result["status"] == "done" and result["export"] == str(tmp_path / "trained")
+  assert [line for line in logs if line.startswith("langshift: stage ") and "->" not in line] == [
+      f"langshift: stage {name}: value=1" for name in _TOY_STAGES
+  ]
+  assert logs[-1] == f"langshift: toy recipe done; model: {tmp_path / 'trained'}"
+
+
+def test_a_preempted_stage_makes_the_run_preempted_and_the_rerun_continues(tmp_path):
+  from langshift.recipes.recipe import Stage, run_recipe
+
+  calls, logs = [], []
+  declaration = _toy_declaration(calls)
+
+  def preempted(ctx):
+    os.makedirs(ctx.paths["train"], exist_ok=True)
+    raise StageInterrupted("train", {"step": 3})
+
+  stopping = dataclasses.replace(
+      declaration,
+      stages=(*declaration.stages[:2], Stage("train", "trained", preempted, trains="")),
+  )
+  config = _stop_config("")
+  with config.unlocked():
+    config.toy = dict(rewrite=True)
+  result = run_recipe(stopping, config, str(tmp_path), log=logs.append)
+  assert result == {
+      "status": "preempted",
+      "stages": {**result["stages"], "train": {"step": 3}},
+      "export": None,
+  }
+  assert list(result["stages"]) == ["prepare", "rewrite", "train"]
+  assert logs[-1] == (
+      "langshift: toy recipe stopped during stage train; rerun the same command to continue"
+  )
+  again = run_recipe(declaration, config, str(tmp_path), log=lambda _: None)
+  assert again["status"] == "done" and again["stages"]["prepare"]["skipped"]
+
+
+def test_a_stage_that_trains_must_declare_it(tmp_path):
+  from langshift.recipes import training
+  from langshift.recipes.recipe import Stage, run_recipe
+
+  declaration = _toy_declaration([])
+
+  def trains(ctx):
+    return training.train_stage("prepare", ctx.config, ctx.paths["prepare"])
+
+  undeclared = dataclasses.replace(declaration, stages=(Stage("prepare", "prepared", trains),))
+  config = _stop_config("")
+  with config.unlocked():
+    config.toy = dict(rewrite=True)
+  with pytest.raises(ValueError, match=r"^stage prepare trains but does not declare it"):
+    run_recipe(undeclared, config, str(tmp_path), log=lambda _: None)
