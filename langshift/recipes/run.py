@@ -28,7 +28,6 @@ _LEGACY = {
     "lep": "run_lep",
     "inscp": "run_inscp",
     "native_align": "run_native_alignment",
-    "pinch": "run_pinch",
 }
 
 
