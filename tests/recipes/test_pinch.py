@@ -1,5 +1,6 @@
 """A pinch of multilinguality: the mixtures the experiment file configures, the IF score against
-hand-computed judge outcomes, one-line errors for bad input, and a tiny run of every stage."""
+hand-computed judge outcomes, one-line errors for bad input, a tiny run of every stage, epochs
+counted by the training stage, and what invalidates a finished stage."""
 
 import json
 import os

@@ -120,14 +120,14 @@ def evaluate_tuned(ctx: StageContext) -> dict[str, Any]:
   from langshift.evaluation import response_eval
   from langshift.generation.interface import GenerationOptions
 
-  config, p = ctx.config, ctx.paths
+  config, paths = ctx.config, ctx.paths
   e = config.pinch.evaluate
   prompts = response_eval.load_response_prompts(
-      os.path.join(p["mixture"], "prompts.jsonl"), e.max_examples
+      os.path.join(paths["mixture"], "prompts.jsonl"), e.max_examples
   )
   role = roles.student_role(
       config,
-      os.path.join(p["sft"], "hf"),
+      os.path.join(paths["sft"], "hf"),
       batch_size=e.batch_size,
       dtype=config.model.dtype,
   )
@@ -139,10 +139,10 @@ def evaluate_tuned(ctx: StageContext) -> dict[str, Any]:
       prefix="responses",
       records=items,
   )
-  write_jsonl(os.path.join(p["evaluate"], "responses.jsonl"), items)
+  write_jsonl(os.path.join(paths["evaluate"], "responses.jsonl"), items)
   if e.monolingual_workdir:
     metrics.update(evaluation.judge_against_monolingual(config, ctx.workdir, items))
-  with open(os.path.join(p["evaluate"], "metrics.json"), "w") as f:
+  with open(os.path.join(paths["evaluate"], "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=1, sort_keys=True)
   return metrics
 
