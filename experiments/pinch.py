@@ -38,7 +38,7 @@ Arguments (`--config=experiments/pinch.py:<arg>`):
                  (default disjoint: every instruction once).
 
 `sweep()`: P in {0, 1, 10, 20, ..., 100}, then the language-count study (1..6 languages);
-`python -m langshift.recipes.pinch_report --root=<sweep root>` then writes one table per score
+`python -m langshift.recipes.pinch.report --root=<sweep root>` then writes one table per score
 (cell x language) and a plot per score like the paper's figures. For the IF score, first tune one
 reference per evaluated language L (`--config.pinch.split=monolingual --config.pinch.monolingual=L`,
 workdir `<refs>/mono-L`), then give the sweep `--config.pinch.evaluate.monolingual_workdir=
@@ -70,7 +70,7 @@ ARGS = dict(
 # only; all else stays as published but the paths and endpoints the rehearsal fills.
 REHEARSAL_SIZES = {
     "pinch.budget": 100,  # P = 1: one multilingual example
-    "pinch.epochs": 1.0,
+    "train.epochs": 1.0,
     "pinch.max_eval_examples": 1,
     "pinch.evaluate.batch_size": 4,
     "evals.responses.max_examples": 1,
@@ -98,7 +98,6 @@ def get_config(arg=None):
       split="pinch" if arg.study == "percent" else "uniform",
       num_languages=4,
       assignment=arg.assignment,
-      epochs=3.0,
   )
   p.evaluate.update(responses=True, max_new_tokens=512)
   # The judge-free scores per language, on the held-out prompts the mixture stage writes
@@ -111,7 +110,8 @@ def get_config(arg=None):
   # base vocabulary already holds) or Mistral's [INST]. The export and every evaluation use it.
   c.data.chat_template = "mistral" if arg.model == "mistral" else "llama3"
   c.model.update(dtype="bfloat16", param_dtype="float32", remat_policy="full")
-  c.train.update(global_batch_size=32, seq_len=2048, log_every=10, loss_chunk_size=1024)
+  # Three epochs over the mixture: train.steps from its packed rows (langshift/recipes/training.py).
+  c.train.update(epochs=3.0, global_batch_size=32, seq_len=2048, log_every=10, loss_chunk_size=1024)
   c.optimizer.update(learning_rate=1e-5, warmup_steps=20, schedule="cosine", weight_decay=0.1)
   c.checkpoint.update(every_steps=200, keep=2, export_hf_at_end=True, export_dtype="bfloat16")
   c.mesh.ici.update(data=1, fsdp=-1, tensor=1)
@@ -136,7 +136,6 @@ def _cpu(c):
       budget=60,
       languages=("ar", "es", "it", "ru", "zh"),
       study_languages=("en", "ar", "it", "ru", "es", "zh"),
-      epochs=1.0,
       max_eval_examples=8,
   )
   p.evaluate.update(responses=False, max_new_tokens=48, batch_size=4)
@@ -144,7 +143,7 @@ def _cpu(c):
   # Peak memory ~10 GB without remat on a shared 24 GB machine: recompute layers instead, and
   # checkpoint often enough that a killed run loses little.
   c.model.update(dtype="float32", remat_policy="full")
-  c.train.update(global_batch_size=4, seq_len=512, log_every=2, loss_chunk_size=0)
+  c.train.update(epochs=1.0, global_batch_size=4, seq_len=512, log_every=2, loss_chunk_size=0)
   c.optimizer.update(learning_rate=5e-5, warmup_steps=2, mu_dtype="")
   c.checkpoint.update(every_steps=3, keep=1, export_dtype="float32")
 
@@ -154,11 +153,13 @@ def _tiny(c):
   tests' tiny tokenizers hold Llama-3's header tokens)."""
   p = c.pinch
   p.update(budget=12, percent=50.0, languages=("ar", "ru"), study_languages=("en", "ar", "ru"))
-  p.update(epochs=0.0, max_eval_examples=2, num_languages=2)
+  p.update(max_eval_examples=2, num_languages=2)
   p.evaluate.update(responses=True, max_new_tokens=4, batch_size=4)
   c.evals.responses.update(max_examples=2, max_new_tokens=4, batch_size=4)
   c.model.update(dtype="float32", remat_policy="none")
-  c.train.update(steps=2, global_batch_size=2, seq_len=64, log_every=1, loss_chunk_size=0)
+  c.train.update(
+      steps=2, epochs=0.0, global_batch_size=2, seq_len=64, log_every=1, loss_chunk_size=0
+  )
   c.optimizer.update(learning_rate=1e-3, warmup_steps=1, mu_dtype="")
   c.checkpoint.update(every_steps=2, keep=1, export_dtype="float32", async_save=False)
   c.mesh.num_devices = 1

@@ -19,7 +19,6 @@ import ml_collections
 from ml_collections import config_dict
 
 from langshift.config_lib import check_fields
-from langshift.data.pinch import SHARE_OVER as PINCH_SHARE_OVER
 
 FORMATS = ("jsonl", "text", "parquet", "tfds")
 TEMPLATES = ("none", "chat", "pair", "inscp", "response")
@@ -28,16 +27,13 @@ TEXT_UNITS = ("line", "paragraph", "file")
 PACKINGS = ("concat", "greedy", "boundary", "none")
 BOUNDARY_REMAINDERS = ("pad", "drop")
 OVERLONG = ("split", "truncate")
-MIXERS = ("weighted", "pinch")
-PINCH_SPLITS = ("pinch", "uniform")
-ASSIGNMENTS = ("disjoint", "parallel")
+MIXERS = ("weighted",)
 ON_BAD_RECORD = ("raise", "skip")
 
 # Source fields and their defaults. Comments document each field.
 _SOURCE_FIELDS: dict[str, Any] = dict(
     name="",  # Only for list-style `sources`; the key otherwise.
     # File glob, or several separated by ","; local or any etils.epath scheme (gs://...).
-    # For the pinch mixer it contains "{lang}" (one file set per language).
     path="",
     format="jsonl",  # one of FORMATS
     weight=1.0,  # Relative weight in the weighted mixture (normalised over sources).
@@ -126,21 +122,6 @@ def default_data_config() -> ml_collections.ConfigDict:
   # True makes sure one "\n" ends the header.
   c.inscp.newline_after_header = config_dict.placeholder(bool)
   c.inscp.mask_header = False  # Ablation: no loss on the template's header tokens.
-
-  # Pinch mixer (mixer=pinch): Shaham et al. 2024, arXiv:2401.01854. Needs exactly one source
-  # with "{lang}" in its path.
-  c.pinch = ml_collections.ConfigDict()
-  c.pinch.budget = 4640  # Examples in the mixture (LIMA 1,000 + OpenAssistant 3,640).
-  c.pinch.split = "pinch"  # pinch: P% over the languages, rest English; uniform: even over all
-  c.pinch.percent = 1.0  # P (split=pinch)
-  # all: the P% evenly over English and `languages` alike (the paper, Sec. 3.2); non_english:
-  # over `languages` only (langshift/data/pinch.py: multilingual_count).
-  c.pinch.share_over = "all"
-  c.pinch.english = "en"
-  c.pinch.languages = ("ar", "zh", "cs", "et", "fi", "he", "hi", "it", "ru", "es", "sw")
-  # disjoint: every example id used once (distinct content); parallel: the non-English examples
-  # are translations of the same ids in every language.
-  c.pinch.assignment = "disjoint"
   return c
 
 
@@ -186,15 +167,11 @@ def validate_data_config(data_config) -> list[ml_collections.ConfigDict]:
   known = default_data_config()
   check_fields(dict(data_config), known, "data")
   check_fields(dict(data_config.inscp), known.inscp, "data.inscp")
-  check_fields(dict(data_config.pinch), known.pinch, "data.pinch")
   _check_choice(data_config.mixer, MIXERS, "data.mixer")
   _check_choice(data_config.packing, PACKINGS, "data.packing")
   _check_choice(data_config.boundary_remainder, BOUNDARY_REMAINDERS, "data.boundary_remainder")
   _check_choice(data_config.overlong, OVERLONG, "data.overlong")
   _check_choice(data_config.on_bad_record, ON_BAD_RECORD, "data.on_bad_record")
-  _check_choice(data_config.pinch.split, PINCH_SPLITS, "data.pinch.split")
-  _check_choice(data_config.pinch.assignment, ASSIGNMENTS, "data.pinch.assignment")
-  _check_choice(data_config.pinch.share_over, PINCH_SHARE_OVER, "data.pinch.share_over")
   if data_config.tokenize_batch_size < 1 or data_config.mixture_block < 1:
     raise ValueError("data.tokenize_batch_size and data.mixture_block must be positive")
   return resolve_sources(data_config)

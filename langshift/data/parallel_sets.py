@@ -3,9 +3,10 @@
 Shaham et al. 2024 ("Multilingual Instruction Tuning With Just a Pinch of Multilinguality",
 arXiv:2401.01854) tune on an English instruction set (LIMA's 1,000 examples and 3,640 first turns
 of OpenAssistant) machine-translated into 11 languages: example id i is the same instruction in
-every language, which is what a fixed-budget mixture draws from (`langshift/data/pinch.py`).
+every language, which is what a fixed-budget mixture draws from
+(`langshift/recipes/pinch/mixture.py`).
 
-On-disk layout, the one the pinch mixer reads (a source path with "{lang}"):
+On-disk layout, the one the pinch recipe reads (`pinch.parallel_set`):
 
   <root>/<split>/<lang>.jsonl   one record per example id, the same ids in the same order in
                                 every language: {"id", "lang", "messages": [user, assistant]}

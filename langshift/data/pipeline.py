@@ -8,7 +8,7 @@
 
 Stages (grain datasets):
   1. records    each source a random-access `MapDataset`, shuffled per epoch and repeated
-  2. mixture    `MixtureMapDataset` (weighted) or a fixed pinch mixture; sliced per process
+  2. mixture    `MixtureMapDataset` (weighted); sliced per process
   3. examples   chunks of `tokenize_batch_size` records tokenized with one batched call, read
                 ahead by `read_threads` threads (the tokenizers release the GIL)
   4. rows       `PackedIterDataset`, then batches of `global_batch_size / process_count` rows
@@ -23,7 +23,6 @@ chunks are in flight. Measured for a single 22 MB document: docs/benchmarks.md.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
 
 import grain
 import numpy as np
@@ -32,7 +31,6 @@ from absl import logging
 from langshift.data import config as config_lib
 from langshift.data import examples as examples_lib
 from langshift.data import mixtures, selection
-from langshift.data import pinch as pinch_lib
 from langshift.data import sources as sources_lib
 from langshift.data.packed_dataset import PackedIterDataset
 from langshift.tokenization import chat_templates
@@ -57,10 +55,10 @@ def _needs_template(sources) -> bool:
   return any(src.template != "none" for src in sources)
 
 
-def _open_selected(src, on_bad_record: str, path: str | None = None, piece_bytes: int = 0):
+def _open_selected(src, on_bad_record: str, piece_bytes: int = 0):
   """A source's records, restricted by perplexity selection when configured; plain-text records
   over `piece_bytes` (> 0) read as pieces."""
-  records = sources_lib.open_source(src, on_bad_record, path=path)
+  records = sources_lib.open_source(src, on_bad_record)
   if src.perplexity_field or src.perplexity_scores:
     records = _selected(src, records)
   if piece_bytes and src.template == "none":
@@ -83,60 +81,6 @@ def _selected(src, records):
       "source %s: perplexity selection keeps %d of %d records", src.name, len(keep), len(records)
   )
   return sources_lib.SubsetSource(records, keep)
-
-
-class _MixtureRecords(Sequence):
-  """`(where, record)` of a fixed mixture of `(language, example id)` over parallel sources."""
-
-  def __init__(self, by_language, mixture):
-    self._by_language, self._mixture = by_language, mixture
-
-  def __len__(self):
-    return len(self._mixture)
-
-  def __getitem__(self, i):
-    lang, example_id = self._mixture[int(i)]
-    where, record = self._by_language[lang][example_id]
-    return f"[{lang}] {where}", record
-
-
-def _pinch_records(data_config, sources, seed: int):
-  if len(sources) != 1 or "{lang}" not in sources[0].path:
-    raise ValueError("data.mixer=pinch needs exactly one source whose path contains '{lang}'")
-  src, p = sources[0], data_config.pinch
-  languages = list(p.languages)
-  all_languages = ([p.english] + languages) if p.split == "pinch" else languages
-  by_language = {
-      lang: _open_selected(src, data_config.on_bad_record, path=src.path.replace("{lang}", lang))
-      for lang in all_languages
-  }
-  sizes = {lang: len(records) for lang, records in by_language.items()}
-  if len(set(sizes.values())) != 1:
-    raise ValueError(f"pinch: the parallel sources differ in length: {sizes}")
-  n = next(iter(sizes.values()))
-  mix_seed = derived_seed(seed, "pinch")
-  if p.split == "pinch":
-    mixture = pinch_lib.pinch_mixture(
-        p.budget,
-        p.percent,
-        languages,
-        english=p.english,
-        assignment=p.assignment,
-        seed=mix_seed,
-        num_source_examples=n,
-        share_over=p.share_over,
-    )
-  else:
-    mixture = pinch_lib.uniform_mixture(
-        p.budget, languages, assignment=p.assignment, seed=mix_seed, num_source_examples=n
-    )
-  logging.info(
-      "pinch mixture (%s, %s): %s", p.split, p.assignment, pinch_lib.language_counts(mixture)
-  )
-  ds = grain.MapDataset.source(_MixtureRecords(by_language, mixture))
-  if data_config.shuffle:
-    ds = ds.shuffle(seed=derived_seed(seed, "pinch-order"))
-  return ds.repeat().map(lambda element: (0, *element)), [sources_lib.BadRecordLog(src.name)]
 
 
 def _weighted_records(data_config, sources, seed: int, piece_bytes: int):
@@ -210,11 +154,7 @@ def train_dataset(
     )
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index={process_index} not in [0, {process_count})")
-  if data_config.mixer == "pinch":
-    records, bad = _pinch_records(data_config, sources, seed)
-    sources = sources[:1]
-  else:
-    records, bad = _weighted_records(data_config, sources, seed, document_piece_bytes(seq_len))
+  records, bad = _weighted_records(data_config, sources, seed, document_piece_bytes(seq_len))
   builder = _builder(data_config, sources, tokenizer, bad)
   # Each process takes every process_count-th record of the one global mixture.
   records = records[process_index::process_count]

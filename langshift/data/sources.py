@@ -467,12 +467,9 @@ def split_long_documents(records: Sequence, text_field: str, max_bytes: int) -> 
   return pieces
 
 
-def open_source(src, on_bad_record: str = "raise", path: str | None = None) -> Sequence:
-  """The record source described by a resolved source config (`langshift.data.config`).
-
-  `path` overrides `src.path` (the pinch mixer fills in "{lang}").
-  """
-  records = _open_records(src, on_bad_record, path)
+def open_source(src, on_bad_record: str = "raise") -> Sequence:
+  """The record source described by a resolved source config (`langshift.data.config`)."""
+  records = _open_records(src, on_bad_record)
   if src.get("qa_split"):
     records = QuestionAnswerSamples(
         records, src.prompt_field, src.response_field, src.text_field, on_bad_record
@@ -480,10 +477,10 @@ def open_source(src, on_bad_record: str = "raise", path: str | None = None) -> S
   return records
 
 
-def _open_records(src, on_bad_record: str, path: str | None) -> Sequence:
+def _open_records(src, on_bad_record: str) -> Sequence:
   if src.format == "tfds":
     return TfdsSource(src.tfds_name, src.split, src.data_dir, src.name)
-  pattern = path if path is not None else src.path
+  pattern = src.path
   if isinstance(pattern, (list, tuple)):
     pattern = ",".join(pattern)
   files = expand_paths(pattern)

@@ -27,7 +27,6 @@ RECIPES = {
 _LEGACY = {
     "lep": "run_lep",
     "native_align": "run_native_alignment",
-    "pinch": "run_pinch",
 }
 
 

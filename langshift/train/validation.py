@@ -164,8 +164,6 @@ def check_data_numbers(data, where: str) -> None:
   _integer(f"{where}.read_threads", data.read_threads, 0)
   _integer(f"{where}.prefetch_chunks", data.prefetch_chunks, 0)
   _integer(f"{where}.prefetch_batches", data.prefetch_batches, 0)
-  _integer(f"{where}.pinch.budget", data.pinch.budget, 1)
-  _number(f"{where}.pinch.percent", data.pinch.percent, 0.0, 100.0)
 
 
 def check_data_config(config) -> None:

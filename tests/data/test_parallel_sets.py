@@ -1,5 +1,5 @@
 """Parallel instruction sets: loaders for the published layouts, the same-ids check, the on-disk
-layout the pinch mixer reads, and the offline set built from aligned handbook pages."""
+layout the pinch recipe reads, and the offline set built from aligned handbook pages."""
 
 import gzip
 import json

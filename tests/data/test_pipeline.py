@@ -205,35 +205,6 @@ def test_eval_batches_are_deterministic_complete_and_padded(corpus, bpe_tokenize
   )
 
 
-def test_pinch_mixer_pipeline(tmp_path, bpe_tokenizer):
-  for lang in ("en", "ru", "ar"):
-    write_jsonl(
-        tmp_path / f"{lang}.jsonl",
-        [
-            {
-                "messages": [
-                    {"role": "user", "content": f"{lang} question {i}"},
-                    {"role": "assistant", "content": f"{lang} answer {i}"},
-                ]
-            }
-            for i in range(40)
-        ],
-    )
-  cfg = config_lib.default_data_config()
-  cfg.mixer = "pinch"
-  cfg.chat_template = "chatml"
-  cfg.packing = "none"
-  cfg.sources.inst = config_lib.source_config(path=str(tmp_path / "{lang}.jsonl"), template="chat")
-  cfg.pinch.update(budget=40, percent=50.0, languages=("ru", "ar"))
-  it = pipeline.make_train_iterator(cfg, bpe_tokenizer, seq_len=64, global_batch_size=8, seed=0)
-  rows = [bpe_tokenizer.decode(r) for b in take(it, 5) for r in b["inputs"]]  # one epoch
-  it.close()
-  langs = [r.split("user\n")[1][:2] for r in rows]
-  # 50% of 40 over en, ru, ar alike: ru and ar get floor(40 x 50% x 2/3) = 13, English 27.
-  assert langs.count("en") == 27 and sorted([langs.count("ru"), langs.count("ar")]) == [6, 7]
-  assert len(set(r.split("question ")[1][:2] for r in rows)) == 40  # disjoint ids
-
-
 def test_perplexity_selection(tmp_path, bpe_tokenizer):
   write_jsonl(tmp_path / "p.jsonl", [{"text": f"doc{i}", "ppl": float(i)} for i in range(40)])
   cfg = config_lib.default_data_config()

@@ -8,7 +8,7 @@ row per cell (`results.csv`); this reads the cells' per-language metrics back an
   <root>/plots/pinch-<score>.png        one line per language against P, and against the number
                                         of languages
 
-  python -m langshift.recipes.pinch_report --root=workdir/pinch_cpu
+  python -m langshift.recipes.pinch.report --root=workdir/pinch_cpu
 """
 
 from __future__ import annotations
