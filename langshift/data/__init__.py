@@ -8,7 +8,6 @@ examples         tokenization with boolean loss masks (batched)
 packing          rows with segment ids, positions, in-segment target shift
 packed_dataset   the packing step as a checkpointable grain IterDataset
 mixtures         weighted mixture of sources (pure, seeded, random access)
-non_instructional  midpoint splitter and pair builder
 selection        selection by perplexity scores
 pipeline         `make_train_iterator`, `make_eval_batches`
 """
