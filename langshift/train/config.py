@@ -21,11 +21,11 @@ def base_config() -> ml_collections.ConfigDict:
   #   cpt           the training engine on this config (continual pre-training or SFT: `data`
   #                 decides).
   #   lep, inscp, pinch, noninstruct, native_align
-  #                 a recipe (langshift/recipes/<its module>.py); its settings live in the section
-  #                 of its name that the recipe adds (e.g. `lep.lep_config()`), not in this base
-  #                 schema.
+  #                 a recipe (its package in langshift/recipes/, e.g. lep/); its settings live in
+  #                 the section of its name that the recipe adds (e.g. `lep_config()`), not in this
+  #                 base schema.
   c.recipe = "cpt"
-  # A recipe's stage name (its STAGE_DIRS keys, e.g. native_align's "rewrite"): run up to and
+  # A recipe's stage name (its Stage names, e.g. native_align's "rewrite"): run up to and
   # including that stage, then stop (status "stopped"). Rerunning without it continues from the
   # next stage; stage fingerprints do not include it. Empty: every stage.
   c.stop_after = ""
