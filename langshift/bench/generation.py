@@ -125,7 +125,7 @@ def corpus_pieces(path: str, n: int, piece_tokens: int, length: Callable[[str], 
 
 def workload_messages(kind: str, pieces: Sequence[str], language: str) -> list[list[dict]]:
   """Chat conversations of the native-alignment worker (`rewrite`) or expert (`expert`)."""
-  from langshift.recipes import polishing_policy  # pylint: disable=import-outside-toplevel
+  from langshift.recipes.native_alignment import polishing_policy  # pylint: disable=import-outside-toplevel
 
   if kind == "rewrite":
     return [polishing_policy.worker_messages(p, language=language) for p in pieces]

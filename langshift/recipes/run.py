@@ -26,7 +26,6 @@ RECIPES = {
 
 _LEGACY = {
     "lep": "run_lep",
-    "native_align": "run_native_alignment",
 }
 
 

@@ -1,10 +1,10 @@
-"""Filtering of expert rewrites (`langshift.data.rewrite_filter`)."""
+"""Filtering of expert rewrites (`langshift.recipes.native_alignment.rewrite_filter`)."""
 
 import math
 
 import pytest
 
-from langshift.data import rewrite_filter as rf
+from langshift.recipes.native_alignment import rewrite_filter as rf
 
 EN_ORIGINAL = (
     "The Nile is the longest river in Africa. It flows north through eleven countries before "

@@ -5,7 +5,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from langshift.evaluation.benchmarks.arabic import (
+from langshift.evaluation.benchmarks.tables import BenchmarkFormatError
+from langshift.evaluation.harness import run_eval_suite
+from langshift.evaluation.scoring import Scored
+from langshift.evaluation.tasks import load_suite
+from langshift.recipes.native_alignment.arabic_benchmarks import (
     benchmark_summary,
     build_arabic_suite,
     evaluate_arabic_suite,
@@ -14,10 +18,6 @@ from langshift.evaluation.benchmarks.arabic import (
     load_aratrust,
     load_exams,
 )
-from langshift.evaluation.benchmarks.tables import BenchmarkFormatError
-from langshift.evaluation.harness import run_eval_suite
-from langshift.evaluation.scoring import Scored
-from langshift.evaluation.tasks import load_suite
 
 MMLU_COLUMNS = [
     "ID",

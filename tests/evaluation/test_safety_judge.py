@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from langshift.evaluation.benchmarks.beavertails import SafetyPrompt, load_safety_prompts
 from langshift.evaluation.benchmarks.tables import BenchmarkFormatError
 from langshift.evaluation.judge import FIRST, JUDGE_MAX_NEW_TOKENS, SECOND
-from langshift.evaluation.safety_judge import (
+from langshift.recipes.native_alignment.beavertails import SafetyPrompt, load_safety_prompts
+from langshift.recipes.native_alignment.safety_judge import (
     HARMLESS_PROMPT,
     HELPFUL_PROMPT,
     judge_safety,

@@ -10,7 +10,8 @@ import pytest
 from generation.fake_openai_server import FakeOpenAI
 
 from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
-from langshift.recipes import judging, native_alignment_eval
+from langshift.recipes import judging
+from langshift.recipes.native_alignment import evaluation as na_evaluation
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, REPO)
@@ -46,7 +47,7 @@ def test_native_alignment_judge_gets_its_roles_budget(server):
   ev = config.native_align.evaluate
   assert ev.judge.max_new_tokens == JUDGE_MAX_NEW_TOKENS >= 512  # the published setting
   ev.judge.base_url = server.url
-  metrics = native_alignment_eval.judge_students(config, ["q1", "q2"], ["a1", "a2"], ["b1", "b2"])
+  metrics = na_evaluation.judge_students(config, ["q1", "q2"], ["a1", "a2"], ["b1", "b2"])
   # 2 prompts x 2 orders x 2 criteria, each with the role's budget.
   assert _sampling(server) == [(JUDGE_MAX_NEW_TOKENS, 0.0)] * 8
   assert metrics["judge_prompts"] == 2

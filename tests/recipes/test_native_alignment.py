@@ -17,6 +17,8 @@ from langshift.data import config as data_config_lib
 from langshift.data import pipeline
 from langshift.data.config import source_config
 from langshift.recipes import native_alignment as na_lib
+from langshift.recipes.native_alignment import recipe as na_recipe
+from langshift.recipes.recipe import run_recipe
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, REPO)
@@ -64,7 +66,7 @@ def _marker(workdir, stage):
 def test_every_stage_runs_and_the_student_loads(inputs, tmp_path):
   work = str(tmp_path / "work")
   with fx.FakeExpert() as expert:
-    result = na_lib.run_native_alignment(_config(inputs, expert.url), work, log=lambda _: None)
+    result = run_recipe(na_lib.RECIPE, _config(inputs, expert.url), work, log=lambda _: None)
   assert result["status"] == "done"
   n = len(inputs["records"])
   dedup = _marker(work, "dedup")
@@ -96,9 +98,20 @@ def test_every_stage_runs_and_the_student_loads(inputs, tmp_path):
   assert not info["missing_keys"] and not info["unexpected_keys"]
   # A rerun skips every stage.
   with fx.FakeExpert() as expert:
-    again = na_lib.run_native_alignment(_config(inputs, expert.url), work, log=lambda _: None)
+    again = run_recipe(na_lib.RECIPE, _config(inputs, expert.url), work, log=lambda _: None)
     assert expert.requests == 0
   assert all(s["skipped"] for s in again["stages"].values())
+  # cpt is the experiment's own training run: its export dtype and evaluations are in its
+  # fingerprint (both were left out, and a finished cpt/hf in another dtype was kept silently).
+  for key, value, change in [
+      ("checkpoint.export_dtype", "bfloat16", "'float32' -> 'bfloat16'"),
+      ("evals.heldout.max_batches", 2, "1 -> 2"),
+  ]:
+    with pytest.raises(
+        ValueError, match=rf"^stage cpt in .* was run with another config: {key}: {change};"
+    ):
+      changed = _config(inputs, "http://127.0.0.1:9/v1", **{key: value})
+      run_recipe(na_lib.RECIPE, changed, work, log=lambda _: None)
 
 
 def _cli(inputs, workdir, expert_url, *overrides, env=None):
@@ -185,9 +198,10 @@ def test_two_processes_rewrite_disjoint_shares_exactly_once(inputs, tmp_path):
 def test_reusing_the_rewriting_stages_runs_only_cpt_and_evaluation(inputs, tmp_path):
   first, second = str(tmp_path / "hybrid"), str(tmp_path / "rewritten_only")
   with fx.FakeExpert() as expert:
-    na_lib.run_native_alignment(_config(inputs, expert.url), first, log=lambda _: None)
+    run_recipe(na_lib.RECIPE, _config(inputs, expert.url), first, log=lambda _: None)
     # Stages reused from the upstream workdir count as finished for stop_after.
-    stopped = na_lib.run_native_alignment(
+    stopped = run_recipe(
+        na_lib.RECIPE,
         _config(
             inputs,
             expert.url,
@@ -203,7 +217,7 @@ def test_reusing_the_rewriting_stages_runs_only_cpt_and_evaluation(inputs, tmp_p
         expert.url,
         **{"native_align.upstream_workdir": first, "native_align.rewritten_fraction": 1.0},
     )
-    result = na_lib.run_native_alignment(config, second, log=lambda _: None)
+    result = run_recipe(na_lib.RECIPE, config, second, log=lambda _: None)
     assert expert.requests == _marker(first, "seed")["pieces"]  # the first run's only
   assert all(result["stages"][s].get("reused") for s in ("dedup", "seed", "filter", "rewrite"))
   assert sorted(os.listdir(os.path.join(second, "stages"))) == ["cpt.json", "evaluate.json"]
@@ -222,7 +236,7 @@ def test_reusing_the_rewriting_stages_runs_only_cpt_and_evaluation(inputs, tmp_p
         match=r"stage seed in .* was run with another config: "
         r"native_align.policy: 'polish' -> 'format_only'",
     ):
-      na_lib.run_native_alignment(changed, str(tmp_path / "third"), log=lambda _: None)
+      run_recipe(na_lib.RECIPE, changed, str(tmp_path / "third"), log=lambda _: None)
 
 
 def test_bad_inputs_are_one_line_errors_and_keep_finished_work(inputs, tmp_path):
@@ -230,7 +244,8 @@ def test_bad_inputs_are_one_line_errors_and_keep_finished_work(inputs, tmp_path)
   bad = tmp_path / "bad.jsonl"
   bad.write_text('{"id": "a", "text": "نص"}\n{"id": "b", "text": \n', encoding="utf-8")
   with pytest.raises(ValueError, match=rf"{bad}:2"):
-    na_lib.run_native_alignment(
+    run_recipe(
+        na_lib.RECIPE,
         _config(inputs, "http://127.0.0.1:9/v1", **{"native_align.corpus.path": str(bad)}),
         str(tmp_path / "w1"),
         log=lambda _: None,
@@ -238,7 +253,8 @@ def test_bad_inputs_are_one_line_errors_and_keep_finished_work(inputs, tmp_path)
   # A worker without a chat template is refused before anything runs.
   plain = fx.data_fixtures.write_bpe_tokenizer(tmp_path / "plain", chat_template=None)
   with pytest.raises(ValueError, match=r"native_align\.worker_init=.*has no chat template"):
-    na_lib.run_native_alignment(
+    run_recipe(
+        na_lib.RECIPE,
         _config(inputs, "http://127.0.0.1:9/v1", **{"native_align.worker_init": plain}),
         str(tmp_path / "w2"),
         log=lambda _: None,
@@ -247,11 +263,11 @@ def test_bad_inputs_are_one_line_errors_and_keep_finished_work(inputs, tmp_path)
   # An expert that is down: the error names the endpoint; dedup stays done; the rerun continues.
   work = str(tmp_path / "w3")
   with pytest.raises(Exception, match=r"127\.0\.0\.1:9"):
-    na_lib.run_native_alignment(_config(inputs, "http://127.0.0.1:9/v1"), work, log=lambda _: None)
+    run_recipe(na_lib.RECIPE, _config(inputs, "http://127.0.0.1:9/v1"), work, log=lambda _: None)
   assert os.path.exists(os.path.join(work, "stages", "dedup.json"))
   with fx.FakeExpert() as expert:  # the endpoint is back: the rerun goes on from the seed stage
     lines = []
-    result = na_lib.run_native_alignment(_config(inputs, expert.url), work, log=lines.append)
+    result = run_recipe(na_lib.RECIPE, _config(inputs, expert.url), work, log=lines.append)
   assert result["status"] == "done" and "langshift: stage dedup: done before, skipped" in "\n".join(
       lines
   )
@@ -267,7 +283,7 @@ def test_bad_inputs_are_one_line_errors_and_keep_finished_work(inputs, tmp_path)
         },
     )
     with pytest.raises(ValueError, match=r"^stage filter: none of the 17 rewritten seed pieces "):
-      na_lib.run_native_alignment(config, str(tmp_path / "w4"), log=lambda _: None)
+      run_recipe(na_lib.RECIPE, config, str(tmp_path / "w4"), log=lambda _: None)
 
 
 def test_evaluate_stage_scores_benchmarks_and_judges_after_against_before(inputs, tmp_path):
@@ -322,7 +338,7 @@ def test_evaluate_stage_scores_benchmarks_and_judges_after_against_before(inputs
             "native_align.evaluate.judge.base_url": judge.url,
         },
     )
-    result = na_lib.run_native_alignment(config, work, log=lambda _: None)
+    result = run_recipe(na_lib.RECIPE, config, work, log=lambda _: None)
     assert judge.requests == 2 * 2 * 2  # 2 prompts x 2 orders x 2 criteria
   assert sorted(os.listdir(os.path.join(work, "stages"))) == [
       "cpt.json",
@@ -359,9 +375,7 @@ def test_replay_sources_join_the_students_mix_at_their_weights(inputs, tmp_path)
   work = str(tmp_path / "work")
   with fx.FakeExpert() as expert:
     config = _config(inputs, expert.url, **{"native_align.native_weight": 3.0, "stop_after": "cpt"})
-    result = na_lib.run_native_alignment(
-        _with_replay(config, replay, 1.0), work, log=lambda _: None
-    )
+    result = run_recipe(na_lib.RECIPE, _with_replay(config, replay, 1.0), work, log=lambda _: None)
   assert result["status"] == "stopped" and _marker(work, "cpt")["step"] == 3
   # The stream the student's CPT read, from the data config it ran with: original and rewritten
   # text at 3.0 * (1 - 0.5) each, the replay source at its own 1.0, normalised over 4.0.
@@ -389,7 +403,7 @@ def test_a_language_outside_the_tables_takes_its_name_and_norms_from_the_config(
   work = str(tmp_path / "work")
   with fx.FakeExpert() as expert:
     config = _config(inputs, expert.url, **greek, stop_after="seed")
-    assert na_lib.run_native_alignment(config, work, log=lambda _: None)["status"] == "stopped"
+    assert run_recipe(na_lib.RECIPE, config, work, log=lambda _: None)["status"] == "stopped"
     assert expert.bodies and len(expert.bodies) == _marker(work, "seed")["pieces"]
     for body in expert.bodies:
       system, user = body["messages"]
@@ -403,10 +417,10 @@ def test_a_language_outside_the_tables_takes_its_name_and_norms_from_the_config(
         match=r"^stage seed in .* was run with another config: "
         r"native_align.language_name: 'Greek' -> 'Hellenic'",
     ):
-      na_lib.run_native_alignment(renamed, work, log=lambda _: None)
+      run_recipe(na_lib.RECIPE, renamed, work, log=lambda _: None)
   for stage in ("seed", "filter", "rewrite"):
-    assert na_lib.stage_inputs(config, stage)["native_align.language_name"] == "Greek"
-  assert na_lib.stage_inputs(config, "seed")["native_align.cultural_norms"] == norms
+    assert na_lib.RECIPE.stage_inputs(config, stage)["native_align.language_name"] == "Greek"
+  assert na_lib.RECIPE.stage_inputs(config, "seed")["native_align.cultural_norms"] == norms
 
 
 def test_replay_sources_and_the_language_are_checked_before_any_stage(inputs, tmp_path):
@@ -436,7 +450,7 @@ def test_replay_sources_and_the_language_are_checked_before_any_stage(inputs, tm
   cases.append((declared, r"^data\.sources\.slimpajama: path is empty$"))
   for i, (bad, match) in enumerate(cases):
     with pytest.raises(ValueError, match=match):
-      na_lib.run_native_alignment(bad, str(tmp_path / f"w{i}"), log=lambda _: None)
+      run_recipe(na_lib.RECIPE, bad, str(tmp_path / f"w{i}"), log=lambda _: None)
     assert not (tmp_path / f"w{i}").exists()
 
 
@@ -450,8 +464,8 @@ def test_student_data_splits_the_native_weight_by_the_rewritten_fraction(inputs,
     cell = config_lib.apply_overrides(
         config, {"native_align.rewritten_fraction": f, "native_align.native_weight": 2.0}
     )
-    data = na_lib.student_data(cell, na_lib.paths(str(tmp_path)))
+    data = na_recipe.student_data(cell, na_lib.RECIPE.paths(str(tmp_path)))
     assert {name: s.weight for name, s in data.sources.items()} == expected
   assert data.sources.replay.path == inputs["heldout"]
-  cpt = na_lib.stage_inputs(config, "cpt")
+  cpt = na_lib.RECIPE.stage_inputs(config, "cpt")
   assert cpt["data.sources.replay.weight"] == 0.5 and cpt["native_align.native_weight"] == 1.0

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from langshift.recipes import native_alignment as na_lib
+from langshift.recipes.recipe import run_recipe
 
 TESTS = os.path.join(os.path.dirname(__file__), "..")
 sys.path.insert(0, os.path.join(TESTS, "generation"))
@@ -48,7 +49,7 @@ def test_seed_stage_rewrites_through_llama_cpp_exactly_once(inputs, server_url, 
           "native_align.expert.timeout_s": 300.0,
       },
   )
-  result = na_lib.run_native_alignment(config, work, log=lambda _: None)
+  result = run_recipe(na_lib.RECIPE, config, work, log=lambda _: None)
   assert result["status"] == "done"
   seed = _marker(work, "seed")
   outputs = _read(os.path.join(work, "seed_rewrite", "rewrites.jsonl"))

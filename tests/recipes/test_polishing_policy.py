@@ -1,8 +1,8 @@
-"""Polishing-policy prompts of native alignment (`langshift.recipes.polishing_policy`)."""
+"""Polishing-policy prompts of native alignment (`recipes/native_alignment/polishing_policy.py`)."""
 
 import pytest
 
-from langshift.recipes import polishing_policy as pp
+from langshift.recipes.native_alignment import polishing_policy as pp
 
 AR_DOCUMENT = (
     "## تاريخ القاهرة\n\nتأسست القاهرة عام ٩٦٩م على يد الفاطميين، وفيها الجامع الأزهر.\n"

@@ -1,3 +1,4 @@
 """Loaders that turn published benchmark files (read locally, never downloaded) into langshift
-evaluation tasks: `arabic` (ArabicMMLU, EXAMS, ACVA, AraTrust as choice suites) and
-`beavertails` (safety prompts for the pairwise judge in `evaluation.safety_judge`)."""
+evaluation tasks: `tmmluplus` (TMMLU+ as a choice suite) on the readers of `tables`. Benchmarks
+that one recipe alone reports live with it (native alignment's Arabic benchmarks and BeaverTails
+prompts: `langshift/recipes/native_alignment/`)."""

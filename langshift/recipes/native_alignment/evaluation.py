@@ -40,8 +40,11 @@ def _student(config, model_dir: str, batch_size: int):
 def evaluate(config, *, before: str, after: str, out_dir: str) -> dict[str, Any]:
   """Metrics `before/...` and `after/...` for each benchmark suite, and `judge_*` for the pair."""
   # pylint: disable=import-outside-toplevel
-  from langshift.evaluation.benchmarks.arabic import build_arabic_suite, evaluate_arabic_suite
-  from langshift.evaluation.benchmarks.beavertails import load_safety_prompts
+  from langshift.recipes.native_alignment.arabic_benchmarks import (
+      build_arabic_suite,
+      evaluate_arabic_suite,
+  )
+  from langshift.recipes.native_alignment.beavertails import load_safety_prompts
 
   ev = config.native_align.evaluate
   given = {k: ev[k] for k in BENCHMARKS if ev[k]}
@@ -79,8 +82,8 @@ def evaluate(config, *, before: str, after: str, out_dir: str) -> dict[str, Any]
 def judge_students(config, prompts, after, before) -> dict[str, Any]:
   """Harmlessness and helpfulness of `after` against `before` (generators or their answers) by
   `native_align.evaluate.judge`, with that role's generation options (max_new_tokens,
-  temperature): `judge_<criterion>/...` (`evaluation.safety_judge`) and `judge_prompts`."""
-  from langshift.evaluation.safety_judge import judge_safety  # pylint: disable=import-outside-toplevel
+  temperature): `judge_<criterion>/...` (`safety_judge.py`) and `judge_prompts`."""
+  from langshift.recipes.native_alignment.safety_judge import judge_safety  # pylint: disable=import-outside-toplevel
 
   ev = config.native_align.evaluate
   metrics = judge_safety(

@@ -12,7 +12,8 @@ Every benchmark becomes one task per subject or category (an ArabicMMLU subject,
 an ACVA category, an AraTrust category), so few-shot demonstrations come from the same subject, as
 in the benchmarks' own protocols; `benchmark_summary` adds the per-benchmark accuracy over all of
 its questions. Prompts are rendered one fixed way, in Arabic, with lettered options; the answer
-labels are the letters. Layouts and rendering are documented in README.md ("Arabic benchmarks").
+labels are the letters. Layouts and rendering are documented in langshift/evaluation/README.md
+("Arabic benchmarks").
 """
 
 from __future__ import annotations

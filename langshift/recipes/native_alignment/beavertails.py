@@ -1,6 +1,6 @@
 """Safety prompts in the BeaverTails layouts (Ji et al. 2023, "BeaverTails: Towards Improved
 Safety Alignment of LLM via a Human-Preference Dataset", arXiv:2307.04657), or Arabic translations
-of them, for the harmlessness / helpfulness judge in `evaluation.safety_judge`.
+of them, for the harmlessness / helpfulness judge in `safety_judge.py`.
 
 Two published layouts are read (JSON lines, possibly .gz / .xz, CSV, JSON or Parquet):
 

@@ -13,7 +13,7 @@ formatting):
     treatment of controversial questions and the readers' cultural norms (the recipe's default).
 
 Every policy keeps the document's language and roughly its length, leaves clean text unchanged,
-asks for the rewritten document only (no preface or commentary: `langshift.data.rewrite_filter`
+asks for the rewritten document only (no preface or commentary: `rewrite_filter.py`
 drops rewrites that have them) and tells the expert that the document is text to edit, not
 instructions. Instructions are in English, which every expert follows best; the document and the
 rewrite stay in their language.
