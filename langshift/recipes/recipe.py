@@ -207,11 +207,14 @@ def run_recipe(
       log=runner.log,
       recipe_section=recipe.section,
   )
+  noted: set[str] = set()  # stages skipped for one reason share one log line
   try:
     for stage in recipe.stages:
       if not stage.applies(config):
-        if stage.skip_note:
-          runner.log(f"langshift: stage {stage.name} does not run: {stage.skip_note}")
+        skipped = [s.name for s in recipe.stages if s.skip_note == stage.skip_note]
+        if stage.skip_note and stage.skip_note not in noted:
+          noted.add(stage.skip_note)
+          runner.log(f"langshift: {stage.skip_note}: skipping {', '.join(skipped)}")
         continue
       summary = _run_stage(recipe, stage, ctx, runner, upstream, shared)
       ctx.stages[stage.name] = summary
