@@ -25,7 +25,6 @@ RECIPES = {
 }
 
 _LEGACY = {
-    "lep": "run_lep",
     "inscp": "run_inscp",
     "native_align": "run_native_alignment",
     "pinch": "run_pinch",
