@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from langshift.recipes import lep_evaluation
-
 
 class MissingInputsError(ValueError):
   """Required inputs are empty; the message names every one of them."""
@@ -55,11 +53,13 @@ def _inscp(config) -> list[str]:
 
 
 def _lep(config) -> list[str]:
+  from langshift.recipes.lep import evaluation  # pylint: disable=import-outside-toplevel
+
   lep = config.lep
   missing = [f"lep.{k}" for k in ("base", "instruct") if not lep[k]]
   if lep.calibration.enabled and not lep.calibration.prompts:
     missing.append("lep.calibration.prompts")
-  if not lep.evaluate.data_dir and lep_evaluation.reads_user_files(lep.evaluate):
+  if not lep.evaluate.data_dir and evaluation.reads_user_files(lep.evaluate):
     missing.append("lep.evaluate.data_dir")
   return missing
 

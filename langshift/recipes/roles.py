@@ -25,16 +25,6 @@ from langshift.generation.interface import GenerationOptions
 BACKENDS = ("local", "openai")
 # Characters per token assumed when a role has no tokenizer to count with (a server model).
 CHARS_PER_TOKEN = 4
-# Role settings that change how a job runs, not what it writes: left out of stage fingerprints,
-# so a resumed job may change them.
-OPERATIONAL_FIELDS = (
-    "batch_size",
-    "max_concurrency",
-    "timeout_s",
-    "max_retries",
-    "api_key_env",
-    "base_url",
-)
 
 
 def role_config(**fields) -> ml_collections.ConfigDict:
@@ -67,13 +57,6 @@ def role_config(**fields) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(defaults)
   config.update(fields)
   return config
-
-
-def stage_inputs(config, keys) -> dict[str, Any]:
-  """The config values a stage's output depends on (`config_lib.select` of `keys`), less the
-  roles' operational settings: what a recipe fingerprints its stages by."""
-  values = config_lib.select(config, keys)
-  return {k: v for k, v in values.items() if k.rsplit(".", 1)[-1] not in OPERATIONAL_FIELDS}
 
 
 def check_role(role, where: str, *, needs_weights: bool = True) -> None:

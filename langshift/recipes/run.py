@@ -24,17 +24,12 @@ RECIPES = {
     "pinch": "langshift.recipes.pinch",
 }
 
-_LEGACY = {
-    "lep": "run_lep",
-}
-
 
 def recipe_declaration(name: str):
   """The `Recipe` that `config.recipe=name` runs."""
   if name not in RECIPES:
     raise ValueError(f"config.recipe={name!r}; expected one of {(ENGINE, *RECIPES)}")
-  module = importlib.import_module(RECIPES[name])
-  return module.RECIPE
+  return importlib.import_module(RECIPES[name]).RECIPE
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -49,11 +44,6 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
 
     required_inputs.check_required_inputs(config)
     return train_and_evaluate(config, workdir)
-  if config.recipe in _LEGACY:  # TRANSITION (#29): recipes not yet declared as a Recipe
-    module = importlib.import_module(RECIPES[config.recipe])
-    if not hasattr(module, "RECIPE"):
-      required_inputs.check_required_inputs(config)
-      return getattr(module, _LEGACY[config.recipe])(config, workdir)
   recipe = recipe_declaration(config.recipe)
   # Every missing model, corpus, prompt file and endpoint on one line, before anything runs.
   required_inputs.check_required_inputs(config)

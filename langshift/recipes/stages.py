@@ -8,10 +8,10 @@ from its own checkpoint). A marker whose inputs differ from the current config i
 silent reuse of outputs made for another experiment: the error names each changed key.
 
 `config.stop_after=<stage>` ends the recipe once that stage has finished (or was found finished):
-the runner raises `StoppedAfter`, which the recipe function (`@stoppable`) returns as status
-"stopped". Rerunning without it skips the finished stages and continues from the next one, so a
-user can inspect a stage's output (a rewritten corpus, a new tokenizer) before paying for the
-training after it.
+the runner raises `StoppedAfter`, which `recipe.run_recipe` returns as status "stopped".
+Rerunning without it skips the finished stages and continues from the next one, so a user can
+inspect a stage's output (a rewritten corpus, a new tokenizer) before paying for the training
+after it.
 
 Multi-host jobs: a host-side stage (tokenizer training, embedding surgery, export) runs on
 process 0 only while the others wait at a barrier and then read its marker, so no two hosts
@@ -27,7 +27,6 @@ different files, so the recipe never waits on itself. Reusing another workdir's 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -215,28 +214,6 @@ class StageRunner:
         )
       os.replace(tmp, self.marker(name))  # a marker is whole or absent
     return {**summary, "skipped": False}
-
-
-def stoppable(recipe: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-  """A recipe function whose `StoppedAfter` becomes its result: {'status': 'stopped',
-  'stopped_after': <stage>, 'stages': the summaries of the stages finished so far}."""
-
-  @functools.wraps(recipe)
-  def run(config, workdir: str, **kwargs) -> dict[str, Any]:
-    try:
-      return recipe(config, workdir, **kwargs)
-    except StoppedAfter as e:
-      return {"status": "stopped", "stopped_after": e.stage, "stages": e.stages, "export": None}
-
-  return run
-
-
-def recipe_runner(config, workdir: str, log: Callable[[str], None], stage_dirs) -> StageRunner:
-  """The runner of a recipe whose stages are `stage_dirs`' keys, in the order they run."""
-  stop_after, order = config.get("stop_after", ""), tuple(stage_dirs)
-  if stop_after and stop_after not in order:
-    raise ValueError(f"config.stop_after={stop_after!r}; expected one of {order}")
-  return StageRunner(workdir, log=log, stop_after=stop_after, order=order)
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 from langshift import config_lib, jsonl
 from langshift.data import parallel_sets
-from langshift.recipes import lep_evaluation
 from langshift.rehearsal import darumeru_files, texts
 from langshift.rehearsal.models import write_tiny_model
 
@@ -127,13 +126,15 @@ def _inscp(config, root, url, filled):
 
 
 def _lep(config, root, url, filled):
+  from langshift.recipes.lep import evaluation  # pylint: disable=import-outside-toplevel
+
   del url
   filled.path("lep.base", _model(root, "llama3-base", "llama3", chat=False))
   filled.path("lep.instruct", _model(root, "llama3-instruct", "llama3", chat=True, seed=1))
   if config.lep.calibration.enabled:
     path = os.path.join(root, "prompts", "calibration.jsonl")
     filled.path("lep.calibration.prompts", _prompts(path, ["ru"]))
-  if lep_evaluation.reads_user_files(config.lep.evaluate):
+  if evaluation.reads_user_files(config.lep.evaluate):
     darumeru = darumeru_files.write_darumeru_files(os.path.join(root, "darumeru"))
     filled.path("lep.evaluate.data_dir", darumeru)
 

@@ -92,7 +92,8 @@ def write_chat_template(directory: str, template: str) -> None:
         json.dump(config, f, ensure_ascii=False, indent=2)
 
 
-# Kept here too: the surgery code (adaptation.py, lep_inputs.py, ...) imports it from this module.
+# Kept here too: the surgery code (adaptation.py, recipes/lep/inputs.py, ...) imports it from
+# this module.
 special_token_content = tokenizer_metadata.special_token_content
 
 

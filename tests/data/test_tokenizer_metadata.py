@@ -9,7 +9,7 @@ import pytest
 from data_fixtures import LLAMA3_STYLE_TEMPLATE
 
 from langshift.generation.chat_render import chat_renderer
-from langshift.recipes import lep_inputs
+from langshift.recipes.lep import inputs as lep_inputs
 from langshift.tokenization import chat_templates as ct
 from langshift.tokenization.instruct_tokens import write_instruct_tokenizer
 from langshift.tokenization.tokenizer import load_tokenizer

@@ -120,7 +120,7 @@ def test_calibration_follows_the_paper_instruct_answers_graded_plus_copy_example
         f"--config.lep.calibration.grade.judge.base_url={judge.url}",
         "--config.lep.calibration.grade.prompt=grade:{question}",
         "--config.lep.calibration.grade.min_grade=8",
-        "--config.lep.calibration.epochs=1",
+        "--config.lep.calibration.run.train.epochs=1",
         variant="tiny,calibrate",
     )
   finally:
@@ -248,7 +248,7 @@ def test_calibration_trains_first_and_last_layers_on_own_answers_and_resumes(set
 
 
 def test_calibration_config_errors_name_the_setting(tmp_path):
-  from langshift.recipes import lep_calibration
+  from langshift.recipes.lep import calibration as lep_calibration
 
   sys.path.insert(0, REPO)
   from experiments import lep_ru
@@ -263,6 +263,8 @@ def test_calibration_config_errors_name_the_setting(tmp_path):
       ("answers", "self", r"answers='self'; expected one of \('instruct', 'propagated'\)"),
       ("copy_examples", 3, r"copy_corpus='': give a JSONL corpus for the 3 copy examples"),
       ("grade.enabled", True, r"grade.judge.base_url is empty"),
+      ("run.train.steps", 5, r"run.train: epochs=3.0, steps=5; give one of them > 0"),
+      ("run.train.trainable", "all", r"run.train.trainable='all'; the calibration trains LoRA"),
   ):
     bad = config_lib.apply_overrides(config, {f"lep.calibration.{key}": value})
     with pytest.raises(ValueError, match=rf"^config\.lep\.calibration\.{message}"):
@@ -277,7 +279,12 @@ def test_calibration_config_errors_name_the_setting(tmp_path):
   assert lep_calibration.parse_grade("good answer", r"(?i)grade\s*[:=]?\s*(\d+)") is None
   # The published setting: batch 64 x 8096, one epoch (the paper, Sec. 2.4.2).
   full = lep_ru.get_config("calibrate").lep.calibration
-  assert (full.global_batch_size, full.seq_len, full.epochs, full.answers) == (
+  assert (
+      full.run.train.global_batch_size,
+      full.run.train.seq_len,
+      full.run.train.epochs,
+      full.answers,
+  ) == (
       64,
       8096,
       1.0,

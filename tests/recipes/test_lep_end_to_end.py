@@ -176,7 +176,7 @@ def test_lep_recipe_end_to_end_and_resume(setup, tmp_path):
 def test_replaced_unigram_vocabulary_propagates_and_loads(setup, tmp_path):
   """The replacement variants in-process, CPT skipped (donor = base_init): the SentencePiece
   specials map onto the base's, and every instruct special token is appended."""
-  from langshift.recipes import lep
+  from langshift.recipes.lep import recipe as lep
   from langshift.tokenization.tokenizer_files import read_tokenizer_json
 
   sys.path.insert(0, REPO)
@@ -191,7 +191,7 @@ def test_replaced_unigram_vocabulary_propagates_and_loads(setup, tmp_path):
       propagation="overlap",
   )
   config.data.sources.ru.path = str(setup["root"] / "train.jsonl")
-  paths = lep.lep_paths(str(tmp_path))
+  paths = lep.RECIPE.paths(str(tmp_path))
   made = lep.build_target_tokenizer(config, paths["tokenizer"])
   lep.initialise_base(setup["base"], paths["tokenizer"], paths["init"], method="mean", seed=0)
   shutil.copytree(paths["init"], os.path.join(paths["cpt"], "hf"))

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from langshift import config_lib
-from langshift.recipes import lep
+from langshift.recipes import fingerprints, lep
+from langshift.recipes.recipe import run_recipe
 
 sys.path.insert(0, os.path.dirname(__file__))
 import test_lep_end_to_end as lep_e2e  # noqa: E402  (tiny models and a Russian corpus)
@@ -28,7 +29,7 @@ def finished(tmp_path_factory):
   config.evals.heldout.data.sources.ru.path = str(root / "heldout.jsonl")
   config.lock()
   workdir = str(root / "work")
-  assert lep.run_lep(config, workdir, log=lambda _: None)["status"] == "done"
+  assert run_recipe(lep.RECIPE, config, workdir, log=lambda _: None)["status"] == "done"
   return config, workdir
 
 
@@ -43,7 +44,7 @@ def _snapshot(workdir):
 def test_unchanged_config_skips_every_stage(finished):
   config, workdir = finished
   before = _snapshot(workdir)
-  result = lep.run_lep(config, workdir, log=lambda _: None)
+  result = run_recipe(lep.RECIPE, config, workdir, log=lambda _: None)
   assert all(s["skipped"] for s in result["stages"].values())
   assert _snapshot(workdir) == before
 
@@ -55,6 +56,9 @@ def test_unchanged_config_skips_every_stage(finished):
         ("train.seq_len", 64, "cpt"),
         ("data.packing", "greedy", "cpt"),
         ("data.sources.ru.text_field", "body", "tokenizer"),
+        # CPT's evaluations are its summary's figures: a read of the training run
+        # (langshift/recipes/fingerprints.py, rule 3).
+        ("evals.heldout.max_batches", 2, "cpt"),
     ],
 )
 def test_a_changed_setting_is_an_error_naming_it(finished, key, value, stage):
@@ -67,7 +71,7 @@ def test_a_changed_setting_is_an_error_naming_it(finished, key, value, stage):
       match=rf"^stage {stage} in .* was run with another config: "
       rf"{key}: {old!r} -> {value!r}; use a new workdir",
   ):
-    lep.run_lep(changed, workdir, log=lambda _: None)
+    run_recipe(lep.RECIPE, changed, workdir, log=lambda _: None)
   assert _snapshot(workdir) == before  # nothing overwritten
 
 
@@ -83,5 +87,32 @@ def test_a_setting_that_contradicts_the_recipe_is_refused_up_front(finished, tmp
   config, _ = finished
   changed = config_lib.apply_overrides(config, {key: value})
   with pytest.raises(ValueError, match=rf"^config\.{key}='{value}' contradicts the LEP recipe"):
-    lep.run_lep(changed, str(tmp_path / "w"), log=lambda _: None)
+    run_recipe(lep.RECIPE, changed, str(tmp_path / "w"), log=lambda _: None)
   assert not (tmp_path / "w").exists()
+
+
+def test_an_operational_field_keeps_every_finished_stage(finished):
+  config, workdir = finished
+  before = _snapshot(workdir)
+  changed = config_lib.apply_overrides(config, {"lep.evaluate.batch_size": 1})
+  result = run_recipe(lep.RECIPE, changed, workdir, log=lambda _: None)
+  assert all(s["skipped"] for s in result["stages"].values())
+  assert _snapshot(workdir) == before
+
+
+def test_the_calibration_reads_its_own_run_and_what_it_wires_into_it():
+  """`lep.calibration.run` is the calibration's whole training set; the CPT's train, optimizer
+  and model sections are not read (the run no longer inherits them)."""
+  config = lep_ru.get_config("tiny,calibrate")
+  inputs = lep.RECIPE.stage_inputs(config, "calibrate")
+  for field in fingerprints.RUN_SECTION_FIELDS:
+    assert any(k.startswith(f"lep.calibration.run.{field}") for k in inputs), field
+  assert inputs["lep.calibration.run.optimizer.learning_rate"] == 1e-2
+  assert inputs["lep.calibration.run.train.epochs"] == 3.0
+  assert "seed" in inputs and "lep.calibration.lora.rank" in inputs
+  assert "evals.heldout.max_batches" in inputs  # its evaluations are the experiment's
+  assert not [k for k in inputs if k.startswith(("train.", "optimizer.", "model."))]
+  # CPT reads the main run's training set, its evaluations included.
+  cpt = lep.RECIPE.stage_inputs(config, "cpt")
+  for key in fingerprints.TRAINING_READS:
+    assert any(k == key or k.startswith(key + ".") for k in cpt), key

@@ -13,7 +13,7 @@ import multiprocess_testing
 import pytest
 import test_lep_end_to_end as single
 
-from langshift.recipes import lep
+from langshift.recipes.lep import recipe as lep
 
 HOST_STAGES = ("tokenizer", "init", "propagate")
 
@@ -53,7 +53,7 @@ def test_two_process_lep_runs_host_stages_once_on_process_zero(setup, tmp_path):
 
   # Process 0's host stages made exactly what a single process makes from the same inputs.
   config = single_process_config(setup)
-  paths = lep.lep_paths(str(tmp_path / "single"))
+  paths = lep.RECIPE.paths(str(tmp_path / "single"))
   lep.build_target_tokenizer(config, paths["tokenizer"])
   assert filecmp.cmp(
       work / "tokenizer_new" / "tokenizer.json",

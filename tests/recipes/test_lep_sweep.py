@@ -13,6 +13,7 @@ import pytest
 
 from langshift import config_lib, sweep_results
 from langshift.recipes import lep
+from langshift.recipes.lep import evaluation
 
 sys.path.insert(0, os.path.dirname(__file__))
 import test_lep_end_to_end as lep_e2e  # noqa: E402  (tiny models and a Russian corpus)
@@ -97,7 +98,7 @@ def test_shared_stages_are_keyed_by_the_fingerprint_of_their_inputs(tmp_path):
   config = lep_ru.get_config("tiny")
   config.lep.shared_stages = "../lep_shared"
   work = str(tmp_path / "cell")
-  folder = lep.shared_stages_dir(config, work)
+  folder = lep.RECIPE.shared_dir(config, work)
   assert os.path.dirname(folder) == str(tmp_path / "lep_shared")
   # What comes after CPT does not change the folder; what CPT reads does.
   for key, value, same in (
@@ -107,12 +108,13 @@ def test_shared_stages_are_keyed_by_the_fingerprint_of_their_inputs(tmp_path):
       ("train.steps", 5, False),
       ("lep.tokenizer_variant", "bpe", False),
       ("lep.init", "random", False),
+      ("evals.heldout.max_batches", 2, False),  # CPT's evaluations: a read of CPT
   ):
     changed = lep_ru.get_config("tiny")
     changed.lep.shared_stages = "../lep_shared"
     changed = config_lib.apply_overrides(changed, {key: value})
-    assert (lep.shared_stages_dir(changed, work) == folder) is same, key
+    assert (lep.RECIPE.shared_dir(changed, work) == folder) is same, key
   config.lep.shared_stages = ""
-  assert lep.shared_stages_dir(config, work) == ""
+  assert lep.RECIPE.shared_dir(config, work) == ""
   with pytest.raises(ValueError, match=r"config\.lep\.evaluate\.suite='darumeru': .*data_dir"):
-    lep.lep_evaluation.check_evaluate_config(lep_ru.get_config("model=llama3"))
+    evaluation.check_evaluate_config(lep_ru.get_config("model=llama3"))

@@ -133,16 +133,18 @@ def test_collective_stage_runs_everywhere_and_only_process_zero_writes(tmp_path,
     ],
 )
 def test_bad_lep_setting_is_a_one_line_error_naming_it(key, value, tmp_path):
+  from langshift import config_lib
   from langshift.recipes import lep
+  from langshift.recipes.recipe import run_recipe
   from langshift.train.config import base_config
 
-  config = base_config()
+  config = config_lib.apply_overrides(base_config(), lep.RECIPE.required_settings)
   config.recipe = "lep"
   config.lep = lep.lep_config()
   config.lep.update(base=str(tmp_path), instruct=str(tmp_path))
   config.lep[key] = value
   with pytest.raises(ValueError, match=rf"^config\.lep\.{key}='{value}'; expected one of"):
-    lep.run_lep(config, str(tmp_path / "work"))
+    run_recipe(lep.RECIPE, config, str(tmp_path / "work"))
   assert not (tmp_path / "work").exists()  # nothing started
 
 

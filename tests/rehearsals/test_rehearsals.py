@@ -26,7 +26,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 @dataclasses.dataclass(frozen=True)
 class Expect:
-  stages: tuple[str, ...]  # stages/<name>.json markers and their folders (the recipe's STAGE_DIRS)
+  stages: tuple[str, ...]  # stages/<name>.json markers and their folders (the recipe's stages)
   # The final evaluation's figures in cell_values: the paper's headline metric where local files
   # give it, otherwise a proxy (each a regex that some key must match).
   figures: tuple[str, ...]

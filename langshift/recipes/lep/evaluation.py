@@ -19,6 +19,7 @@ from typing import Any
 
 import ml_collections
 
+from langshift import config_lib
 from langshift.recipes import roles
 
 
@@ -38,14 +39,13 @@ def evaluate_config() -> ml_collections.ConfigDict:
   )
 
 
-# What is evaluated follows from the calibration switch (lep_instruct/ or calibrated/hf).
-STAGE_KEYS = ("lep.evaluate", "lep.calibration.enabled", "seed")
+# What the stage reads (`Stage.reads`, recipe.py); what is evaluated follows from the calibration
+# switch (lep_instruct/ or calibrated/hf).
+READS = ("lep.evaluate", "lep.calibration.enabled", "seed")
 
 
 def check_evaluate_config(config) -> None:
   """One-line errors before any stage runs: an unknown suite, missing task files, no match."""
-  from langshift import config_lib  # pylint: disable=import-outside-toplevel
-
   ev, where = config.lep.evaluate, "config.lep.evaluate"
   config_lib.check_fields(dict(ev), evaluate_config(), where)
   if not ev.suite:

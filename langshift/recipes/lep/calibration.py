@@ -7,7 +7,7 @@ answers filtered by a judge's grade; batch 64 x 8096 tokens, one epoch. The prop
 were fitted in closed form; a little training on in-language answers the original model gives
 lets the layers that read and write them adjust to them, without instruction data.
 
-Two stages of the LEP recipe, after `propagate` (`config.lep.calibration.enabled`):
+Two stages of the LEP recipe (`recipe.py`), after `propagate` (`config.lep.calibration.enabled`):
 
   calibration_answers/  requests.jsonl (the prompts as one-turn conversations) and outputs/: the
                         answers (the resumable, exactly-once generation job) of the original
@@ -17,7 +17,9 @@ Two stages of the LEP recipe, after `propagate` (`config.lep.calibration.enabled
   calibrated/           the SFT on (prompt -> answer) records and the copy examples
                         (pairs.jsonl), loss on the answer only; calibrated/hf is the calibrated
                         chat model (merged), and calibrated/hf_adapter its PEFT adapter where
-                        PEFT has a layout for it
+                        PEFT has a layout for it; its training run is the section's `run`
+                        (`training.run_config()`), with the experiment's `evals` and the held-out
+                        prompts
 
 What the paper leaves open (prompt set, judge prompt and grade scale, warm-up) has defaults here,
 documented in `calibration_config()`.
@@ -33,16 +35,16 @@ from typing import Any
 import ml_collections
 
 from langshift import config_lib
-from langshift.data import chat_epochs
 from langshift.data import config as data_config_lib
 from langshift.data.parallel_sets import read_jsonl_records
 from langshift.data.pipeline import derived_seed
+from langshift.jsonl import write_jsonl
 from langshift.models import lora as lora_lib
-from langshift.recipes import lep_inputs, roles
-from langshift.recipes import rewrite_io as rio
-from langshift.recipes.stages import StageInterrupted
+from langshift.recipes import roles, training
+from langshift.recipes.lep import inputs as lep_inputs
+from langshift.recipes.recipe import StageContext
 
-STAGE_DIRS = dict(calibration_answers="calibration_answers", calibrate="calibrated")
+C = "lep.calibration"  # the config section
 HELDOUT_FILE = "heldout_prompts.jsonl"  # in calibration_answers/: response_eval's layout
 GRADES_FILE = "grades.jsonl"  # in calibration_answers/: {"id", "grade" (None: unparsed)}
 ANSWER_SOURCES = ("instruct", "propagated")
@@ -103,15 +105,19 @@ def calibration_config() -> ml_collections.ConfigDict:
               train_embeddings=True,
               param_dtype="float32",
           ),
-          # Training settings over the recipe's CPT ones: `epochs` passes over the answers
-          # (steps = 0) or a fixed number of steps. The paper: one epoch, batch 64, length 8096.
-          epochs=1.0,
-          steps=0,
-          global_batch_size=64,
-          seq_len=8096,
-          learning_rate=2.5e-5,
-          warmup_steps=10,
-          schedule="constant",
+          # The calibration's training run (`training.run_config()`: train, optimizer, model
+          # numerics, export dtype), over the engine defaults, not the CPT's settings: `epochs`
+          # passes over the answers (steps 0) or a fixed number of steps (epochs 0). The paper:
+          # one epoch, batch 64, length 8096, LR 2.5e-5 (warm-up and schedule are left open).
+          # Adapters on some layers only: the unscanned layout names each layer (layers_<i>/...);
+          # they are set in `lora` above. export_dtype "": the instruct model's own (the
+          # calibrated model is the one users load; CPT's donor export was float32 for the fit).
+          run=training.run_config(
+              train=dict(epochs=1.0, steps=0, global_batch_size=64, seq_len=8096, trainable="lora"),
+              optimizer=dict(learning_rate=2.5e-5, warmup_steps=10, schedule="constant"),
+              model=dict(scan_layers=False),
+              export_dtype="",
+          ),
           # Held-out prompts evaluated before and after the calibration (response-language rate
           # and reference NLL; "" = none): response_eval's layout (prompt, language, reference)
           # or chat records ("messages" ending in the reference answer, "lang" or "language").
@@ -122,20 +128,36 @@ def calibration_config() -> ml_collections.ConfigDict:
   )
 
 
-STAGE_KEYS = {
-    "calibration_answers": (
-        "lep.calibration.prompts",
-        "lep.calibration.max_prompts",
-        "lep.calibration.answers",
-        "lep.calibration.answerer",
-        "lep.calibration.grade",
-        "lep.instruct",
-        "lep.calibration.heldout_prompts",
-        "lep.calibration.max_heldout_prompts",
-        "seed",
-    ),
-    "calibrate": ("lep.calibration", "seed", "model", "data.chat_template", "evals"),
-}
+# What each stage reads besides its training run (`Stage.reads`, recipe.py).
+ANSWERS_READS = (
+    f"{C}.prompts",
+    f"{C}.max_prompts",
+    f"{C}.answers",
+    f"{C}.answerer",
+    f"{C}.grade",
+    "lep.instruct",
+    f"{C}.heldout_prompts",
+    f"{C}.max_heldout_prompts",
+    "seed",
+)
+# The calibrate stage trains `lep.calibration.run` (read whole); it also reads what it wires into
+# that run: the adapters, the training records (answers filtered by grade, copy examples), the
+# starting model's dtype, the chat template and the evaluations.
+CALIBRATE_READS = (
+    f"{C}.lora",
+    f"{C}.grade.enabled",
+    f"{C}.grade.min_grade",
+    f"{C}.copy_corpus",
+    f"{C}.copy_examples",
+    f"{C}.copy_text_field",
+    f"{C}.copy_prompt",
+    f"{C}.heldout_prompts",
+    f"{C}.heldout_max_new_tokens",
+    "lep.instruct",
+    "data.chat_template",
+    "data.on_bad_record",
+    "evals",
+)
 
 
 def check_calibration_config(config) -> None:
@@ -168,14 +190,22 @@ def check_calibration_config(config) -> None:
     raise ValueError(f"{where}.copy_prompt has no {{article}} to put the article in")
   if not c.lora.layers:
     raise ValueError(f"{where}.lora.layers is empty: name the decoder layers to adapt")
-  if c.epochs <= 0 and c.steps <= 0:
-    raise ValueError(f"{where}: give epochs > 0 or steps > 0")
+  training.check_run_config(c.run, f"{where}.run")
+  train = c.run.train
+  if (train.epochs > 0) == (train.steps > 0):
+    raise ValueError(
+        f"{where}.run.train: epochs={train.epochs}, steps={train.steps}; give one of them > 0 "
+        "(the other 0)"
+    )
+  if train.trainable != "lora":
+    raise ValueError(
+        f"{where}.run.train.trainable={train.trainable!r}; the calibration trains LoRA adapters "
+        f"(set them in {where}.lora)"
+    )
+  if train.lora.to_dict() != calibration_config().run.train.lora.to_dict():
+    raise ValueError(f"{where}.run.train.lora is set; the adapters are {where}.lora")
   if c.heldout_prompts and not os.path.isfile(c.heldout_prompts):
     raise ValueError(f"{where}.heldout_prompts={c.heldout_prompts!r} does not exist")
-
-
-def stage_inputs(config, stage: str) -> dict[str, Any]:
-  return roles.stage_inputs(config, STAGE_KEYS[stage])
 
 
 def request_messages(record: dict[str, Any], where: str) -> list[dict[str, str]]:
@@ -209,7 +239,7 @@ def write_requests(prompts_path: str, out_path: str, max_prompts: int) -> int:
       break
   if not requests:
     raise ValueError(f"config.lep.calibration.prompts: {prompts_path} holds no prompts")
-  return rio.write_jsonl(out_path, requests)
+  return write_jsonl(out_path, requests)
 
 
 def write_heldout_prompts(path: str, out_path: str, max_per_language: int) -> int:
@@ -234,7 +264,7 @@ def write_heldout_prompts(path: str, out_path: str, max_per_language: int) -> in
       continue
     per_language[item["language"]] = count + 1
     out.append(item)
-  return rio.write_jsonl(out_path, out)
+  return write_jsonl(out_path, out)
 
 
 def answerer_role(config, propagated_dir: str) -> ml_collections.ConfigDict:
@@ -246,12 +276,13 @@ def answerer_role(config, propagated_dir: str) -> ml_collections.ConfigDict:
   return role
 
 
-def generate_answers(config, out_dir: str, instruct_dir: str) -> dict[str, Any]:
+def generate_answers(ctx: StageContext) -> dict[str, Any]:
   """Stage: the answers to the prompt set (resumable, exactly once), by the original instruct
-  model or the propagated one (`instruct_dir`), and their grades when `grade.enabled`."""
+  model or the propagated one (`lep_instruct/`), and their grades when `grade.enabled`."""
   from langshift.generation.job import read_outputs  # pylint: disable=import-outside-toplevel
 
-  c = config.lep.calibration
+  config, c = ctx.config, ctx.config.lep.calibration
+  out_dir, instruct_dir = ctx.paths["calibration_answers"], ctx.paths["propagate"]
   requests = os.path.join(out_dir, "requests.jsonl")
   prompts = write_requests(c.prompts, requests, c.max_prompts)
   role = answerer_role(config, instruct_dir)
@@ -309,7 +340,7 @@ def grade_answers(config, out_dir: str, outputs: list[dict[str, Any]]) -> dict[s
     prompt = g.prompt.replace("{question}", question).replace("{answer}", o["response"])
     requests.append({"id": o["id"], "messages": [{"role": "user", "content": prompt}]})
   grades_dir = os.path.join(out_dir, "grades")
-  rio.write_jsonl(os.path.join(out_dir, "grade_requests.jsonl"), requests)
+  write_jsonl(os.path.join(out_dir, "grade_requests.jsonl"), requests)
   if requests:
     roles.run_job(
         os.path.join(out_dir, "grade_requests.jsonl"),
@@ -324,7 +355,7 @@ def grade_answers(config, out_dir: str, outputs: list[dict[str, Any]]) -> dict[s
     )
   verdicts = read_outputs(grades_dir) if requests else []
   graded = [{"id": v["id"], "grade": parse_grade(v["verdict"], g.pattern)} for v in verdicts]
-  rio.write_jsonl(os.path.join(out_dir, GRADES_FILE), graded)
+  write_jsonl(os.path.join(out_dir, GRADES_FILE), graded)
   unparsed = sum(r["grade"] is None for r in graded)
   if unparsed:
     print(
@@ -416,7 +447,7 @@ def write_pairs(config, answers_dir: str, out_path: str) -> dict[str, int]:
         o for o in kept if grades.get(o["id"]) is not None and grades[o["id"]] >= c.grade.min_grade
     ]
   copies = copy_examples(c)
-  rio.write_jsonl(
+  write_jsonl(
       out_path,
       [
           *(
@@ -433,22 +464,34 @@ def write_pairs(config, answers_dir: str, out_path: str) -> dict[str, int]:
 
 
 def sft_config(config, instruct_dir: str, answers_dir: str, pairs_path: str):
-  """The engine config of the calibration: the recipe's CPT settings with the calibration's
-  adapters, data and optimizer; the propagated model (and its tokenizer) as the starting point."""
+  """The engine config of the calibration: its own run (`lep.calibration.run`) with the adapters
+  of `lep.calibration.lora`, the answers as data and the propagated model (with its tokenizer) as
+  the starting point; evaluated with the experiment's `evals` and the held-out prompts."""
   # pylint: disable=import-outside-toplevel
   from langshift.checkpoints.hf_config import read_hf_config
   from langshift.evaluation.evaluators import response_eval
 
   c = config.lep.calibration
   num_layers = int(read_hf_config(instruct_dir)["num_hidden_layers"])
-  sft = config.copy_and_resolve_references()
+  data = data_config_lib.default_data_config()
+  data.update(chat_template=config.data.chat_template, on_bad_record=config.data.on_bad_record)
+  data.packing = "greedy"
+  data.sources.answers = data_config_lib.source_config(
+      path=pairs_path, format="jsonl", template="chat", loss="assistant"
+  )
+  evals = config.copy_and_resolve_references().evals
+  if c.heldout_prompts:
+    with evals.unlocked():
+      evals.responses = response_eval(
+          prompts=os.path.join(answers_dir, HELDOUT_FILE),
+          at_start=True,
+          max_examples=0,
+          max_new_tokens=c.heldout_max_new_tokens,
+      )
+  sft = training.training_config(
+      config, run=c.run, evals=evals, init_from_hf=instruct_dir, tokenizer="", data=data
+  )
   with sft.unlocked():
-    sft.recipe = "cpt"
-    sft.init_from_hf = instruct_dir
-    sft.tokenizer = ""
-    # Adapters on some layers only: the unscanned layout names each layer (layers_<i>/...).
-    sft.model.scan_layers = False
-    sft.train.trainable = "lora"
     sft.train.lora.update(
         rank=c.lora.rank,
         alpha=c.lora.alpha,
@@ -457,39 +500,15 @@ def sft_config(config, instruct_dir: str, answers_dir: str, pairs_path: str):
         train_embeddings=c.lora.train_embeddings,
         param_dtype=c.lora.param_dtype,
     )
-    sft.train.update(global_batch_size=c.global_batch_size, seq_len=c.seq_len, steps=c.steps)
-    sft.optimizer.update(
-        learning_rate=c.learning_rate, warmup_steps=c.warmup_steps, schedule=c.schedule
-    )
-    sft.data.sources = ml_collections.ConfigDict(
-        dict(
-            answers=data_config_lib.source_config(
-                path=pairs_path, format="jsonl", template="chat", loss="assistant"
-            )
-        )
-    )
-    sft.data.packing = "greedy"
-    # The calibrated model keeps the instruct model's dtype (CPT's donor export was float32 for
-    # the least-squares fit; this one is the model users load).
-    sft.checkpoint.update(
-        export_hf_at_end=True, export_dtype=lep_inputs.checkpoint_dtype(instruct_dir)
-    )
-    if c.heldout_prompts:
-      sft.evals.responses = response_eval(
-          prompts=os.path.join(answers_dir, HELDOUT_FILE),
-          at_start=True,
-          max_examples=0,
-          max_new_tokens=c.heldout_max_new_tokens,
-      )
+    sft.checkpoint.export_dtype = c.run.export_dtype or lep_inputs.checkpoint_dtype(instruct_dir)
   return sft
 
 
-def calibrate(config, out_dir: str, answers_dir: str, instruct_dir: str) -> dict[str, Any]:
+def calibrate(ctx: StageContext) -> dict[str, Any]:
   """Stage: LoRA SFT of the propagated model on the answers (and copy examples), through the
   engine; the answers' text is tokenised with the propagated model's (new) tokenizer."""
-  from langshift.train.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
-
-  c = config.lep.calibration
+  config, out_dir = ctx.config, ctx.paths["calibrate"]
+  answers_dir, instruct_dir = ctx.paths["calibration_answers"], ctx.paths["propagate"]
   pairs = os.path.join(out_dir, "pairs.jsonl")
   counts = write_pairs(config, answers_dir, pairs)
   written = counts["answers"] + counts["copy_examples"]
@@ -499,13 +518,5 @@ def calibrate(config, out_dir: str, answers_dir: str, instruct_dir: str) -> dict
         "check config.lep.calibration.answerer and .grade"
     )
   sft = sft_config(config, instruct_dir, answers_dir, pairs)
-  extra: dict[str, Any] = dict(pairs=written, empty_answers=counts.pop("empty"), **counts)
-  if not c.steps:
-    steps, tokens = chat_epochs.epoch_steps(sft, pairs, c.epochs)
-    with sft.unlocked():
-      sft.train.steps = steps
-    extra.update(epoch_steps=steps, pair_tokens=tokens)
-  summary = train_and_evaluate(sft, out_dir)
-  if summary.get("stop_reason") == "preempted":
-    raise StageInterrupted("calibrate", {**summary, **extra})
-  return {**summary, **extra}
+  summary = training.train_stage("calibrate", sft, out_dir)
+  return {**summary, "pairs": written, "empty_answers": counts.pop("empty"), **counts}

@@ -1,6 +1,6 @@
 """What the LEP stages read: training text, tokenizer files, checkpoint dtypes, embedding rows.
 
-Kept apart from the stage logic in `lep.py`; each function reads one kind of input.
+Kept apart from the stage logic in `recipe.py`; each function reads one kind of input.
 """
 
 from __future__ import annotations
