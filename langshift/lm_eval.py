@@ -25,9 +25,15 @@ def main() -> None:
     import langshift.evaluation.lm_eval_backend  # noqa: F401  (registers --model langshift)
   except ImportError as e:
     sys.exit(
-        f"langshift.lm_eval: lm-evaluation-harness is not installed ({e}); pip install -e .[lm_eval]"
+        f"langshift.lm_eval: lm-evaluation-harness is not installed ({e}); "
+        "pip install -e .[lm_eval]"
     )
-  cli_evaluate()
+  from langshift.errors import one_line  # pylint: disable=import-outside-toplevel
+
+  try:
+    cli_evaluate()
+  except (ValueError, FileNotFoundError) as e:  # bad input (a task, a path, a model_arg): one line
+    sys.exit(f"langshift.lm_eval: {one_line(e)}")
 
 
 if __name__ == "__main__":

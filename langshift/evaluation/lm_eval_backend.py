@@ -123,6 +123,19 @@ class LangshiftLM(LM):
     self._source = model.source
 
   @classmethod
+  def create_from_arg_obj(cls, arg_dict, additional_config=None):
+    """As lm-eval's, but `--model_args` win over lm-eval's own `--batch_size` / `--device`
+    (the CLI always passes a batch size: 1 unless given)."""
+    extra = {k: v for k, v in (additional_config or {}).items() if v is not None}
+    return cls(**{**extra, **dict(arg_dict)})
+
+  @classmethod
+  def create_from_arg_string(cls, arg_string, additional_config=None):
+    from lm_eval import utils  # pylint: disable=import-outside-toplevel
+
+    return cls.create_from_arg_obj(utils.simple_parse_args_string(arg_string), additional_config)
+
+  @classmethod
   def from_params(cls, config, params, tokenizer, *, mesh=None, rules=None, **kwargs):
     """The LM of in-memory params (a running training job's, on its mesh)."""
     model = LoadedModel(config, params, tokenizer, mesh, rules, "params")

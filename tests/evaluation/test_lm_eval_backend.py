@@ -4,6 +4,12 @@ equals lm-eval's own `hf` backend on the same checkpoint: log-likelihood metrics
 greedy generations identical.
 """
 
+import glob
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 pytest.importorskip("lm_eval")
@@ -76,3 +82,35 @@ def test_every_metric_equals_lm_eval_hf_backend(tmp_path):
   # The stop string cut at least one answer short of what the model went on to write.
   texts = [x["filtered_resps"][0] for x, _ in generations]
   assert len(texts[2]) < len(raw[0]) or len(texts[4]) < len(raw[1]), (texts, raw)
+
+
+def test_command_line_serves_model_langshift_and_names_an_unknown_task(tmp_path):
+  ckpt, root = tmp_path / "ckpt", tmp_path / "tasks"
+  ckpt.mkdir()
+  root.mkdir()
+  save_checkpoint(ckpt)
+  write_tasks(root, stop="\n")
+  env = dict(os.environ, HF_DATASETS_OFFLINE="1", PYTHONPATH=os.getcwd())
+
+  def run(tasks, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "langshift.lm_eval", "--model", "langshift"]
+        + ["--model_args", f"pretrained={ckpt},max_length={MAX_LENGTH}", "--tasks", tasks]
+        + ["--include_path", str(root), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+  done = run("ls_mc", "--batch_size", "4", "--output_path", str(tmp_path / "out"))
+  assert done.returncode == 0, done.stderr[-2000:]
+  (result,) = glob.glob(str(tmp_path / "out" / "**" / "results_*.json"), recursive=True)
+  with open(result) as f:
+    acc = json.load(f)["results"]["ls_mc"]["acc,none"]
+  lm = LangshiftLM(pretrained=str(ckpt), max_length=MAX_LENGTH)
+  assert acc == evaluate(lm, root, tasks=["ls_mc"])["results"]["ls_mc"]["acc,none"]
+
+  refused = run("ls_mcc")
+  assert refused.returncode == 1
+  assert refused.stderr.strip().splitlines()[-1] == "langshift.lm_eval: Tasks not found: ls_mcc"
