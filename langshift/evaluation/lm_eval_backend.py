@@ -35,7 +35,7 @@ from lm_eval.models.utils import (
 )
 
 from langshift.evaluation.lm_eval_backend_load import LoadedModel, load_model
-from langshift.evaluation.scoring import LocalScorer
+from langshift.evaluation.scoring import BOS_SETTINGS, LocalScorer
 from langshift.generation.interface import GenerationOptions
 from langshift.generation.local_backend import LocalGenerator
 from langshift.tokenization.chat_templates import render_chat
@@ -89,6 +89,12 @@ class LangshiftLM(LM):
           f"model_args {sorted(unknown)}: the langshift model type takes pretrained, step, "
           "batch_size, max_length, max_gen_toks, bos, dtype, chat_template, fsdp"
       )
+    # Every argument is checked before the weights are read.
+    self.batch_size = 8 if batch_size in (None, "auto") else _as_int("batch_size", batch_size, 1)
+    self.max_gen_toks = _as_int("max_gen_toks", max_gen_toks, 1)
+    max_length = None if max_length in (None, "") else _as_int("max_length", max_length, 2)
+    if str(bos).lower() not in BOS_SETTINGS:
+      raise ValueError(f"model_args bos={bos!r}: expected one of {BOS_SETTINGS}")
     if model is None:
       if not pretrained:
         raise ValueError("model_args pretrained=<langshift workdir or HF directory> is required")
@@ -100,15 +106,13 @@ class LangshiftLM(LM):
           fsdp=_as_int("fsdp", fsdp or 0),
       )
     self.model = model
-    self.batch_size = 8 if batch_size in (None, "auto") else _as_int("batch_size", batch_size, 1)
-    self.max_gen_toks = _as_int("max_gen_toks", max_gen_toks, 1)
     self.scorer = LocalScorer(
         model.config,
         model.params,
         model.tokenizer,
         batch_size=self.batch_size,
-        max_length=None if max_length in (None, "") else _as_int("max_length", max_length, 2),
-        bos=bos,
+        max_length=max_length,
+        bos=str(bos).lower(),
     )
     self.max_length = self.scorer.max_length
     self.generator = LocalGenerator(

@@ -84,11 +84,24 @@ class LmEvalTasksEvaluator(Evaluator):
     self.tasks = task_list(entry.tasks)
     if not self.tasks:
       raise ValueError(f"{where}.tasks is empty: name lm-eval tasks, e.g. ['arc_easy']")
-    if entry.num_fewshot < -1 or entry.limit < 0 or entry.batch_size < 1:
+    if (
+        entry.num_fewshot < -1
+        or entry.limit < 0
+        or entry.batch_size < 1
+        or entry.max_length < 0
+        or entry.max_gen_toks < 1
+    ):
       raise ValueError(
           f"{where}: num_fewshot={entry.num_fewshot} must be >= -1, limit={entry.limit} >= 0, "
-          f"batch_size={entry.batch_size} >= 1"
+          f"batch_size={entry.batch_size} >= 1, max_length={entry.max_length} >= 0, "
+          f"max_gen_toks={entry.max_gen_toks} >= 1"
       )
+    from langshift.evaluation.scoring import resolve_bos  # pylint: disable=import-outside-toplevel
+
+    try:
+      resolve_bos(ctx.tokenizer, entry.bos)
+    except ValueError as e:
+      raise ValueError(f"{where}.bos: {e}") from None
     self.task_manager = TaskManager(include_path=entry.include_path or None)
     check_tasks(self.tasks, self.task_manager, f"{where}.tasks")
     self._lm_class, self._ctx, self._entry = LangshiftLM, ctx, entry

@@ -11,6 +11,11 @@ import transformers
 from lm_eval.tasks import TaskManager
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + "
+    "message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 CORPUS = [
     "Question: is it raining? Answer: yes",
     "Question: is the sun out? Answer: no",
@@ -33,13 +38,15 @@ def save_checkpoint(path):
       trainers.BpeTrainer(
           vocab_size=200,
           show_progress=False,
-          special_tokens=["<pad>", "<s>", "</s>"],
+          special_tokens=["<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"],
           initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
       ),
   )
   tok.save(str(path / "tokenizer.json"))
   (path / "tokenizer_config.json").write_text(
-      json.dumps({"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"})
+      json.dumps(
+          {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "chat_template": CHATML}
+      )
   )
   torch.manual_seed(0)
   config = transformers.LlamaConfig(

@@ -28,7 +28,8 @@ from lm_eval_fixtures import (  # noqa: E402
 from langshift.evaluation.lm_eval_backend import LangshiftLM, registered  # noqa: E402
 
 
-def test_every_metric_equals_lm_eval_hf_backend(tmp_path):
+@pytest.mark.parametrize("chat", [False, True], ids=["plain", "chat_template"])
+def test_every_metric_equals_lm_eval_hf_backend(tmp_path, chat):
   ckpt = tmp_path / "ckpt"
   ckpt.mkdir()
   save_checkpoint(ckpt)
@@ -37,10 +38,14 @@ def test_every_metric_equals_lm_eval_hf_backend(tmp_path):
 
   # A stop string that the greedy answers contain after their first character, so that cutting
   # at it matters.
+  prompts = ["Question: is it late? Answer:", "The server"]
+  if chat:
+    prompts = [ours.apply_chat_template([{"role": "user", "content": p}]) for p in prompts]
+    assert prompts[1] == "<|im_start|>user\nThe server<|im_end|>\n<|im_start|>assistant\n"
   raw = ours.generate_until(
       [
           Instance("generate_until", {}, (p, {"until": [], "max_gen_toks": MAX_GEN_TOKS}), i)
-          for i, p in enumerate(["Question: is it late? Answer:", "The server"])
+          for i, p in enumerate(prompts)
       ]
   )
   stop = max({c for t in raw for c in t[1:]}, key=lambda c: sum(c in t[1:] for t in raw))
@@ -48,10 +53,11 @@ def test_every_metric_equals_lm_eval_hf_backend(tmp_path):
   root.mkdir()
   write_tasks(root, stop)
 
-  mine = evaluate(ours, root)
+  mine = evaluate(ours, root, apply_chat_template=chat)
   theirs = evaluate(
       "hf",
       root,
+      apply_chat_template=chat,
       model_args=dict(
           pretrained=str(ckpt), dtype="float32", max_length=MAX_LENGTH, device="cpu", batch_size=4
       ),
@@ -78,6 +84,7 @@ def test_every_metric_equals_lm_eval_hf_backend(tmp_path):
     assert x["resps"][0][0] == pytest.approx(y["resps"][0][0], rel=1e-6, abs=1e-4)
   generations = list(zip(samples(mine, "ls_gen"), samples(theirs, "ls_gen"), strict=True))
   for x, y in generations:
+    assert x["arguments"] == y["arguments"]
     assert x["filtered_resps"] == y["filtered_resps"]
   # The stop string cut at least one answer short of what the model went on to write.
   texts = [x["filtered_resps"][0] for x, _ in generations]
