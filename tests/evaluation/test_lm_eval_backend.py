@@ -121,3 +121,22 @@ def test_command_line_serves_model_langshift_and_names_an_unknown_task(tmp_path)
   refused = run("ls_mcc")
   assert refused.returncode == 1
   assert refused.stderr.strip().splitlines()[-1] == "langshift.lm_eval: Tasks not found: ls_mcc"
+
+
+def test_on_a_mesh_of_eight_devices_the_answers_are_the_one_device_ones(tmp_path):
+  save_checkpoint(tmp_path)
+  one = LangshiftLM(pretrained=str(tmp_path), batch_size=8, max_length=MAX_LENGTH)
+  eight = LangshiftLM(pretrained=str(tmp_path), batch_size=8, max_length=MAX_LENGTH, fsdp=8)
+  assert eight.model.mesh.devices.size == 8
+  leaf = eight.model.params["embed_tokens"]["embedding"]
+  assert not leaf.sharding.is_fully_replicated
+  pairs = [("Question: is it late? Answer:", c) for c in (" yes", " no", " maybe")]
+  pairs += [("", "The server writes its log every day.")]
+  lls = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
+  for (a, greedy_a), (b, greedy_b) in zip(one.loglikelihood(lls), eight.loglikelihood(lls)):
+    assert abs(a - b) <= 1e-4 and greedy_a == greedy_b
+  gen = [
+      Instance("generate_until", {}, (p, {"until": ["\n"], "max_gen_toks": 6}), i)
+      for i, p in enumerate(["Question: is it late? Answer:", "The server", "The quick"])
+  ]
+  assert one.generate_until(gen) == eight.generate_until(gen)
