@@ -1,7 +1,7 @@
 """`config.evals.<name> = lm_eval_tasks(...)`: lm-eval tasks run during training on the job's
 params and write `eval/<task>/<metric>`; the run's checkpoint then serves `--model langshift`
-(`pretrained=<workdir>`) with the same numbers; a task lm-eval does not know fails at build,
-naming it."""
+(`pretrained=<workdir>`) with the same numbers, a LoRA run's as its merged export does; a task
+lm-eval does not know fails at build, naming it."""
 
 import json
 import os
@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
+from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval_fixtures import evaluate, save_checkpoint, write_tasks  # noqa: E402
 
 from langshift.evaluation.evaluators import (  # noqa: E402
@@ -102,3 +103,29 @@ def test_runs_during_training_and_the_checkpoint_serves_the_same_numbers(files, 
     assert value == pytest.approx(written[2][name], rel=1e-5), name
   ppl = "eval/ls_ppl/word_perplexity"
   assert written[0][ppl] != pytest.approx(written[2][ppl], rel=1e-3)
+
+
+def test_a_lora_run_is_served_as_its_merged_export(files, tmp_path):
+  config = base_config()
+  config.init_from_hf = str(files / "ckpt")
+  config.model.update(dtype="float32", param_dtype="float32", remat_policy="none")
+  config.train.update(steps=2, global_batch_size=4, seq_len=16, log_every=1, trainable="lora")
+  config.train.lora.update(rank=4, alpha=8.0, dropout=0.0)
+  config.optimizer.update(learning_rate=5e-2, warmup_steps=1)
+  config.checkpoint.update(every_steps=2, keep=1, async_save=False, export_dtype="float32")
+  config.mesh.num_devices = 1
+  vocab = json.loads((files / "ckpt" / "config.json").read_text())["vocab_size"]
+  workdir = tmp_path / "work"
+  train_and_evaluate(config, str(workdir), train_iter=SyntheticBatches(4, 16, vocab))
+
+  served = LangshiftLM(pretrained=str(workdir), max_length=48)
+  assert served.model.config.lora is not None  # adapters applied, not merged
+  export = LangshiftLM(pretrained=str(workdir / "hf"), max_length=48)  # merged by the export
+  start = LangshiftLM(pretrained=str(files / "ckpt"), max_length=48)
+  requests = [
+      Instance("loglikelihood", {}, ("The server", " writes its log every day."), 0),
+      Instance("loglikelihood", {}, ("", "Question: is it late?"), 1),
+  ]
+  ours, merged, before = (lm.loglikelihood(requests) for lm in (served, export, start))
+  for (a, _), (b, _), (c, _) in zip(ours, merged, before):
+    assert abs(a - b) <= 1e-4 and abs(a - c) > 1e-2
