@@ -12,6 +12,9 @@ the experiment's `evals` table, one entry per evaluation:
   config.evals.answers = response_eval(prompts="prompts.jsonl", max_examples=16)
       answers to a JSONL prompt file (langshift/evaluation/response_eval.py) ->
       `eval/language_match[/<lang>]`, `eval/reference_nll[/<lang>]`, `eval/response_chars`
+  config.evals.harness = lm_eval_tasks(tasks=["arc_easy"], num_fewshot=0, limit=100)
+      lm-evaluation-harness tasks on the `langshift` model type
+      (langshift/evaluation/lm_eval_backend_evaluator.py) -> `eval/<task>/<metric>`
 
 Every entry has `kind`, `every_steps` (0: only at the end of training), `at_start` (also before
 the first step) and `prefix` (the metric namespace, "eval"). Building resolves everything an
@@ -53,6 +56,14 @@ def suite_eval(**fields) -> ml_collections.ConfigDict:
 def response_eval(**fields) -> ml_collections.ConfigDict:
   """An entry of `config.evals`: response-language match and reference NLL on a prompt file."""
   return _entry(_response_fields(), fields, "response_eval")
+
+
+def lm_eval_tasks(**fields) -> ml_collections.ConfigDict:
+  """An entry of `config.evals`: lm-evaluation-harness tasks (an optional extra); `tasks` is a
+  list of names or one comma-separated string."""
+  if isinstance(fields.get("tasks"), str):
+    fields["tasks"] = [t.strip() for t in fields["tasks"].split(",") if t.strip()]
+  return _entry(_lm_eval_fields(), fields, "lm_eval_tasks")
 
 
 def _perplexity_fields() -> dict[str, Any]:
@@ -99,10 +110,28 @@ def _response_fields() -> dict[str, Any]:
   )
 
 
+def _lm_eval_fields() -> dict[str, Any]:
+  return dict(
+      _COMMON_FIELDS,
+      kind="lm_eval_tasks",
+      tasks=[],  # lm-eval task or group names (a list, or one comma-separated string)
+      num_fewshot=-1,  # -1: each task's own
+      limit=0.0,  # documents per task (0: all; below 1: a fraction of them)
+      include_path="",  # a folder of extra task YAMLs (local data: dataset_path: json)
+      chat=False,  # lm-eval's --apply_chat_template (few-shot as multi-turn when num_fewshot > 0)
+      batch_size=8,
+      max_length=0,  # tokens per forward pass (0: the model's max_position_embeddings)
+      max_gen_toks=256,  # generate_until's default, as lm-eval's hf backend
+      bos="auto",
+      seed=0,  # lm-eval's random, numpy, torch and few-shot seeds
+  )
+
+
 _KINDS: dict[str, Callable[[], dict[str, Any]]] = {
     "perplexity": _perplexity_fields,
     "suite": _suite_fields,
     "response": _response_fields,
+    "lm_eval_tasks": _lm_eval_fields,
 }
 
 
@@ -392,10 +421,18 @@ def _with_defaults(defaults: dict[str, Any], entry, where: str) -> ml_collection
   return full
 
 
+def _lm_eval_tasks_evaluator(name: str, entry, ctx: EvalContext) -> Evaluator:
+  # pylint: disable-next=import-outside-toplevel
+  from langshift.evaluation.lm_eval_backend_evaluator import LmEvalTasksEvaluator
+
+  return LmEvalTasksEvaluator(name, entry, ctx)
+
+
 _BUILDERS = {
     "perplexity": PerplexityEvaluator,
     "suite": SuiteEvaluator,
     "response": ResponseEvaluator,
+    "lm_eval_tasks": _lm_eval_tasks_evaluator,
 }
 
 

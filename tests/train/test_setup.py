@@ -70,7 +70,7 @@ def test_every_is_periodic_and_fires_at_the_last_step():
             lambda t: dict(kind="perplexty"),
             ValueError,
             r"config\.evals\.bench\.kind='perplexty'; expected one of "
-            r"\('perplexity', 'suite', 'response'\)",
+            r"\('perplexity', 'suite', 'response', 'lm_eval_tasks'\)",
         ),
         (
             lambda t: dict(kind="suite", suite="handbook_mini", every_step=3),
