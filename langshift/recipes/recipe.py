@@ -123,6 +123,10 @@ class Recipe:
   # Engine settings the recipe needs and the experiment file must state (checked, not
   # overridden): dotted key -> value.
   required_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  # The inputs a user must give (models, corpora, prompt files, endpoints) that the config leaves
+  # empty, as config keys: named together on one line before anything runs
+  # (`langshift/recipes/required_inputs.py`).
+  required_inputs: Callable[[ml_collections.ConfigDict], list[str]] = lambda config: []
   upstream: Callable[[ml_collections.ConfigDict], str] | None = None
   shared_dir: Callable[[ml_collections.ConfigDict, str], str] | None = None
 

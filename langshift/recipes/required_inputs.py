@@ -1,6 +1,7 @@
 """The inputs a user must give an experiment (models, corpora, prompt files, server endpoints),
 checked together before any stage runs: one line names every missing key, instead of each
-recipe's `check_*_config` stopping at the first.
+recipe's checks stopping at the first. Each recipe declares its own (`Recipe.required_inputs`, in
+its package's `config.py`); the engine's data sources and evaluations are every recipe's.
 
 A published setting leaves these empty (paths are the user's; nothing is downloaded), so a run
 of it with one path forgotten fails here, with every other forgotten path named too, and before
@@ -9,14 +10,12 @@ the workdir is touched.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 
 class MissingInputsError(ValueError):
   """Required inputs are empty; the message names every one of them."""
 
 
-def _role(role, where: str) -> list[str]:
+def role_inputs(role, where: str) -> list[str]:
   """A server role needs its endpoint, a local one its checkpoint."""
   if role.backend == "openai":
     return [] if role.base_url else [f"{where}.base_url"]
@@ -44,81 +43,19 @@ def _cpt(config) -> list[str]:
   return [] if config.init_from_hf or config.get("tokenizer") else ["init_from_hf"]
 
 
-def _inscp(config) -> list[str]:
-  i = config.inscp
-  missing = [] if i.instruct or i.lep_workdir else ["inscp.instruct"]
-  if i.judge.prompts:
-    missing += _role(i.judge.role, "inscp.judge.role")
-  return missing
-
-
-def _lep(config) -> list[str]:
-  from langshift.recipes.lep import evaluation  # pylint: disable=import-outside-toplevel
-
-  lep = config.lep
-  missing = [f"lep.{k}" for k in ("base", "instruct") if not lep[k]]
-  if lep.calibration.enabled and not lep.calibration.prompts:
-    missing.append("lep.calibration.prompts")
-  if not lep.evaluate.data_dir and evaluation.reads_user_files(lep.evaluate):
-    missing.append("lep.evaluate.data_dir")
-  return missing
-
-
-def _native_align(config) -> list[str]:
-  na, where = config.native_align, "native_align"
-  missing = [] if config.init_from_hf else ["init_from_hf"]
-  if not na.upstream_workdir:
-    if not na.corpus.path and na.corpus.get("format") != "tfds":
-      missing.append(f"{where}.corpus.path")
-    if na.rewritten_fraction > 0:
-      if not na.worker_init:
-        missing.append(f"{where}.worker_init")
-      missing += _role(na.expert, f"{where}.expert")
-  if na.evaluate.safety_prompts:
-    missing += _role(na.evaluate.judge, f"{where}.evaluate.judge")
-  return missing
-
-
-def _noninstruct(config) -> list[str]:
-  n, where = config.noninstruct, "noninstruct"
-  missing = [] if config.init_from_hf else ["init_from_hf"]
-  if not n.corpus.path and n.corpus.get("format") != "tfds":
-    missing.append(f"{where}.corpus.path")
-  if n.mode == "continuation":
-    missing += _role(n.teacher, f"{where}.teacher")
-  if n.evaluate.judge_prompts:
-    missing += _role(n.evaluate.judge, f"{where}.evaluate.judge")
-  return missing
-
-
-def _pinch(config) -> list[str]:
-  p, where = config.pinch, "pinch"
-  missing = [] if config.init_from_hf else ["init_from_hf"]
-  if not p.parallel_set:
-    missing.append(f"{where}.parallel_set")
-  if p.evaluate.monolingual_workdir:
-    missing += _role(p.evaluate.judge, f"{where}.evaluate.judge")
-  return missing
-
-
-# recipe -> its own required inputs (the engine's data and evaluations are every recipe's).
-RECIPES: dict[str, Callable] = {
-    "cpt": _cpt,
-    "inscp": _inscp,
-    "lep": _lep,
-    "native_align": _native_align,
-    "noninstruct": _noninstruct,
-    "pinch": _pinch,
-}
-
-
 def missing_inputs(config) -> list[str]:
   """The config keys of required inputs that are empty, in a stable order."""
-  recipe = config.get("recipe", "cpt")
-  # A recipe without its config section: its own check says so.
-  own = (
-      RECIPES[recipe](config) if recipe == "cpt" or (recipe in RECIPES and recipe in config) else []
-  )
+  from langshift.recipes.run import ENGINE, RECIPES, recipe_declaration  # pylint: disable=import-outside-toplevel
+
+  recipe = config.get("recipe", ENGINE)
+  own = []
+  if recipe == ENGINE:
+    own = _cpt(config)
+  elif recipe in RECIPES:
+    declaration = recipe_declaration(recipe)
+    # A recipe without its config section: its own check says so.
+    if declaration.section in config:
+      own = declaration.required_inputs(config)
   # A pinch's response evaluation reads the prompts its mixture stage writes (`prompts` empty).
   return own + _engine_data(config, eval_prompts=recipe != "pinch")
 

@@ -8,6 +8,7 @@ import ml_collections
 
 from langshift.data import config as data_config_lib
 from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
+from langshift.recipes import required_inputs as required_inputs_lib
 from langshift.recipes import roles
 
 MODES = {"inscp": "inscp", "orgcp": "none"}  # mode -> the template every data source must use
@@ -152,3 +153,13 @@ def _check_response_prompts(evals) -> None:
         load_response_prompts(entry.prompts)
       except (ValueError, FileNotFoundError) as e:
         raise ValueError(f"config.evals.{name}.prompts: {e}") from None
+
+
+def required_inputs(config) -> list[str]:
+  """The inputs a user must give this recipe that the config leaves empty (config keys);
+  `langshift/recipes/required_inputs.py` adds the engine's data and evaluations."""
+  i = config.inscp
+  missing = [] if i.instruct or i.lep_workdir else ["inscp.instruct"]
+  if i.judge.prompts:
+    missing += required_inputs_lib.role_inputs(i.judge.role, "inscp.judge.role")
+  return missing

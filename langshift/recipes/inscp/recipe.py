@@ -250,6 +250,7 @@ RECIPE = Recipe(
     section_config=inscp_config_lib.inscp_config,
     check=inscp_config_lib.check_config,
     required_settings=inscp_config_lib.REQUIRED_SETTINGS,
+    required_inputs=inscp_config_lib.required_inputs,
     stages=(
         Stage(
             "score",

@@ -77,3 +77,15 @@ def check_config(config) -> None:
   evaluation.check_evaluate_config(config)
   if lep.tokenizer_variant == "optimized" and not lep.shrink_to:
     raise ValueError("config.lep.tokenizer_variant='optimized' needs config.lep.shrink_to")
+
+
+def required_inputs(config) -> list[str]:
+  """The inputs a user must give this recipe that the config leaves empty (config keys);
+  `langshift/recipes/required_inputs.py` adds the engine's data and evaluations."""
+  lep = config.lep
+  missing = [f"lep.{k}" for k in ("base", "instruct") if not lep[k]]
+  if lep.calibration.enabled and not lep.calibration.prompts:
+    missing.append("lep.calibration.prompts")
+  if not lep.evaluate.data_dir and evaluation.reads_user_files(lep.evaluate):
+    missing.append("lep.evaluate.data_dir")
+  return missing

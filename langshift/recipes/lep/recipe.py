@@ -317,6 +317,7 @@ RECIPE = Recipe(
     section_config=lep_config_lib.lep_config,
     check=lep_config_lib.check_config,
     required_settings=lep_config_lib.REQUIRED_SETTINGS,
+    required_inputs=lep_config_lib.required_inputs,
     shared_dir=shared_stages_dir,
     stages=(
         Stage(

@@ -8,6 +8,7 @@ import ml_collections
 
 from langshift.data import config as data_config_lib
 from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
+from langshift.recipes import required_inputs as required_inputs_lib
 from langshift.recipes import roles, training
 from langshift.recipes.native_alignment import evaluation, polishing_policy
 
@@ -172,3 +173,20 @@ def _check_worker_init(path: str, where: str) -> None:
         "(tokenizer_config.json or chat_template.jinja); it is fine-tuned and "
         "prompted through one"
     )
+
+
+def required_inputs(config) -> list[str]:
+  """The inputs a user must give this recipe that the config leaves empty (config keys);
+  `langshift/recipes/required_inputs.py` adds the engine's data and evaluations."""
+  na, where = config.native_align, "native_align"
+  missing = [] if config.init_from_hf else ["init_from_hf"]
+  if not na.upstream_workdir:
+    if not na.corpus.path and na.corpus.get("format") != "tfds":
+      missing.append(f"{where}.corpus.path")
+    if na.rewritten_fraction > 0:
+      if not na.worker_init:
+        missing.append(f"{where}.worker_init")
+      missing += required_inputs_lib.role_inputs(na.expert, f"{where}.expert")
+  if na.evaluate.safety_prompts:
+    missing += required_inputs_lib.role_inputs(na.evaluate.judge, f"{where}.evaluate.judge")
+  return missing

@@ -413,6 +413,7 @@ RECIPE = Recipe(
     section_config=na_config.native_align_config,
     check=na_config.check_config,
     required_settings=na_config.REQUIRED_SETTINGS,
+    required_inputs=na_config.required_inputs,
     upstream=lambda config: config.native_align.upstream_workdir,
     stages=(
         Stage(

@@ -8,6 +8,7 @@ import ml_collections
 
 from langshift.data import config as data_config_lib
 from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
+from langshift.recipes import required_inputs as required_inputs_lib
 from langshift.recipes import roles
 from langshift.recipes.non_instructional import splitting
 
@@ -82,3 +83,17 @@ def check_config(config) -> None:
     )
   if n.evaluate.judge_prompts:
     roles.check_role(n.evaluate.judge, f"{where}.evaluate.judge")
+
+
+def required_inputs(config) -> list[str]:
+  """The inputs a user must give this recipe that the config leaves empty (config keys);
+  `langshift/recipes/required_inputs.py` adds the engine's data and evaluations."""
+  n, where = config.noninstruct, "noninstruct"
+  missing = [] if config.init_from_hf else ["init_from_hf"]
+  if not n.corpus.path and n.corpus.get("format") != "tfds":
+    missing.append(f"{where}.corpus.path")
+  if n.mode == "continuation":
+    missing += required_inputs_lib.role_inputs(n.teacher, f"{where}.teacher")
+  if n.evaluate.judge_prompts:
+    missing += required_inputs_lib.role_inputs(n.evaluate.judge, f"{where}.evaluate.judge")
+  return missing

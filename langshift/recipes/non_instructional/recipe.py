@@ -307,6 +307,7 @@ RECIPE = Recipe(
     section_config=ni_config.noninstruct_config,
     check=ni_config.check_config,
     required_settings=ni_config.REQUIRED_SETTINGS,
+    required_inputs=ni_config.required_inputs,
     stages=(
         Stage(
             "split",

@@ -11,6 +11,7 @@ import ml_collections
 from langshift import config_lib
 from langshift.data import parallel_sets
 from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
+from langshift.recipes import required_inputs as required_inputs_lib
 from langshift.recipes import roles
 from langshift.recipes.pinch import mixture
 
@@ -206,3 +207,15 @@ def check_config(config) -> None:
           f"{where}.evaluate.monolingual_workdir={e.monolingual_workdir!r} has no '{{lang}}'"
       )
     roles.check_role(e.judge, f"{where}.evaluate.judge")
+
+
+def required_inputs(config) -> list[str]:
+  """The inputs a user must give this recipe that the config leaves empty (config keys);
+  `langshift/recipes/required_inputs.py` adds the engine's data and evaluations."""
+  p, where = config.pinch, "pinch"
+  missing = [] if config.init_from_hf else ["init_from_hf"]
+  if not p.parallel_set:
+    missing.append(f"{where}.parallel_set")
+  if p.evaluate.monolingual_workdir:
+    missing += required_inputs_lib.role_inputs(p.evaluate.judge, f"{where}.evaluate.judge")
+  return missing

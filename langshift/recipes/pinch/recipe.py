@@ -154,6 +154,7 @@ RECIPE = Recipe(
     section_config=pinch_config_lib.pinch_config,
     check=pinch_config_lib.check_config,
     required_settings=pinch_config_lib.REQUIRED_SETTINGS,
+    required_inputs=pinch_config_lib.required_inputs,
     stages=(
         Stage(
             "mixture",
