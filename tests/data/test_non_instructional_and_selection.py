@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from langshift.data import examples, formatting, non_instructional, selection
+from langshift.data import examples, formatting, selection
+from langshift.recipes.non_instructional import splitting as non_instructional
 from langshift.tokenization import chat_templates as ct
 
 
