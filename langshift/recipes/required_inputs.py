@@ -49,7 +49,9 @@ def _inscp(config) -> list[str]:
   missing = [] if i.instruct or i.lep_workdir else ["inscp.instruct"]
   if i.judge.prompts:
     missing += _role(i.judge.role, "inscp.judge.role")
-  return missing
+  from langshift.recipes import judged_benchmarks  # pylint: disable=import-outside-toplevel
+
+  return missing + judged_benchmarks.missing_inputs(i, "inscp")
 
 
 def _lep(config) -> list[str]:
@@ -88,7 +90,9 @@ def _noninstruct(config) -> list[str]:
     missing += _role(n.teacher, f"{where}.teacher")
   if n.evaluate.judge_prompts:
     missing += _role(n.evaluate.judge, f"{where}.evaluate.judge")
-  return missing
+  from langshift.recipes import judged_benchmarks  # pylint: disable=import-outside-toplevel
+
+  return missing + judged_benchmarks.missing_inputs(n.evaluate, f"{where}.evaluate")
 
 
 def _pinch(config) -> list[str]:

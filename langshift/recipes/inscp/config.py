@@ -8,7 +8,7 @@ import ml_collections
 
 from langshift.data import config as data_config_lib
 from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
-from langshift.recipes import roles
+from langshift.recipes import judged_benchmarks, roles
 
 MODES = {"inscp": "inscp", "orgcp": "none"}  # mode -> the template every data source must use
 
@@ -39,6 +39,9 @@ def inscp_config() -> ml_collections.ConfigDict:
               # the verdict (langshift/evaluation/judge.py: JUDGE_MAX_NEW_TOKENS).
               role=roles.role_config(backend="openai", max_new_tokens=JUDGE_MAX_NEW_TOKENS),
           ),
+          # The paper's MT-Bench: single-answer grading of the starting and the adapted model,
+          # from FastChat's files (`judged_benchmarks.py`; questions "": not run).
+          mt_bench=judged_benchmarks.mt_bench_config(),
       )
   )
 
@@ -105,6 +108,7 @@ def check_config(config) -> None:
     except (ValueError, FileNotFoundError) as e:
       raise ValueError(f"config.inscp.judge.prompts: {e}") from None
     roles.check_role(inscp.judge.role, "config.inscp.judge.role")
+  judged_benchmarks.check(inscp, "config.inscp")
   if inscp.tmmluplus.data_dir and not os.path.isdir(inscp.tmmluplus.data_dir):
     raise ValueError(
         f"config.inscp.tmmluplus.data_dir={inscp.tmmluplus.data_dir!r}: no such folder"

@@ -8,7 +8,7 @@ import ml_collections
 
 from langshift.data import config as data_config_lib
 from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
-from langshift.recipes import roles
+from langshift.recipes import judged_benchmarks, roles
 from langshift.recipes.non_instructional import splitting
 
 MODES = ("continuation", "response_tuning")
@@ -48,6 +48,11 @@ def noninstruct_config() -> ml_collections.ConfigDict:
               # the verdict (langshift/evaluation/judge.py: JUDGE_MAX_NEW_TOKENS).
               judge=roles.role_config(backend="openai", max_new_tokens=JUDGE_MAX_NEW_TOKENS),
               answer_max_new_tokens=256,
+              # The paper's judged benchmarks (Xie et al. 2024): MT-Bench single-answer
+              # grading and Arena-Hard against its fixed baseline's answers, of the fine-tuned
+              # student, from the published files (`judged_benchmarks.py`; questions "": not run).
+              mt_bench=judged_benchmarks.mt_bench_config(),
+              arena_hard=judged_benchmarks.arena_hard_config(),
           ),
       )
   )
@@ -82,3 +87,4 @@ def check_config(config) -> None:
     )
   if n.evaluate.judge_prompts:
     roles.check_role(n.evaluate.judge, f"{where}.evaluate.judge")
+  judged_benchmarks.check(n.evaluate, f"{where}.evaluate")
