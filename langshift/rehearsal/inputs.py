@@ -1,6 +1,11 @@
 """The local inputs of a rehearsal, in each recipe's input layout: tiny models of the published
 models' kinds, corpora, prompt files and a parallel set, and the endpoints of its server roles.
 
+The papers' benchmarks get local stand-ins too: an `lm_eval_tasks` evaluation's `include_path`
+is a folder of tiny task YAMLs named as its published tasks (`lm_eval_standins.py`), MT-Bench's
+and Arena-Hard's sections get files in FastChat's and Arena-Hard-Auto's layouts
+(`judge_files.py`) and the fake server as their judge.
+
 `write_inputs(config, root, server_url)` writes them under `root` and returns what it filled:
 `paths` (config key -> file or directory) and `endpoints` (a server role's `base_url` and served
 `model`), and which of those keys a user of the published setting must give (`required`; the

@@ -81,19 +81,19 @@ def write_mt_bench_files(root: str, language: str = "en") -> dict[str, str]:
 
 def write_arena_hard_files(root: str, language: str = "en") -> dict[str, str]:
   """{"questions", "baseline"}: the files' paths under `root`."""
-  s = texts.SENTENCES[language]
-  ids = ["q1", "q2"]
+  ids, prompts = ["q1", "q2"], texts.SENTENCES[language][:2]
   questions = [
       {"question_id": i, "category": "arena-hard-v0.1", "cluster": "c", "turns": [{"content": t}]}
-      for i, t in zip(ids, s)
+      for i, t in zip(ids, prompts)
   ]
+  # The baseline restates the question: a short answer of known length.
   baseline = [
       {
           "question_id": i,
           "model_id": "gpt-4-0314",
           "choices": [{"index": 0, "turns": [{"content": t, "token_len": len(t.split())}]}],
       }
-      for i, t in zip(ids, s[2:])
+      for i, t in zip(ids, prompts)
   ]
   return dict(
       questions=_jsonl(os.path.join(root, "arena_hard", "question.jsonl"), questions),
