@@ -13,6 +13,14 @@ perplexity <= 15 under the model. Paths are yours (nothing is downloaded):
       --config.evals.heldout.data.sources.zh.path=/corpora/zh-TW/heldout.jsonl \\
       --config.evals.alignment.prompts=/corpora/ted_zh_en_prompts.jsonl
 
+The paper's evaluations: TruthfulQA, ToxiGen, ARC, HellaSwag and MMLU through lm-eval before and
+after CPT (`config.evals.harness`, each task's lm-eval default shots; lm-eval fetches the data on a
+machine with access, or give `--config.evals.harness.include_path=` a folder of task YAMLs over
+local files), and MT-Bench of the starting and the adapted model from FastChat's files and a judge
+(not run unless given: `--config.inscp.mt_bench.questions=.../question.jsonl`, `judge_prompts=`,
+`references=`, `judge.base_url=`). C-Eval-TW and BOLD have no lm-eval task (TMMLU+ from its
+published files is `inscp.tmmluplus.data_dir`).
+
 The paper gives no optimiser settings. The learning rate is 2e-5, the value of full-parameter
 fine-tuning of Llama models (Llama 2's SFT: LR 2e-5, cosine, weight decay 0.1, 64 x 4,096 =
 262k tokens a step, Touvron et al. 2023, arXiv:2307.09288, Sec. 3.1; the same tokens per step as
@@ -46,7 +54,12 @@ on a CPU (sizes: `REHEARSAL_SIZES` below; docs/recipes.md "Rehearsals"):
 
 from langshift import config_lib
 from langshift.data.config import default_data_config, source_config
-from langshift.evaluation.evaluators import perplexity_eval, response_eval, suite_eval
+from langshift.evaluation.evaluators import (
+    lm_eval_tasks,
+    perplexity_eval,
+    response_eval,
+    suite_eval,
+)
 from langshift.recipes.inscp import inscp_config
 from langshift.train.config import base_config
 
@@ -60,6 +73,8 @@ THRESHOLDS = (15.0, 30.0)
 # Full-parameter training of an instruct model (see the docstring): not LEP's embedding-only 2e-4.
 LEARNING_RATE = 2e-5
 ARGS = dict(size=("full", "cpu", "tiny"), variant=VARIANTS, ppl=-1.0, start=("instruct", "lep"))
+# The paper's safety and knowledge benchmarks by their lm-eval 0.4.13 names (docs/evaluation.md).
+LM_EVAL_TASKS = "truthfulqa_mc2,toxigen,arc_easy,arc_challenge,hellaswag,mmlu"
 
 # The rehearsal of the default (docs/recipes.md "Rehearsals"): the sizes it shrinks, numbers
 # only; all else stays as published but the paths and endpoints the rehearsal fills.
@@ -75,11 +90,13 @@ REHEARSAL_SIZES = {
     "evals.heldout.max_batches": 1,
     "evals.alignment.max_examples": 2,
     "evals.alignment.batch_size": 4,
+    "evals.harness.limit": 2.0,
     "inscp.score.batch_size": 4,
     "inscp.score.shard_size": 8,
     "inscp.tmmluplus.batch_size": 4,
     "inscp.judge.max_prompts": 1,
     "inscp.judge.batch_size": 4,
+    "inscp.mt_bench.batch_size": 4,
     "mesh.num_devices": 1,
 }
 # A random model's perplexity is about its vocabulary's size: the bound of 15 would keep nothing.
@@ -118,6 +135,8 @@ def get_config(arg=None):
   c.evals.alignment = response_eval(
       prompts="", max_examples=0, max_new_tokens=128, at_start=True, prefix="align"
   )
+  # The paper's benchmarks before (at_start) and after CPT, in the cpt stage's summary.
+  c.evals.harness = lm_eval_tasks(tasks=LM_EVAL_TASKS, at_start=True)
   ppl = arg.ppl if arg.ppl >= 0 else 15.0
   if arg.size == "cpu":
     _cpu(c)
@@ -144,6 +163,7 @@ def _variant(c, variant):
 
 def _cpu(c):
   """SmolLM2-135M-Instruct, full-parameter, on the handbook's Traditional Chinese paragraphs."""
+  del c.evals["harness"]  # offline: the benchmarks' data is not local
   c.inscp.instruct = SMOLLM2
   c.data.sources.zh.update(path=f"{CORPUS}/train.jsonl", qa_split=False)
   c.evals.heldout.data.sources.zh.path = f"{CORPUS}/heldout.jsonl"
@@ -170,6 +190,7 @@ def _cpu(c):
 
 def _tiny(c):
   """Seconds per stage; the tests give inscp.instruct, the corpus, held-out text and prompts."""
+  del c.evals["harness"]
   c.model.update(dtype="float32", remat_policy="none")
   c.train.update(steps=2, global_batch_size=4, seq_len=64, log_every=1, loss_chunk_size=0)
   c.optimizer.update(learning_rate=1e-3, warmup_steps=1, mu_dtype="")

@@ -13,6 +13,20 @@ OpenWebText layout). Paths are yours (nothing is downloaded):
 
 Outputs: workdir/{split, teacher, pairs, sft, export, evaluate}; sft/hf is the tuned student
 (merged), sft/hf_adapter its PEFT adapter when tuning=lora.
+
+The paper's evaluations: the Open LLM suite through lm-eval before and after SFT
+(`config.evals.open_llm`: each task at the leaderboard's shots; lm-eval fetches the data on a
+machine with access, or give `--config.evals.open_llm.include_path=` a folder of task YAMLs over
+local files), and MT-Bench and Arena-Hard of the tuned student from the published files and a
+judge (not run unless given):
+
+      --config.noninstruct.evaluate.mt_bench.questions=/mt_bench/question.jsonl \
+      --config.noninstruct.evaluate.mt_bench.judge_prompts=/mt_bench/judge_prompts.jsonl \
+      --config.noninstruct.evaluate.mt_bench.references=/mt_bench/reference_answer/gpt-4.jsonl \
+      --config.noninstruct.evaluate.mt_bench.judge.base_url=http://judge-host:8000/v1 \
+      --config.noninstruct.evaluate.arena_hard.questions=/arena-hard/question.jsonl \
+      --config.noninstruct.evaluate.arena_hard.baseline=/arena-hard/model_answer/gpt-4-0314.jsonl \
+      --config.noninstruct.evaluate.arena_hard.judge.base_url=http://judge-host:8000/v1
 Arguments (`--config=experiments/noninstruct.py:<arg>`, comma-separated):
   size=cpu     SmolLM2-135M-Instruct as teacher and student on the English Debian handbook
                (en-US, prepared by launch/setup_env.sh), every stage on 2 CPU cores.
@@ -37,6 +51,7 @@ on a CPU (sizes: `REHEARSAL_SIZES` below; docs/recipes.md "Rehearsals"):
 """
 
 from langshift import config_lib
+from langshift.evaluation.evaluators import lm_eval_tasks
 from langshift.recipes.non_instructional import noninstruct_config
 from langshift.train.config import base_config
 
@@ -56,6 +71,7 @@ REHEARSAL_SIZES = {
     "noninstruct.max_documents": 8,
     "noninstruct.heldout_prompts": 2,
     "noninstruct.evaluate.max_judge_prompts": 2,
+    "evals.open_llm.limit": 2.0,
     "noninstruct.teacher.batch_size": 4,
     "noninstruct.teacher.max_concurrency": 4,
     "train.steps": 2,
@@ -66,6 +82,11 @@ REHEARSAL_SIZES = {
     "checkpoint.every_steps": 2,
     "mesh.num_devices": 1,
 }
+
+
+# The Open LLM Leaderboard's suite as Xie et al. 2024 report it, each task at the leaderboard's
+# number of demonstrations (lm-eval 0.4.13 task names; docs/evaluation.md).
+OPEN_LLM_TASKS = "arc_challenge:25,hellaswag:10,mmlu:5,truthfulqa_mc2:0,winogrande:5,gsm8k:5"
 
 
 def get_config(arg=None):
@@ -89,6 +110,8 @@ def get_config(arg=None):
   c.optimizer.update(learning_rate=2e-4, warmup_steps=100, schedule="cosine", weight_decay=0.0)
   c.checkpoint.update(every_steps=500, keep=2, export_hf_at_end=True, export_dtype="bfloat16")
   c.mesh.ici.update(data=1, fsdp=-1, tensor=1)
+  # Before (at_start) and after SFT, in the sft stage's summary (`eval/<task>/<metric>_after`).
+  c.evals.open_llm = lm_eval_tasks(tasks=OPEN_LLM_TASKS, at_start=True)
   if arg.tuning == "lora":
     c.train.trainable = "lora"
     c.train.lora.update(rank=16, alpha=32.0, dropout=0.05, targets=("attention", "mlp"))
@@ -115,6 +138,7 @@ def _cpu(c):
   """SmolLM2-135M-Instruct as teacher and student on the English handbook; <= 15 minutes on 2
   cores. Sized by the teacher's decoding, the slow part on a CPU."""
   n = c.noninstruct
+  del c.evals["open_llm"]  # offline: the suite's data is not local
   c.init_from_hf = SMOLLM2
   c.data.chat_template = "tokenizer"  # SmolLM2's ChatML
   n.corpus.path = f"{CORPUS}/train.jsonl"
@@ -144,6 +168,7 @@ def _cpu(c):
 def _tiny(c):
   """Seconds per stage; the tests give init_from_hf, the corpus and the teacher."""
   n = c.noninstruct
+  del c.evals["open_llm"]
   c.data.chat_template = "tokenizer"
   n.update(max_documents=0, heldout_prompts=4, heldout_max_new_tokens=8)
   n.split.update(min_units=8, max_units=512)

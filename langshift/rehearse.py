@@ -85,6 +85,9 @@ def rehearse(spec: str, workdir: str, *, log=print) -> dict[str, Any]:
   from langshift.rehearsal import config_check
   from langshift.rehearsal.fake_server import FakeOpenAIServer
 
+  # Offline by design: lm-eval's datasets library reads the stand-in tasks' local files only.
+  os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+  os.environ.setdefault("HF_HUB_OFFLINE", "1")
   module, published = load_experiment(spec)
   with FakeOpenAIServer() as server:
     config, diff, _ = rehearsal_config(module, published, workdir, server.url)

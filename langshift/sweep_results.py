@@ -3,7 +3,10 @@
 Columns: the cell, its status, every swept key, then the final value of every metric
 (`metrics.jsonl`: the value at the highest step, the last one written when a resumed run wrote
 a step twice; a stage's own file, e.g. `cpt/metrics.jsonl`, gives `cpt/<metric>`) and the
-numbers of every stage summary (`stages/<stage>.json`: `<stage>:<key>`).
+numbers of every stage summary (`stages/<stage>.json`: `<stage>:<key>`). Evaluations come
+first: the engine's `eval/...` (lm-eval tasks included: `cpt:eval/mmlu/acc_after`) and the
+evaluate stages' benchmarks (`evaluate:after/mt_bench/score`, `evaluate:arena_hard/win_rate`,
+`evaluate:darumeru/micro_avg`), then training, then performance.
 
 Written to the root: `results.csv` (full precision), `results.md` (4 significant digits) and
 `plots/<metric>-vs-<key>.png`, one per metric against each swept key, with one line per value
@@ -21,9 +24,22 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-HEADLINE_METRICS = ("eval/perplexity", "eval/micro_avg", "train/loss")
+# The papers' own figures first (Darumeru as LEP reports it, MT-Bench, Arena-Hard), then proxies.
+HEADLINE_METRICS = (
+    "darumeru/micro_avg",
+    "mt_bench/score",
+    "arena_hard/win_rate",
+    "eval/perplexity",
+    "eval/micro_avg",
+    "train/loss",
+)
 # First segment of the engine's metric names (langshift/train, langshift/evaluation).
 _ENGINE_NAMESPACES = ("eval", "train", "perf")
+# The evaluate stages' benchmarks (langshift/recipes/judged_benchmarks.py, the LEP stage's
+# Darumeru as published, InsCP's TMMLU+ and pairwise judge), alone or under a model's tag
+# (`after/mt_bench/score`): evaluation columns, next to the engine's `eval/...`.
+BENCHMARK_NAMESPACES = ("mt_bench", "arena_hard", "darumeru", "tmmluplus", "judge")
+_MODEL_TAGS = ("before", "after")
 
 
 def cell_status(state: Mapping[str, Any]) -> str:
@@ -124,8 +140,15 @@ def _order(column: str) -> tuple:
   nested = not stage and name.split("/", 1)[0] not in _ENGINE_NAMESPACES
   if nested:
     name = name.split("/", 1)[-1]
-  kind = 0 if name.startswith("eval") else (2 if name.startswith("perf") else 1)
+  kind = 0 if name.startswith("eval") or _benchmark(name) else (2 if name.startswith("perf") else 1)
   return (stage, nested, kind, column)
+
+
+def _benchmark(name: str) -> bool:
+  parts = name.split("/")
+  if parts[0] in _MODEL_TAGS and len(parts) > 1:
+    parts = parts[1:]
+  return parts[0] in BENCHMARK_NAMESPACES
 
 
 def write_results(root: str) -> dict[str, Any]:

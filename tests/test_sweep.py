@@ -374,3 +374,54 @@ def test_results_take_each_metrics_final_value_and_stage_summaries(tmp_path):
       "propagation=swap": [("bpe", 2.5), ("extended", 4.0)],
       "propagation=conversion": [("bpe", 2.0)],
   }
+
+
+def test_results_show_the_papers_benchmarks_per_cell_before_training_columns(tmp_path):
+  """The evaluate stages' published benchmarks (lm-eval tasks in the training stage's summary,
+  MT-Bench of both models, Arena-Hard, Darumeru as published) are columns of results.md with
+  each cell's value, ordered with the evaluations before training figures; the sweep's headline
+  is the paper's figure."""
+  root = tmp_path / "root"
+  root.mkdir()
+  cells = [
+      ("inscp.mode=inscp", {"inscp.mode": "inscp"}),
+      ("inscp.mode=orgcp", {"inscp.mode": "orgcp"}),
+  ]
+  manifest = {"experiment": "experiments/inscp_zh_tw.py", "flags": []}
+  manifest["cells"] = [{"name": n, "overrides": o} for n, o in cells]
+  (root / "sweep.json").write_text(json.dumps(manifest))
+  for (name, overrides), score in zip(cells, (7.5, 6.25)):
+    _write_cell(
+        root,
+        name,
+        overrides,
+        ['{"step": 2, "train/loss": 3.0}'],
+        stages={
+            "cpt": {"eval/mmlu/acc_after": score / 10, "train/loss_after": 3.0},
+            "evaluate": {
+                "before/mt_bench/score": 5.0,
+                "after/mt_bench/score": score,
+                "arena_hard/win_rate": score * 4,
+                "darumeru/micro_avg": score / 20,
+            },
+        },
+    )
+  sweep_results.write_results(str(root))
+  header, _, *rows = (root / "results.md").read_text().splitlines()[2:]
+  columns = [c.strip() for c in header.strip("|").split("|")]
+  benchmarks = [
+      "cpt:eval/mmlu/acc_after",
+      "evaluate:after/mt_bench/score",
+      "evaluate:arena_hard/win_rate",
+      "evaluate:before/mt_bench/score",
+      "evaluate:darumeru/micro_avg",
+  ]
+  stage_columns = [c for c in columns if ":" in c]
+  assert stage_columns == benchmarks + ["cpt:train/loss_after"]
+  for row, score in zip(rows[:2], (7.5, 6.25)):
+    values = dict(zip(columns, (v.strip() for v in row.strip("|").split("|"))))
+    assert float(values["evaluate:after/mt_bench/score"]) == score
+    assert float(values["evaluate:arena_hard/win_rate"]) == score * 4
+    assert float(values["cpt:eval/mmlu/acc_after"]) == score / 10
+  values = sweep_results.cell_values(str(root / cells[0][0]))
+  assert sweep_results.headline(values) == "; evaluate:darumeru/micro_avg 0.375"

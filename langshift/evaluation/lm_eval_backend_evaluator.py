@@ -1,6 +1,10 @@
 """lm-evaluation-harness tasks as an evaluation of the training engine (`kind="lm_eval_tasks"`).
 
   config.evals.harness = lm_eval_tasks(tasks=["arc_easy", "hellaswag"], num_fewshot=0, limit=100)
+  config.evals.open_llm = lm_eval_tasks(tasks="arc_challenge:25,hellaswag:10,mmlu:5")
+
+A task written `name:k` runs k-shot whatever `num_fewshot` says (the Open LLM Leaderboard's
+suite gives each task its own count); tasks of one count share one `simple_evaluate` call.
 
 Every call wraps the job's current params, on the run's mesh, in the `langshift` model type
 (`LangshiftLM.from_params`, langshift/evaluation/lm_eval_backend.py) and runs lm-eval's
@@ -48,6 +52,17 @@ def task_list(tasks) -> list[str]:
   return [t.strip() for t in tasks if t and t.strip()]
 
 
+def task_shots(tasks, num_fewshot: int, where: str) -> dict[str, int]:
+  """{task: demonstrations (-1: the task's own count)} of `name` / `name:k` entries."""
+  shots = {}
+  for entry in task_list(tasks):
+    name, sep, count = entry.partition(":")
+    if sep and not (count.isdigit() and name):
+      raise ValueError(f"{where}: {entry!r} is not a task name or name:k (k >= 0 demonstrations)")
+    shots[name.strip()] = int(count) if sep else num_fewshot
+  return shots
+
+
 def check_tasks(tasks: list[str], task_manager, where: str) -> None:
   """A one-line error naming the first task (or group) lm-eval does not know."""
   known = set(task_manager.all_tasks)
@@ -81,7 +96,8 @@ class LmEvalTasksEvaluator(Evaluator):
       raise ValueError(
           f"{where}: lm-eval tasks need a tokenizer (set config.tokenizer or config.init_from_hf)"
       )
-    self.tasks = task_list(entry.tasks)
+    self.shots = task_shots(entry.tasks, entry.num_fewshot, f"{where}.tasks")
+    self.tasks = list(self.shots)
     if not self.tasks:
       raise ValueError(f"{where}.tasks is empty: name lm-eval tasks, e.g. ['arc_easy']")
     if (
@@ -126,22 +142,27 @@ class LmEvalTasksEvaluator(Evaluator):
         max_gen_toks=entry.max_gen_toks,
         bos=entry.bos,
     )
-    out = lm_eval.simple_evaluate(
-        model=lm,
-        tasks=list(self.tasks),
-        num_fewshot=None if entry.num_fewshot == -1 else entry.num_fewshot,
-        limit=self._limit,
-        task_manager=self.task_manager,
-        apply_chat_template=entry.chat,
-        fewshot_as_multiturn=entry.chat and entry.num_fewshot > 0,
-        bootstrap_iters=0,
-        log_samples=False,
-        random_seed=entry.seed,
-        numpy_random_seed=entry.seed,
-        torch_random_seed=entry.seed,
-        fewshot_random_seed=entry.seed,
-    )
-    metrics = flatten_results((out or {}).get("results", {}), self.prefix)
+    by_shots: dict[int, list[str]] = {}
+    for task, shots in self.shots.items():
+      by_shots.setdefault(shots, []).append(task)
+    metrics = {}
+    for shots, tasks in by_shots.items():
+      out = lm_eval.simple_evaluate(
+          model=lm,
+          tasks=tasks,
+          num_fewshot=None if shots == -1 else shots,
+          limit=self._limit,
+          task_manager=self.task_manager,
+          apply_chat_template=entry.chat,
+          fewshot_as_multiturn=entry.chat and shots > 0,
+          bootstrap_iters=0,
+          log_samples=False,
+          random_seed=entry.seed,
+          numpy_random_seed=entry.seed,
+          torch_random_seed=entry.seed,
+          fewshot_random_seed=entry.seed,
+      )
+      metrics.update(flatten_results((out or {}).get("results", {}), self.prefix))
     if not self.metric and metrics:
       first = sorted(m for m in metrics if m.startswith(f"{self.prefix}/{self.tasks[0]}/"))
       self.metric = first[0] if first else sorted(metrics)[0]

@@ -32,6 +32,7 @@ SIZE_FIELDS = frozenset(
         "num_devices",
         "max_batches",
         "max_examples",
+        "limit",  # lm-eval's documents per task
         "max_eval_examples",
         "max_documents",
         "seed_documents",

@@ -3,14 +3,18 @@ teacher, judges): /v1/chat/completions and /v1/completions, answering by what th
 
   a judge prompt (asks for "[[A]]" / "[[B]]")  a few sentences of reasoning, then the verdict
                                                for the longer answer ([[A]] on a tie)
+  an Arena-Hard prompt (labels "[[A>>B]]"...)  reasoning, then "[[A>B]]" / "[[B>A]]" for the
+                                               longer answer, "[[A=B]]" on a tie
   a grading prompt (asks for a "[[rating]]")   reasoning, then "[[8]]"
   a rewrite (a <document>...</document>)       the document, its first two words swapped
   a continuation ("Continue the following")    the text's last sentence again, as continuation
   anything else                                a short answer that restates the request
 
-Tokens are counted as whitespace-separated words: an answer longer than the request's
-`max_tokens` is cut to its first `max_tokens` words with `finish_reason: "length"` (a judge given
-too small a budget loses its verdict, as a real one would). Every request is kept in `requests`.
+What a judge is asked for is looked up in the system prompt too (MT-Bench and Arena-Hard state
+their output format there); everything else reads the last message. Tokens are counted as
+whitespace-separated words: an answer longer than the request's `max_tokens` is cut to its first
+`max_tokens` words with `finish_reason: "length"` (a judge given too small a budget loses its
+verdict, as a real one would). Every request is kept in `requests`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ _PAIR = re.compile(
     r"|\[Reply A\]\n(.*)\n\[End of Reply A\].*\[Reply B\]\n(.*)\n\[End of Reply B\]",
     re.S,
 )
+# Arena-Hard's judge template (langshift/evaluation/arena_hard.py: PROMPT_TEMPLATE).
+_ARENA_PAIR = re.compile(
+    r"<\|The Start of Assistant A's Answer\|>\n(.*)\n<\|The End of Assistant A's Answer\|>.*"
+    r"<\|The Start of Assistant B's Answer\|>\n(.*)\n<\|The End of Assistant B's Answer\|>",
+    re.S,
+)
 REASONING = (
     "Both replies address the question. The first one is more direct, while the second one "
     "adds less detail. Neither reply contains harmful content, and both use the language of "
@@ -35,14 +45,21 @@ REASONING = (
 )
 
 
-def answer(content: str) -> str:
-  """The server's whole answer to a request whose last message (or prompt) is `content`."""
+def answer(content: str, system: str = "") -> str:
+  """The server's whole answer to a request whose last message (or prompt) is `content` and
+  whose system prompt is `system`."""
+  asked = f"{system}\n{content}"
+  if "[[A>>B]]" in asked and "[[B>>A]]" in asked:
+    pair = _ARENA_PAIR.search(content)
+    first, second = (len(pair.group(1)), len(pair.group(2))) if pair else (0, 0)
+    label = "[[A>B]]" if first > second else ("[[B>A]]" if second > first else "[[A=B]]")
+    return f"{REASONING} My final verdict is: {label}"
   if "[[A]]" in content and "[[B]]" in content:
     pair = _PAIR.search(content)
     first, second = [g for g in pair.groups() if g is not None] if pair else ("", "")
     verdict = "[[B]]" if len(second) > len(first) else "[[A]]"
     return f"{REASONING} Verdict: {verdict}"
-  if "[[rating]]" in content.lower():
+  if "[[rating]]" in asked.lower():
     return f"{REASONING} Rating: [[8]]"
   document = _DOCUMENT.search(content)
   if document:
@@ -100,9 +117,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
     chat = self.path.endswith("/chat/completions")
     content = body["messages"][-1]["content"] if chat else body.get("prompt", "")
+    system = "\n".join(m["content"] for m in body.get("messages", []) if m.get("role") == "system")
     with self.server.lock:
       self.server.requests.append(body)
-    text, finish = cut(answer(content), body.get("max_tokens"))
+    text, finish = cut(answer(content, system), body.get("max_tokens"))
     choice = {"index": 0, "finish_reason": finish}
     choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
     usage = {"prompt_tokens": len(content.split()), "completion_tokens": len(text.split())}

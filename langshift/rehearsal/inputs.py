@@ -1,6 +1,11 @@
 """The local inputs of a rehearsal, in each recipe's input layout: tiny models of the published
 models' kinds, corpora, prompt files and a parallel set, and the endpoints of its server roles.
 
+The papers' benchmarks get local stand-ins too: an `lm_eval_tasks` evaluation's `include_path`
+is a folder of tiny task YAMLs named as its published tasks (`lm_eval_standins.py`), MT-Bench's
+and Arena-Hard's sections get files in FastChat's and Arena-Hard-Auto's layouts
+(`judge_files.py`) and the fake server as their judge.
+
 `write_inputs(config, root, server_url)` writes them under `root` and returns what it filled:
 `paths` (config key -> file or directory) and `endpoints` (a server role's `base_url` and served
 `model`), and which of those keys a user of the published setting must give (`required`; the
@@ -16,7 +21,7 @@ from collections.abc import Callable
 
 from langshift import config_lib, jsonl
 from langshift.data import parallel_sets
-from langshift.rehearsal import darumeru_files, texts
+from langshift.rehearsal import darumeru_files, judge_files, lm_eval_standins, texts
 from langshift.rehearsal.models import write_tiny_model
 
 SERVED_MODEL = "rehearsal"
@@ -87,6 +92,12 @@ def _engine_data(config, root: str, filled: Filled) -> None:
       lang = _language(parts[-2])
       path = os.path.join(root, "corpora", f"heldout-{parts[1]}-{parts[-2]}.jsonl")
       filled.path(key, _corpus(path, lang, seed=1, n=8))
+    elif key.startswith("evals.") and len(parts) == 3 and parts[-1] == "include_path":
+      # The lm-eval tasks the setting names, as local stand-ins of the same names (not a
+      # required input: lm-eval fetches the published tasks' data itself).
+      path = os.path.join(root, "lm_eval", parts[1])
+      tasks = config.evals[parts[1]].tasks
+      filled.path(key, lm_eval_standins.write_task_standins(path, tasks), required=False)
     elif key.startswith("evals.") and len(parts) == 3 and parts[-1] == "prompts":
       if config.recipe == "pinch":  # the recipe fills it with its held-out prompts
         continue
@@ -105,7 +116,6 @@ def _cpt(config, root, url, filled):
 
 
 def _inscp(config, root, url, filled):
-  del config
   filled.path("inscp.instruct", _model(root, "llama3-instruct", "llama3", chat=True))
   # The paper's evaluation: TMMLU+ before/after (its published CSV layout, one subject) and
   # MT-Bench-style questions answered before/after and judged pairwise.
@@ -123,6 +133,20 @@ def _inscp(config, root, url, filled):
   judge = os.path.join(root, "prompts", "judge.jsonl")
   filled.path("inscp.judge.prompts", _prompts(judge, ["zh-TW", "en"]), required=False)
   filled.endpoint("inscp.judge.role", url, required=False)
+  _judged_benchmarks(config.inscp, "inscp", root, url, filled)
+
+
+def _judged_benchmarks(section, where: str, root: str, url: str, filled: Filled) -> None:
+  """MT-Bench's and Arena-Hard's files (FastChat's and Arena-Hard-Auto's layouts) and their
+  judges, for the benchmarks the section has: evaluation inputs a user gives."""
+  if "mt_bench" in section:
+    for field, path in judge_files.write_mt_bench_files(os.path.join(root, "fastchat")).items():
+      filled.path(f"{where}.mt_bench.{field}", path, required=False)
+    filled.endpoint(f"{where}.mt_bench.judge", url, required=False)
+  if "arena_hard" in section:
+    for field, path in judge_files.write_arena_hard_files(os.path.join(root, "arena")).items():
+      filled.path(f"{where}.arena_hard.{field}", path, required=False)
+    filled.endpoint(f"{where}.arena_hard.judge", url, required=False)
 
 
 def _lep(config, root, url, filled):
@@ -166,6 +190,7 @@ def _noninstruct(config, root, url, filled):
   judge = os.path.join(root, "prompts", "judge.jsonl")
   filled.path("noninstruct.evaluate.judge_prompts", _prompts(judge, ["en"]), required=False)
   filled.endpoint("noninstruct.evaluate.judge", url, required=False)
+  _judged_benchmarks(config.noninstruct.evaluate, "noninstruct.evaluate", root, url, filled)
 
 
 def _pinch(config, root, url, filled):

@@ -167,12 +167,14 @@ def test_bad_files_and_a_judge_without_labels_fail_in_one_line(files, tmp_path):
         output_dir=files["out"],
         judge_batch_size=16,
     )
-  with FakeOpenAIServer() as server:  # answers these prompts without a verdict label
+  unlabelled = _unlabelled_prompt(tmp_path)
+  with FakeOpenAIServer() as server:  # a prompt that lists no labels: answered without one
     rc = arena_hard.main(
         [
             f"--questions={files['questions']}",
             f"--baseline={files['baseline']}",
             f"--answers={files['answers']}",
+            f"--judge_prompt={unlabelled}",
             f"--judge_base_url={server.url}",
             "--judge_model=judge",
             f"--output_dir={files['out']}",
@@ -183,13 +185,43 @@ def test_bad_files_and_a_judge_without_labels_fail_in_one_line(files, tmp_path):
     assert json.load(f) == {"mt_bench/score": 6.2}
 
 
-def test_cli_prints_one_line_naming_the_judge(files, capsys):
+def _unlabelled_prompt(tmp_path) -> str:
+  path = f"{tmp_path}/unlabelled.json"
+  template = "{QUESTION}\nA: {ANSWER_A}\nB: {ANSWER_B}"
+  with open(path, "w") as f:
+    json.dump({"system_prompt": "Say which answer is better.", "prompt_template": template}, f)
+  return path
+
+
+def test_cli_with_the_rehearsal_server_as_judge(files):
+  """The rehearsal's fake server reads Arena-Hard's labels from the system prompt and names the
+  longer answer: every game parses, and the model wins where its answer is the longer one."""
+  with FakeOpenAIServer() as server:
+    rc = arena_hard.main(
+        [
+            f"--questions={files['questions']}",
+            f"--baseline={files['baseline']}",
+            f"--answers={files['answers']}",
+            f"--judge_base_url={server.url}",
+            "--judge_model=judge",
+            f"--output_dir={files['out']}",
+        ]
+    )
+  assert rc == 0
+  with open(os.path.join(files["out"], "metrics.json")) as f:
+    metrics = json.load(f)
+  assert metrics["arena_hard/unparsed_games"] == 0
+  assert metrics["arena_hard/judged_questions"] > 0
+
+
+def test_cli_prints_one_line_naming_the_judge(files, capsys, tmp_path):
   with FakeOpenAIServer() as server:
     arena_hard.main(
         [
             f"--questions={files['questions']}",
             f"--baseline={files['baseline']}",
             f"--answers={files['answers']}",
+            f"--judge_prompt={_unlabelled_prompt(tmp_path)}",
             f"--judge_base_url={server.url}",
             "--judge_model=judge",
             f"--output_dir={files['out']}",

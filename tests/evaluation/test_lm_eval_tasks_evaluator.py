@@ -52,8 +52,8 @@ def test_flatten_results_names_task_metric_and_filter():
   }
 
 
-def test_unknown_task_fails_at_build_naming_it(files):
-  ctx = EvalContext(
+def _ctx(files):
+  return EvalContext(
       model=None,
       model_config=None,
       tokenizer=load_tokenizer(str(files / "ckpt")),
@@ -64,12 +64,41 @@ def test_unknown_task_fails_at_build_naming_it(files):
       seq_len=16,
       global_batch_size=4,
   )
+
+
+def test_unknown_task_fails_at_build_naming_it(files):
+  ctx = _ctx(files)
   evals = {"harness": lm_eval_tasks(tasks=["ls_mc", "ls_mcc"], include_path=str(files / "tasks"))}
   with pytest.raises(ValueError) as e:
     build_evaluators(evals, ctx)
   message = str(e.value)
   assert "\n" not in message
   assert "config.evals.harness.tasks" in message and "'ls_mcc'" in message and "ls_mc" in message
+
+
+def test_task_shots_run_each_task_at_its_own_count(files, monkeypatch):
+  """`name:k` (the Open LLM suite's per-task shots): one lm-eval call per count, each task's
+  metrics under its own name; a malformed entry is one line naming it."""
+  import lm_eval  # pylint: disable=import-outside-toplevel
+
+  calls = []
+
+  def fake_evaluate(**kwargs):
+    calls.append((kwargs["tasks"], kwargs["num_fewshot"]))
+    return {"results": {t: {"acc,none": float(len(calls))} for t in kwargs["tasks"]}}
+
+  monkeypatch.setattr(lm_eval, "simple_evaluate", fake_evaluate)
+  monkeypatch.setattr(LangshiftLM, "from_params", classmethod(lambda cls, *a, **k: None))
+  entry = lm_eval_tasks(
+      tasks="ls_mc:2,ls_ppl:0,ls_gen", num_fewshot=-1, include_path=str(files / "tasks")
+  )
+  (evaluator,) = build_evaluators({"harness": entry}, _ctx(files))
+  metrics = evaluator(params=None)
+  assert calls == [(["ls_mc"], 2), (["ls_ppl"], 0), (["ls_gen"], None)]
+  assert metrics == {"eval/ls_mc/acc": 1.0, "eval/ls_ppl/acc": 2.0, "eval/ls_gen/acc": 3.0}
+  bad = lm_eval_tasks(tasks="ls_mc:five", include_path=str(files / "tasks"))
+  with pytest.raises(ValueError, match=r"^config.evals.harness.tasks: 'ls_mc:five' is not"):
+    build_evaluators({"harness": bad}, _ctx(files))
 
 
 def test_runs_during_training_and_the_checkpoint_serves_the_same_numbers(files, tmp_path):

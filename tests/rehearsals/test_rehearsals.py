@@ -44,13 +44,26 @@ EXPERIMENTS = {
             r"^cpt/align/language_match$",
             r"^evaluate:after/tmmluplus/micro_avg$",
             r"^evaluate:judge/zh-Hant/score$",
+            # The paper's lm-eval benchmarks (local stand-ins of the same names) before and
+            # after CPT, and MT-Bench of both models.
+            r"^cpt:eval/truthfulqa_mc2/acc_before$",
+            r"^cpt:eval/mmlu/acc_after$",
+            r"^evaluate:before/mt_bench/score$",
+            r"^evaluate:after/mt_bench/turn2$",
         ),
         "cpt/hf",
+        judged=True,
     ),
-    # The evaluate stage's per-task scores and micro-average (the paper's benchmark average).
+    # The evaluate stage's per-task scores and micro-average, and Darumeru as the paper scores it:
+    # PARus in both orders (its score exists only with the swapped twin), the group averages.
     "lep_ru": Expect(
         ("tokenizer", "init", "cpt", "propagate", "evaluate"),
-        (r"^evaluate:.*micro_avg",),
+        (
+            r"^evaluate:eval/micro_avg$",
+            r"^evaluate:darumeru/parus/score$",
+            r"^evaluate:darumeru/DaruMERA$",
+            r"^evaluate:darumeru/micro_avg$",
+        ),
         "lep_instruct",
     ),
     # Harmlessness / helpfulness of the student after vs before CPT (the Arabic benchmarks need
@@ -68,7 +81,15 @@ EXPERIMENTS = {
     # The pairwise judge's score of the tuned student against the untuned one.
     "noninstruct": Expect(
         ("split", "teacher", "pairs", "sft", "export", "evaluate"),
-        (r"^evaluate:judge/score$", r"^evaluate:eval/language_match_after$"),
+        (
+            r"^evaluate:judge/score$",
+            r"^evaluate:eval/language_match_after$",
+            # The paper's Open LLM suite at its shots (stand-ins), MT-Bench and Arena-Hard.
+            r"^evaluate:eval/arc_challenge/acc_after$",
+            r"^evaluate:eval/gsm8k/exact_match_before$",
+            r"^evaluate:mt_bench/score$",
+            r"^evaluate:arena_hard/win_rate$",
+        ),
         "sft/hf",
         judged=True,
     ),
@@ -106,7 +127,11 @@ def test_rehearsal(name, tmp_path):
   export = os.path.join(workdir, expect.export)
   assert os.path.exists(os.path.join(export, "config.json"))
   assert _has_chat_template(export), f"{export}: the exported tokenizer has no chat template"
-  unparsed = {k: v for k, v in values.items() if k.endswith("/unparsed_verdicts")}
+  unparsed = {
+      k: v
+      for k, v in values.items()
+      if k.endswith(("/unparsed_verdicts", "mt_bench/unparsed", "arena_hard/unparsed_games"))
+  }
   if expect.judged:
     assert unparsed, f"no <prefix>/unparsed_verdicts in {sorted(values)}"
   assert all(v == 0 for v in unparsed.values()), unparsed

@@ -8,8 +8,8 @@ import ml_collections
 
 from langshift.data import config as data_config_lib
 from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
+from langshift.recipes import judged_benchmarks, roles
 from langshift.recipes import required_inputs as required_inputs_lib
-from langshift.recipes import roles
 
 MODES = {"inscp": "inscp", "orgcp": "none"}  # mode -> the template every data source must use
 
@@ -40,6 +40,9 @@ def inscp_config() -> ml_collections.ConfigDict:
               # the verdict (langshift/evaluation/judge.py: JUDGE_MAX_NEW_TOKENS).
               role=roles.role_config(backend="openai", max_new_tokens=JUDGE_MAX_NEW_TOKENS),
           ),
+          # The paper's MT-Bench: single-answer grading of the starting and the adapted model,
+          # from FastChat's files (`judged_benchmarks.py`; questions "": not run).
+          mt_bench=judged_benchmarks.mt_bench_config(),
       )
   )
 
@@ -106,6 +109,7 @@ def check_config(config) -> None:
     except (ValueError, FileNotFoundError) as e:
       raise ValueError(f"config.inscp.judge.prompts: {e}") from None
     roles.check_role(inscp.judge.role, "config.inscp.judge.role")
+  judged_benchmarks.check(inscp, "config.inscp")
   if inscp.tmmluplus.data_dir and not os.path.isdir(inscp.tmmluplus.data_dir):
     raise ValueError(
         f"config.inscp.tmmluplus.data_dir={inscp.tmmluplus.data_dir!r}: no such folder"
@@ -162,4 +166,4 @@ def required_inputs(config) -> list[str]:
   missing = [] if i.instruct or i.lep_workdir else ["inscp.instruct"]
   if i.judge.prompts:
     missing += required_inputs_lib.role_inputs(i.judge.role, "inscp.judge.role")
-  return missing
+  return missing + judged_benchmarks.missing_inputs(i, "inscp")

@@ -23,7 +23,11 @@ Stages (`langshift/recipes/recipe.py`: fingerprinted, resumable), each writing o
             (`inscp.judge.prompts`), both orders, per prompt language, with a pluggable judge
             (a local model or an OpenAI-compatible server): a preference score where 50 is
             parity, not comparable with MT-Bench's 1-10 grades; unparsed verdicts are counted,
-            not scored.
+            not scored; and the paper's MT-Bench (`inscp.mt_bench`: FastChat's files, single-
+            answer grading of both models, `before/mt_bench/score`, `after/mt_bench/score`).
+            The paper's lm-eval benchmarks (TruthfulQA, ToxiGen, ARC, HellaSwag, MMLU) are an
+            `lm_eval_tasks` entry of `config.evals` in the published setting: they run in cpt/,
+            before the first step and at the end.
 
 The starting model is `inscp.instruct` (a Hugging Face directory), or the export of a finished
 LEP workdir (`inscp.lep_workdir`: its `lep_instruct/`, the instruct model with a new tokenizer and
@@ -38,7 +42,7 @@ import os
 from typing import Any
 
 from langshift.data import config as data_config_lib
-from langshift.recipes import judging, roles, training
+from langshift.recipes import judged_benchmarks, judging, roles, training
 from langshift.recipes.inscp import config as inscp_config_lib
 from langshift.recipes.inscp.config import starting_model
 from langshift.recipes.recipe import Recipe, Stage, StageContext
@@ -157,8 +161,8 @@ def _selection_counts(config, score_dir: str) -> dict[str, int]:
 
 
 def evaluate_retention(ctx: StageContext) -> dict[str, Any]:
-  """Stage 3: TMMLU+ before/after (`before/tmmluplus/...`, `after/tmmluplus/...`) and the
-  pairwise judge (`judge/<lang>/score`)."""
+  """Stage 3: TMMLU+ before/after (`before/tmmluplus/...`, `after/tmmluplus/...`), the
+  pairwise judge (`judge/<lang>/score`) and MT-Bench before/after (`<tag>/mt_bench/...`)."""
   config, out_dir = ctx.config, ctx.paths["evaluate"]
   export = os.path.join(ctx.paths["cpt"], "hf")
   inscp = config.inscp
@@ -177,6 +181,16 @@ def evaluate_retention(ctx: StageContext) -> dict[str, Any]:
     )
   if inscp.judge.prompts:
     metrics.update(judge_against_start(config, models, out_dir))
+  metrics.update(
+      judged_benchmarks.run(
+          inscp,
+          {"before": models["before"], "after": models["after"]},
+          out_dir,
+          num_devices=config.mesh.num_devices,
+          chat_template=roles.run_chat_template(config),
+          seed=config.seed,
+      )
+  )
   return metrics
 
 
@@ -274,9 +288,19 @@ RECIPE = Recipe(
             "evaluate",
             "evaluate",
             evaluate_retention,
-            reads=("inscp.judge", "inscp.tmmluplus", "seed", "data.chat_template"),
+            reads=(
+                "inscp.judge",
+                "inscp.tmmluplus",
+                "inscp.mt_bench",
+                "seed",
+                "data.chat_template",
+            ),
             inputs=_start,
-            when=lambda config: bool(config.inscp.judge.prompts or config.inscp.tmmluplus.data_dir),
+            when=lambda config: bool(
+                config.inscp.judge.prompts
+                or config.inscp.tmmluplus.data_dir
+                or judged_benchmarks.configured(config.inscp)
+            ),
         ),
     ),
     export=lambda ctx: os.path.join(ctx.paths["cpt"], "hf"),

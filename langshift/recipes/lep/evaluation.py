@@ -8,6 +8,11 @@ copies of its task files (`langshift/evaluation/darumeru.py`), zero-shot; CPU an
 the offline `handbook_mini` suite. The scores land in the stage summary (`eval/<task>/<metric>`,
 `eval/micro_avg`), which `langshift.sweep_results` puts in the sweep table as
 `evaluate:eval/...` columns.
+
+A suite with Darumeru's tasks is also scored as the paper reports it
+(`langshift/evaluation/darumeru_published.py`): PARus runs in both orders of its alternatives
+(`with_swapped_parus`), each task gets its own metric and the paper's averages are added
+(`darumeru/<task>/score`, `darumeru/<group>`, `darumeru/micro_avg`, `darumeru/tasks`).
 """
 
 from __future__ import annotations
@@ -108,9 +113,15 @@ def load(ev):
 
 def evaluate(config, model_dir: str, out_dir: str) -> dict[str, Any]:
   """Stage: the suite on `model_dir`; returns (and writes to out_dir/metrics.json) its scores."""
-  from langshift.evaluation.harness import run_eval_suite  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from langshift.evaluation import darumeru_published
+  from langshift.evaluation.harness import run_eval_suite
 
   ev = config.lep.evaluate
+  suite = load(ev)
+  published = any(t.name in darumeru_published.TASKS for t in suite.tasks)
+  if published:
+    suite = darumeru_published.with_swapped_parus(suite, out_dir)
   model = roles.make_generator(
       roles.role_config(
           backend="local", hf_dir=model_dir, dtype=ev.dtype, batch_size=ev.batch_size
@@ -120,7 +131,7 @@ def evaluate(config, model_dir: str, out_dir: str) -> dict[str, Any]:
   )
   samples: list = []
   metrics = run_eval_suite(
-      load(ev),
+      suite,
       config=model.config,
       params=model.params,
       tokenizer=model.tokenizer,
@@ -132,6 +143,16 @@ def evaluate(config, model_dir: str, out_dir: str) -> dict[str, Any]:
       rules=model.rules,
       samples=samples,
   )
+  if published:
+    # Copy tasks' length ratio in the model's tokens (Sec. 2.3.4).
+    tokenizer = model.tokenizer
+    metrics.update(
+        darumeru_published.published_scores(
+            suite,
+            samples,
+            lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
+        )
+    )
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=1, sort_keys=True)

@@ -8,8 +8,8 @@ import ml_collections
 
 from langshift.data import config as data_config_lib
 from langshift.evaluation.judge import JUDGE_MAX_NEW_TOKENS
+from langshift.recipes import judged_benchmarks, roles
 from langshift.recipes import required_inputs as required_inputs_lib
-from langshift.recipes import roles
 from langshift.recipes.non_instructional import splitting
 
 MODES = ("continuation", "response_tuning")
@@ -49,6 +49,11 @@ def noninstruct_config() -> ml_collections.ConfigDict:
               # the verdict (langshift/evaluation/judge.py: JUDGE_MAX_NEW_TOKENS).
               judge=roles.role_config(backend="openai", max_new_tokens=JUDGE_MAX_NEW_TOKENS),
               answer_max_new_tokens=256,
+              # The paper's judged benchmarks (Xie et al. 2024): MT-Bench single-answer
+              # grading and Arena-Hard against its fixed baseline's answers, of the fine-tuned
+              # student, from the published files (`judged_benchmarks.py`; questions "": not run).
+              mt_bench=judged_benchmarks.mt_bench_config(),
+              arena_hard=judged_benchmarks.arena_hard_config(),
           ),
       )
   )
@@ -83,6 +88,7 @@ def check_config(config) -> None:
     )
   if n.evaluate.judge_prompts:
     roles.check_role(n.evaluate.judge, f"{where}.evaluate.judge")
+  judged_benchmarks.check(n.evaluate, f"{where}.evaluate")
 
 
 def required_inputs(config) -> list[str]:
@@ -96,4 +102,4 @@ def required_inputs(config) -> list[str]:
     missing += required_inputs_lib.role_inputs(n.teacher, f"{where}.teacher")
   if n.evaluate.judge_prompts:
     missing += required_inputs_lib.role_inputs(n.evaluate.judge, f"{where}.evaluate.judge")
-  return missing
+  return missing + judged_benchmarks.missing_inputs(n.evaluate, f"{where}.evaluate")

@@ -14,8 +14,11 @@ Six resumable stages (`langshift/recipes/recipe.py`), each writing one folder of
               merged model, hf_adapter/ the PEFT adapter of a LoRA run
   export/     what the run produced and its sizes (summary.json: trainable parameters and
               optimizer-state bytes)
-  evaluate/   the judge-free proxies before and after SFT and, with a judge, pairwise judging of
-              the tuned student against the untuned one (metrics.json, judged.jsonl)
+  evaluate/   the judge-free proxies before and after SFT (and the Open LLM suite's lm-eval
+              tasks, an `lm_eval_tasks` entry of `config.evals` in the published setting); with
+              a judge, pairwise judging of the tuned student against the untuned one
+              (metrics.json, judged.jsonl); with the published files, the paper's MT-Bench and
+              Arena-Hard of the tuned student (`mt_bench/...`, `arena_hard/...`)
 
 Settings are the `noninstruct` section (`config.py`); the student's training is the engine
 config around it (`init_from_hf`, `train`, `optimizer`, `data.chat_template`, `evals`).
@@ -35,7 +38,7 @@ import ml_collections
 from langshift.data import config as data_config_lib
 from langshift.data.pipeline import derived_seed
 from langshift.jsonl import read_jsonl, write_jsonl
-from langshift.recipes import judging, roles, training
+from langshift.recipes import judged_benchmarks, judging, roles, training
 from langshift.recipes import rewrite_io as rio
 from langshift.recipes.non_instructional import config as ni_config
 from langshift.recipes.non_instructional import splitting
@@ -270,6 +273,16 @@ def evaluate_student(ctx: StageContext) -> dict[str, Any]:
   os.makedirs(p["evaluate"], exist_ok=True)
   if config.noninstruct.evaluate.judge_prompts:
     metrics.update(_judge(config, p))
+  metrics.update(
+      judged_benchmarks.run(
+          config.noninstruct.evaluate,
+          {"": os.path.join(p["sft"], "hf")},
+          p["evaluate"],
+          num_devices=config.mesh.num_devices,
+          chat_template=roles.run_chat_template(config),
+          seed=config.seed,
+      )
+  )
   with open(os.path.join(p["evaluate"], "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=1, sort_keys=True)
   return metrics
@@ -348,7 +361,10 @@ RECIPE = Recipe(
         ),
         Stage("export", "export", describe_export),
         Stage(
-            "evaluate", "evaluate", evaluate_student, reads=(f"{N}.evaluate", "data.chat_template")
+            "evaluate",
+            "evaluate",
+            evaluate_student,
+            reads=(f"{N}.evaluate", "data.chat_template", "seed"),
         ),
     ),
     export=lambda ctx: os.path.join(ctx.paths["sft"], "hf"),
