@@ -98,8 +98,9 @@ def report_json(target, num_slices, reports) -> dict:
       chip=dataclasses.asdict(chip),
       usable_bytes=targets_lib.usable_bytes(target),
       fits=all(r.fits for r in reports),
-      programs=[dict(dataclasses.asdict(r), fits=r.fits, margin_bytes=r.margin_bytes)
-                for r in reports],  # fmt: skip
+      programs=[
+          dict(dataclasses.asdict(r), fits=r.fits, margin_bytes=r.margin_bytes) for r in reports
+      ],
   )
 
 

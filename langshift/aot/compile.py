@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import re
 import time
 from typing import Any
@@ -29,7 +28,7 @@ from langshift.evaluation import scoring
 from langshift.generation import decode
 from langshift.models import attention as attention_lib
 from langshift.models import lora as lora_lib
-from langshift.models.config import ModelConfig
+from langshift.models.config import ModelConfig, model_config_from_dict
 from langshift.models.llama import LlamaDecoder, abstract_params
 from langshift.parallel import sharding as sharding_lib
 from langshift.parallel.mesh import create_mesh
@@ -37,13 +36,14 @@ from langshift.train import flops as flops_lib
 from langshift.train import optimizer
 from langshift.train import state as state_lib
 from langshift.train import step as step_lib
+from langshift.train.config import ARCHITECTURE_KEYS
 
 # The attention kernel each platform's programs are compiled with (`--attention=native`).
 NATIVE_ATTENTION = {"tpu": "splash", "cuda": "cudnn"}
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 _COLLECTIVE_RE = re.compile(r"= \S+ (" + "|".join(COLLECTIVES) + r")(?:-start)?\(")
-# The TPU compiler's refusal: "... Used 24.03G of 15.75G hbm. Exceeded hbm capacity by 8.28G."
-_OOM_RE = re.compile(r"Ran out of memory in memory space hbm|RESOURCE_EXHAUSTED")
+# The TPU compiler's refusal: "RESOURCE_EXHAUSTED: Ran out of memory on HBM, ...".
+_OOM_RE = re.compile(r"RESOURCE_EXHAUSTED|Ran out of memory")
 
 
 class DoesNotFit(Exception):
@@ -129,7 +129,9 @@ def train_program(run: runs_lib.TrainingRun, cfg: ModelConfig, mesh, rules):
   bs = sharding_lib.batch_sharding(mesh)
   b, t = int(train.global_batch_size), int(train.seq_len)
   batch = {
-      k: jax.ShapeDtypeStruct((b, t), jnp.float32 if k == "loss_weights" else jnp.int32, sharding=bs)
+      k: jax.ShapeDtypeStruct(
+          (b, t), jnp.float32 if k == "loss_weights" else jnp.int32, sharding=bs
+      )
       for k in step_lib.BATCH_KEYS
   }
   fn = step_lib.make_train_step(
@@ -194,8 +196,14 @@ def scoring_program(run: runs_lib.ScoringRun, cfg: ModelConfig, mesh, rules):
   k = -(-b * length // chunk) * chunk
   fn = scoring._packed_logprobs_fn(cfg, k, chunk, 0, 4096)  # pylint: disable=protected-access
   i32 = functools.partial(_replicated, mesh, dtype=jnp.int32)
-  args = (_params(cfg, mesh, rules), i32((b, length)), i32((b, length)), i32((k,)), i32((k,)),
-          i32((0,)))  # fmt: skip
+  args = (
+      _params(cfg, mesh, rules),
+      i32((b, length)),
+      i32((b, length)),
+      i32((k,)),
+      i32((k,)),
+      i32((0,)),
+  )
   return fn, args, 2.0 * flops_lib.matmul_params(cfg) * b * length
 
 
@@ -230,10 +238,14 @@ def check_batch(run: runs_lib.TrainingRun, mesh, target) -> None:
     )
 
 
-def model_for(run, model_source: dict[str, str], numerics: dict[str, Any]) -> ModelConfig:
-  """The run's architecture: a --model override for its config key, else the path it names."""
+def model_for(config, run, model_source: dict[str, str], numerics: dict[str, Any]) -> ModelConfig:
+  """The run's architecture: a --model override for its config key, else the path it names,
+  else (random init of the engine's own run) `config.model`."""
   source = model_source.get(run.model_key) or model_source.get("*") or run.model_path
   where = "--model" if source != run.model_path else f"config.{run.model_key}"
+  if not source and run.model_key == "init_from_hf":
+    given = {k: config.model[k] for k in ARCHITECTURE_KEYS if config.model[k] is not None}
+    return model_config_from_dict({**given, **numerics})
   if not source:
     raise ValueError(
         f"{run.name}: config.{run.model_key} is empty; pass --model=<preset or checkpoint dir> "
@@ -303,14 +315,16 @@ def compile_config(
   for run in all_runs:
     if isinstance(run, runs_lib.TrainingRun):
       numerics = {k: run.model[k] for k in ("dtype", "param_dtype", "scan_layers", "remat_policy")}
-      cfg = model_for(run, model_source, {**numerics, "attention_impl": impl})
+      cfg = model_for(config, run, model_source, {**numerics, "attention_impl": impl})
       check_batch(run, mesh, target)
       if int(run.train.seq_len) > cfg.max_position_embeddings:
-        raise ValueError(f"{run.name}: seq_len={run.train.seq_len} exceeds the model's "
-                         f"max_position_embeddings={cfg.max_position_embeddings}")  # fmt: skip
+        raise ValueError(
+            f"{run.name}: seq_len={run.train.seq_len} exceeds the model's "
+            f"max_position_embeddings={cfg.max_position_embeddings}"
+        )
     else:
       numerics = dict(dtype=run.dtype, param_dtype=run.dtype)
-      cfg = model_for(run, model_source, {**numerics, "attention_impl": impl})
+      cfg = model_for(config, run, model_source, {**numerics, "attention_impl": impl})
     plans.append((run, cfg))
   peak = targets_lib.CHIPS[target.chip].peak_flops
   reports = []
@@ -322,8 +336,10 @@ def compile_config(
         programs = [("train step", step, args, flops / mesh.size)]
     elif isinstance(run, runs_lib.GenerationRun):
       with nn.logical_axis_rules(rules):
-        programs = [(n, f, a, fl / local.size) for n, f, a, fl in
-                    generation_programs(run, cfg, local, rules)]  # fmt: skip
+        programs = [
+            (n, f, a, fl / local.size)
+            for n, f, a, fl in generation_programs(run, cfg, local, rules)
+        ]
     else:
       with nn.logical_axis_rules(rules):
         fn, args, flops = scoring_program(run, cfg, local, rules)
@@ -345,14 +361,18 @@ def gib(n: float) -> float:
 
 def fit_line(target, report: ProgramReport) -> str:
   """The one-line reason a program does not fit (target, program, required vs available)."""
-  need = f"{gib(report.peak_bytes):.2f} GiB" if report.peak_bytes else "more"
+  need = f"{gib(report.peak_bytes):.2f} GiB"
+  have = f"{gib(report.usable_bytes):.2f} GiB"
   if report.refused:
-    m = re.search(r"Used ([\d.]+[GMK]) of ([\d.]+[GMK]) hbm", report.refused)
-    if m:
-      need = f"{m.group(1)}B (the TPU compiler's count)"
+    # "... required for HLO temporaries (36.62G) exceeds available HBM (15.75G)."
+    m = re.search(r"\(([\d.]+)([GMK])\) exceeds available HBM \(([\d.]+)([GMK])\)", report.refused)
+    need, have = (
+        (f"{m.group(1)} {m.group(2)}iB", f"{m.group(3)} {m.group(4)}iB")
+        if m
+        else ("more than HBM", have)
+    )
+    need += " (the TPU compiler's count)"
   return (
       f"{target.name}: {report.run} / {report.program} does not fit: needs {need} per chip, "
-      f"{gib(report.usable_bytes):.2f} GiB available"
+      f"{have} available"
   )
-
-

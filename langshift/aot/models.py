@@ -103,9 +103,7 @@ def resolve(source: str, numerics: dict[str, Any], where: str) -> ModelConfig:
     return ModelConfig(**PRESETS[source], **numerics)
   path = os.path.join(source, "config.json")
   if os.path.isfile(path):
-    return hf_config.model_config_from_hf(
-        hf_config.read_hf_config(source), source=path, **numerics
-    )
+    return hf_config.model_config_from_hf(hf_config.read_hf_config(source), source=path, **numerics)
   raise ValueError(
       f"{where}={source!r} is neither a checkpoint directory (no config.json) nor a preset; "
       f"pass --model=<preset> (one of {', '.join(PRESETS)})"

@@ -87,8 +87,16 @@ def runs(config: ml_collections.ConfigDict) -> list[Run]:
     out: list[Run] = []
     if c.max_perplexity is not None or c.min_perplexity is not None:
       s = c.score
-      out.append(ScoringRun("perplexity selection", "inscp.instruct", c.instruct, s.dtype,
-                            int(s.batch_size), int(s.max_length)))  # fmt: skip
+      out.append(
+          ScoringRun(
+              "perplexity selection",
+              "inscp.instruct",
+              c.instruct,
+              s.dtype,
+              int(s.batch_size),
+              int(s.max_length),
+          )
+      )
     return out + [_main(config, "InsCP train", "inscp.instruct", c.instruct)]
   if recipe == "lep":
     c = config.lep
@@ -98,9 +106,7 @@ def runs(config: ml_collections.ConfigDict) -> list[Run]:
       if cal.answers == "instruct":
         out += _role("calibration answers", cal.answerer, "lep.instruct", c.instruct)
       train = ml_collections.ConfigDict(config.train.to_dict())
-      train.update(
-          trainable="lora", global_batch_size=cal.global_batch_size, seq_len=cal.seq_len
-      )
+      train.update(trainable="lora", global_batch_size=cal.global_batch_size, seq_len=cal.seq_len)
       train.lora.update(
           rank=cal.lora.rank,
           alpha=cal.lora.alpha,
@@ -111,8 +117,17 @@ def runs(config: ml_collections.ConfigDict) -> list[Run]:
       )
       model = ml_collections.ConfigDict(config.model.to_dict())
       model.scan_layers = False  # adapters on some layers: the unscanned layout names each one
-      out.append(TrainingRun("calibration", "lep.instruct", c.instruct, model, train,
-                             config.optimizer, tuple(cal.lora.layers)))  # fmt: skip
+      out.append(
+          TrainingRun(
+              "calibration",
+              "lep.instruct",
+              c.instruct,
+              model,
+              train,
+              config.optimizer,
+              tuple(cal.lora.layers),
+          )
+      )
     if c.evaluate.suite:
       e = c.evaluate
       out.append(ScoringRun("evaluate", "lep.instruct", c.instruct, e.dtype, int(e.batch_size), 0))
@@ -121,32 +136,49 @@ def runs(config: ml_collections.ConfigDict) -> list[Run]:
     c = config.native_align
     out = _role("seed rewrite (expert)", c.expert, "native_align.expert.hf_dir", c.expert.hf_dir)
     w = c.worker_sft
-    out.append(TrainingRun("worker SFT", "native_align.worker_init", c.worker_init, w.model,
-                           w.train, w.optimizer))  # fmt: skip
+    out.append(
+        TrainingRun(
+            "worker SFT", "native_align.worker_init", c.worker_init, w.model, w.train, w.optimizer
+        )
+    )
     out += _role("corpus rewrite (worker)", c.worker, "native_align.worker_init", c.worker_init)
     out.append(_main(config, "student CPT", "init_from_hf", config.init_from_hf))
     e = c.evaluate
     if any(e[k] for k in ("arabic_mmlu", "acva", "exams", "aratrust")):
-      out.append(ScoringRun("evaluate", "init_from_hf", config.init_from_hf, "bfloat16",
-                            int(e.batch_size), 0))  # fmt: skip
+      out.append(
+          ScoringRun(
+              "evaluate", "init_from_hf", config.init_from_hf, "bfloat16", int(e.batch_size), 0
+          )
+      )
     return out
   if recipe == "noninstruct":
     c = config.noninstruct
     out = []
     if c.mode == "continuation":
-      out += _role("teacher continuations", c.teacher, "noninstruct.teacher.hf_dir",
-                   c.teacher.hf_dir)  # fmt: skip
+      out += _role(
+          "teacher continuations", c.teacher, "noninstruct.teacher.hf_dir", c.teacher.hf_dir
+      )
     return out + [_main(config, "SFT", "init_from_hf", config.init_from_hf)]
   if recipe == "pinch":
     c = config.pinch
     out = [_main(config, "instruction tuning", "init_from_hf", config.init_from_hf)]
     if c.evaluate.responses:
-      out.append(GenerationRun("evaluate responses", "init_from_hf", config.init_from_hf,
-                               config.model.dtype, int(c.evaluate.batch_size),
-                               int(config.train.seq_len), int(c.evaluate.max_new_tokens)))  # fmt: skip
+      out.append(
+          GenerationRun(
+              "evaluate responses",
+              "init_from_hf",
+              config.init_from_hf,
+              config.model.dtype,
+              int(c.evaluate.batch_size),
+              int(config.train.seq_len),
+              int(c.evaluate.max_new_tokens),
+          )
+      )
     return out
-  raise ValueError(f"config.recipe={recipe!r}: langshift.aot knows cpt, inscp, lep, "
-                   "native_align, noninstruct, pinch")  # fmt: skip
+  raise ValueError(
+      f"config.recipe={recipe!r}: langshift.aot knows cpt, inscp, lep, "
+      "native_align, noninstruct, pinch"
+  )
 
 
 def describe(run: Run) -> dict[str, Any]:
@@ -166,6 +198,7 @@ def describe(run: Run) -> dict[str, Any]:
       out["lora_rank"] = int(t.lora.rank)
     return out
   if isinstance(run, GenerationRun):
-    return dict(batch=run.batch_size, prompt=run.max_input_tokens, new=run.max_new_tokens,
-                dtype=run.dtype)  # fmt: skip
+    return dict(
+        batch=run.batch_size, prompt=run.max_input_tokens, new=run.max_new_tokens, dtype=run.dtype
+    )
   return dict(batch=run.batch_size, length=run.max_length, dtype=run.dtype)
