@@ -259,8 +259,15 @@ def compile_one(report: ProgramReport, jitted, args, target, platform_attention:
   start = time.perf_counter()
   try:
     if platform_attention:
-      with attention_lib.lowering_for(target.platform):
-        lowered = jitted.lower(*args)
+      try:
+        with attention_lib.lowering_for(target.platform):
+          lowered = jitted.lower(*args)
+      except Exception as e:  # pylint: disable=broad-except
+        raise ValueError(
+            f"{report.run} / {report.program}: attention_impl={report.attention} cannot lower "
+            f"for {target.name} ({' '.join(str(e).split())[:300]}); --attention=xla compiles "
+            "the XLA path instead"
+        ) from e
     else:
       lowered = jitted.lower(*args)
     compiled = lowered.compile()
@@ -325,6 +332,12 @@ def compile_config(
     else:
       numerics = dict(dtype=run.dtype, param_dtype=run.dtype)
       cfg = model_for(config, run, model_source, {**numerics, "attention_impl": impl})
+    if cfg.attention_impl == "cudnn" and cfg.dtype not in ("bfloat16", "float16"):
+      raise ValueError(
+          f"{run.name}: attention_impl=cudnn cannot lower {cfg.dtype} activations for "
+          f"{target.name} (cuDNN flash attention takes bfloat16/float16); --attention=xla "
+          "compiles the XLA path instead"
+      )
     plans.append((run, cfg))
   peak = targets_lib.CHIPS[target.chip].peak_flops
   reports = []
