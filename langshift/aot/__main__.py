@@ -39,7 +39,11 @@ _MODEL = flags.DEFINE_multi_string(
     "model", [], "Preset or checkpoint dir for every run, or KEY=SOURCE for one config key."
 )
 _ATTENTION = flags.DEFINE_enum(
-    "attention", "native", ["native", "xla"], "native: splash on TPU, cuDNN on GPU."
+    "attention",
+    "native",
+    ["native", "config", "xla"],
+    "native: splash on TPU, cuDNN on GPU; config: each run's model.attention_impl (what the run "
+    "executes as configured); xla: the XLA path.",
 )
 _ONLY = flags.DEFINE_string("only", "", "Only the runs whose name contains this.")
 _JSON = flags.DEFINE_string("json", "", "Write the JSON report here.")

@@ -254,22 +254,20 @@ def model_for(config, run, model_source: dict[str, str], numerics: dict[str, Any
   return models_lib.resolve(source, numerics, where)
 
 
-def compile_one(report: ProgramReport, jitted, args, target, platform_attention: bool):
-  """Compiles one program into `report` (memory, collectives, FLOPs, time)."""
+def compile_one(report: ProgramReport, jitted, args, target):
+  """Compiles one program into `report` (memory, collectives, FLOPs, time). Attention lowers for
+  the target's platform: a kernel that cannot lower is an error naming it, never a fallback."""
   start = time.perf_counter()
   try:
-    if platform_attention:
-      try:
-        with attention_lib.lowering_for(target.platform):
-          lowered = jitted.lower(*args)
-      except Exception as e:  # pylint: disable=broad-except
-        raise ValueError(
-            f"{report.run} / {report.program}: attention_impl={report.attention} cannot lower "
-            f"for {target.name} ({' '.join(str(e).split())[:300]}); --attention=xla compiles "
-            "the XLA path instead"
-        ) from e
-    else:
-      lowered = jitted.lower(*args)
+    try:
+      with attention_lib.lowering_for(target.platform):
+        lowered = jitted.lower(*args)
+    except Exception as e:  # pylint: disable=broad-except
+      raise ValueError(
+          f"{report.run} / {report.program}: attention_impl={report.attention} cannot lower "
+          f"for {target.name} ({' '.join(str(e).split())[:300]}); --attention=xla compiles "
+          "the XLA path instead"
+      ) from e
     compiled = lowered.compile()
   except Exception as e:  # pylint: disable=broad-except
     if _OOM_RE.search(str(e)):
@@ -315,14 +313,24 @@ def compile_config(
   all_runs = [r for r in runs_lib.runs(config) if not only or only in r.name]
   devices = targets_lib.topology_devices(target, num_slices)
   mesh = build_mesh(config, devices, target, num_slices)
-  local = host_mesh(devices)
+  local = host_mesh(targets_lib.topology_devices(targets_lib.host_target(target)))
   rules = sharding_lib.rules_from_config(config.logical_rules)
-  impl = NATIVE_ATTENTION[target.platform] if attention == "native" else attention
+  native = NATIVE_ATTENTION[target.platform]
+
+  def impl(run) -> str:
+    """native: the platform's kernel; config: what the run is configured with (local roles and
+    the scorer load with the XLA path); xla: the XLA path everywhere."""
+    if attention == "native":
+      return native
+    if attention == "config":
+      return run.model.attention_impl if isinstance(run, runs_lib.TrainingRun) else "xla"
+    return "xla"
+
   plans = []
   for run in all_runs:
     if isinstance(run, runs_lib.TrainingRun):
       numerics = {k: run.model[k] for k in ("dtype", "param_dtype", "scan_layers", "remat_policy")}
-      cfg = model_for(config, run, model_source, {**numerics, "attention_impl": impl})
+      cfg = model_for(config, run, model_source, {**numerics, "attention_impl": impl(run)})
       check_batch(run, mesh, target)
       if int(run.train.seq_len) > cfg.max_position_embeddings:
         raise ValueError(
@@ -331,7 +339,7 @@ def compile_config(
         )
     else:
       numerics = dict(dtype=run.dtype, param_dtype=run.dtype)
-      cfg = model_for(config, run, model_source, {**numerics, "attention_impl": impl})
+      cfg = model_for(config, run, model_source, {**numerics, "attention_impl": impl(run)})
     if cfg.attention_impl == "cudnn" and cfg.dtype not in ("bfloat16", "float16"):
       raise ValueError(
           f"{run.name}: attention_impl=cudnn cannot lower {cfg.dtype} activations for "
@@ -361,7 +369,7 @@ def compile_config(
       report = ProgramReport(run.name, name, settings, cfg.attention_impl, model_flops=flops)
       mesh_now = mesh if isinstance(run, runs_lib.TrainingRun) else local
       with jax.set_mesh(mesh_now), nn.logical_axis_rules(rules):
-        compile_one(report, jitted, args, target, attention == "native")
+        compile_one(report, jitted, args, target)
       report.step_bound_s = flops / peak
       report.settings = {**settings, "chips": mesh_now.size}
       reports.append(report)

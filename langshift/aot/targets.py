@@ -161,6 +161,31 @@ device_description_str: "NVIDIA H100 80GB HBM3"
 GPU_SPECS = {"h100": H100_SPEC}
 
 
+def host_target(target: Target) -> Target:
+  """One host of `target` as a target of its own: where a recipe's local roles run (each host
+  holds its own replica, `langshift/recipes/roles.py`). A program over a sub-mesh of a larger TPU
+  topology does not compile (libtpu expects the topology's device ids), so local programs are
+  compiled for the host's own chips."""
+  if target.chips <= target.devices_per_host:
+    return target
+  if target.platform == "cuda":
+    return dataclasses.replace(
+        target,
+        name=f"{target.name} (one node)",
+        topology=f"1x1x{target.devices_per_host}",
+        chips=target.devices_per_host,
+    )
+  a, b, c = target.chips_per_host
+  dims = target.topology.split(":")[1].count("x") + 1
+  shape = "x".join(str(d) for d in (a, b, c)[:dims])
+  return dataclasses.replace(
+      target,
+      name=f"{target.name} (one host)",
+      topology=f"{target.chip}:{shape}",
+      chips=a * b * c,
+  )
+
+
 def topology_devices(target: Target, num_slices: int = 1) -> list:
   """Compile-only devices of `target` (`num_slices` TPU slices joined over DCN)."""
   from jax.experimental import topologies  # pylint: disable=import-outside-toplevel

@@ -114,14 +114,16 @@ gcs_to_mount() {
 # The fit check before a launch: `python -m langshift.aot` compiles every program of the run
 # for TARGET on this machine (compile-only devices; no accelerator, no weights read) and the
 # launch stops with its one-line reason when a program does not fit or the check cannot run.
-# Its table goes to stderr. Arguments: TARGET, then langshift.main's arguments (--config and
+# It compiles the attention path the run is configured with (--attention=config). Its table
+# goes to stderr. Arguments: TARGET, then langshift.main's arguments (--config and
 # --config.* overrides are passed on), then FIT_MODELS (array, set by the caller): --model
 # values for checkpoints that are not on this machine (presets such as llama3_8b).
 # PYTHON: the interpreter (default: the repository's .venv, with the `aot` extra).
 fit_check() {
   local target=$1 arg py status=0 out
   shift
-  local args=(--target="$target")
+  # The attention path the run is configured with: the check is of what will run.
+  local args=(--target="$target" --attention=config)
   for arg in "$@"; do
     case $arg in --config=* | --config.*) args+=("$arg") ;; esac
   done

@@ -46,6 +46,7 @@ def test_tpu_run_stops_with_the_reason(tmp_path):
       "-m",
       "langshift.aot",
       "--target=v5litepod-16",
+      "--attention=config",
       "--config=experiments/demo.py",
       "--config.train.steps=3",
       "--model=llama3_8b",
