@@ -41,7 +41,9 @@ from langshift.train.config import ARCHITECTURE_KEYS
 # The attention kernel each platform's programs are compiled with (`--attention=native`).
 NATIVE_ATTENTION = {"tpu": "splash", "cuda": "cudnn"}
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
-_COLLECTIVE_RE = re.compile(r"= \S+ (" + "|".join(COLLECTIVES) + r")(?:-start)?\(")
+# The op after its result type (a tuple type, as async starts and combined collectives have,
+# holds spaces): " all-gather(" or " all-gather-start(", never "-done(" or an instruction's name.
+_COLLECTIVE_RE = re.compile(r" (" + "|".join(COLLECTIVES) + r")(?:-start)?\(")
 # The TPU compiler's refusal: "RESOURCE_EXHAUSTED: Ran out of memory on HBM, ...".
 _OOM_RE = re.compile(r"RESOURCE_EXHAUSTED|Ran out of memory")
 
@@ -157,12 +159,6 @@ def _params(cfg: ModelConfig, mesh, rules):
   return _abstract(shapes, param_shardings(cfg, mesh, rules))
 
 
-def _output_abstract(jitted, *args):
-  """Abstract outputs of `jitted` with the shardings its compilation gives them."""
-  compiled = jitted.lower(*args).compile()
-  return _abstract(jax.eval_shape(jitted, *args), compiled.output_shardings)
-
-
 def generation_programs(run: runs_lib.GenerationRun, cfg: ModelConfig, mesh, rules):
   """[(name, jitted, args, flops)] for the role's prefill (a full batch of longest prompts)
   and its decode loop, built by `decode.make_engine` as `LocalGenerator` builds them."""
@@ -175,17 +171,28 @@ def generation_programs(run: runs_lib.GenerationRun, cfg: ModelConfig, mesh, rul
   rules_t = tuple((n, tuple(a) if isinstance(a, list) else a) for n, a in rules)
   engine = decode.make_engine(cfg, spec, batch, capacity, mesh, rules_t)
   params = _params(cfg, mesh, rules)
-  state = _output_abstract(engine.init)
   rng = jax.eval_shape(lambda: jax.random.key(0))
   rng = jax.ShapeDtypeStruct(rng.shape, rng.dtype, sharding=NamedSharding(mesh, P()))
   i32 = functools.partial(_replicated, mesh, dtype=jnp.int32)
-  prefill_args = (params, state, i32((batch, prompt)), i32((batch,)), i32((batch,)), i32((batch,)))
-  dparams = _output_abstract(engine.decode_weights, params)
-  decode_args = (dparams, state, rng, i32(()), i32(()))
+  rows = (i32((batch, prompt)), i32((batch,)), i32((batch,)), i32((batch,)))
   n = flops_lib.matmul_params(cfg)
+  # Arguments of later programs are the outputs of earlier ones (`out`: abstract outputs by
+  # program name, with the shardings their compilation gave them).
   return [
-      ("prefill", engine.prefill, (*prefill_args, rng), 2.0 * n * batch * prompt),
-      ("decode", engine.decode, decode_args, 2.0 * n * batch),  # per token step
+      ("KV cache init", engine.init, lambda out: (), 0.0),
+      ("decode weights", engine.decode_weights, lambda out: (params,), 0.0),
+      (
+          "prefill",
+          engine.prefill,
+          lambda out: (params, out["KV cache init"], *rows, rng),
+          2.0 * n * batch * prompt,
+      ),
+      (
+          "decode",
+          engine.decode,
+          lambda out: (out["decode weights"], out["KV cache init"], rng, i32(()), i32(())),
+          2.0 * n * batch,  # per token step
+      ),
   ]
 
 
@@ -255,8 +262,9 @@ def model_for(config, run, model_source: dict[str, str], numerics: dict[str, Any
 
 
 def compile_one(report: ProgramReport, jitted, args, target):
-  """Compiles one program into `report` (memory, collectives, FLOPs, time). Attention lowers for
-  the target's platform: a kernel that cannot lower is an error naming it, never a fallback."""
+  """Compiles one program into `report` (memory, collectives, FLOPs, time); returns the compiled
+  program, None when the compiler refused it for memory. Attention lowers for the target's
+  platform: a kernel that cannot lower is an error naming it, never a fallback."""
   start = time.perf_counter()
   try:
     try:
@@ -274,7 +282,7 @@ def compile_one(report: ProgramReport, jitted, args, target):
       report.compile_s = time.perf_counter() - start
       report.refused = " ".join(str(e).split())[:400]
       report.usable_bytes = targets_lib.usable_bytes(target)
-      return report
+      return None
     raise
   report.compile_s = time.perf_counter() - start
   mem = compiled.memory_analysis()
@@ -292,7 +300,7 @@ def compile_one(report: ProgramReport, jitted, args, target):
     cost = cost[0] if cost else None
   if cost and cost.get("flops", -1) > 0:
     report.compiler_flops = float(cost["flops"])
-  return report
+  return compiled
 
 
 def compile_config(
@@ -351,6 +359,8 @@ def compile_config(
   reports = []
   for run, cfg in plans:
     settings = runs_lib.describe(run)
+    if isinstance(run, runs_lib.ScoringRun):
+      settings["length"] = run.max_length or cfg.max_position_embeddings
     if isinstance(run, runs_lib.TrainingRun):
       with nn.logical_axis_rules(rules):
         step, args, flops = train_program(run, cfg, mesh, rules)
@@ -365,14 +375,19 @@ def compile_config(
       with nn.logical_axis_rules(rules):
         fn, args, flops = scoring_program(run, cfg, local, rules)
         programs = [("forward", fn, args, flops / local.size)]
+    outputs = {}
+    mesh_now = mesh if isinstance(run, runs_lib.TrainingRun) else local
     for name, jitted, args, flops in programs:
+      args = args(outputs) if callable(args) else args
       report = ProgramReport(run.name, name, settings, cfg.attention_impl, model_flops=flops)
-      mesh_now = mesh if isinstance(run, runs_lib.TrainingRun) else local
       with jax.set_mesh(mesh_now), nn.logical_axis_rules(rules):
-        compile_one(report, jitted, args, target)
+        compiled = compile_one(report, jitted, args, target)
       report.step_bound_s = flops / peak
       report.settings = {**settings, "chips": mesh_now.size}
       reports.append(report)
+      if compiled is None:
+        break  # refused: the run's later programs take its outputs
+      outputs[name] = _abstract(jax.eval_shape(jitted, *args), compiled.output_shardings)
   return reports
 
 

@@ -121,10 +121,12 @@ def test_collective_counting():
   %ag = bf16[8,512]{1,0} all-gather-start(bf16[2,512]{1,0} %p), dimensions={0}
   %agd = bf16[8,512]{1,0} all-gather-done(%ag)
   %ar = f32[] all-reduce(f32[] %x), to_apply=%add
+  %ag2 = ((bf16[2,64]{1,0}, bf16[2,32]{1,0}), (bf16[8,64]{1,0}, bf16[8,32]{1,0})) all-gather-start(
+  %ag2d = (bf16[8,64]{1,0}, bf16[8,32]{1,0}) all-gather-done(%ag2)
   %rs = f32[2,512]{1,0} reduce-scatter(f32[8,512]{1,0} %y), dimensions={0}
   """
   assert compile_lib.count_collectives(hlo) == {
       "all-reduce": 1,
-      "all-gather": 1,
+      "all-gather": 2,
       "reduce-scatter": 1,
   }
