@@ -71,6 +71,7 @@ REHEARSAL_SIZES = {
     "native_align.worker.batch_size": 8,
     "native_align.worker_sft.train.steps": 2,
     "native_align.worker_sft.train.global_batch_size": 4,
+    "native_align.worker_sft.train.microbatches": 1,
     "native_align.worker_sft.train.seq_len": 1024,
     "native_align.worker_sft.train.log_every": 1,
     "native_align.worker_sft.optimizer.warmup_steps": 1,
@@ -78,6 +79,7 @@ REHEARSAL_SIZES = {
     "native_align.evaluate.batch_size": 4,
     "train.steps": 2,
     "train.global_batch_size": 4,
+    "train.microbatches": 1,
     "train.seq_len": 128,
     "train.loss_chunk_size": 64,
     "train.log_every": 1,
@@ -132,8 +134,18 @@ def get_config(arg=None):
   c.evals.heldout = perplexity_eval(data=heldout, every_steps=1000, max_batches=16)
   # fsdp over the whole slice: an 8B student's weights and Adam moments shard over every chip.
   c.mesh.ici.update(data=1, fsdp=-1, tensor=1)
+  # Fitted to the slice by compiling for it (python -m langshift.aot --target=v4-32,
+  # docs/benchmarks.md): in one pass of 256 x 4096 tokens the student needed 36.1 GiB of
+  # temporaries per v4 chip (30.75 usable) and the worker SFT's 128 x 4096 38.3 GiB; 128 decode
+  # rows of Qwen1.5-4B's cache (no grouped KV heads: 2.5k slots x 40 layers x 2 x 2,560) need
+  # 31.3 GiB per chip of a 4-chip host. Four microbatches and 32 rows: 24.0, 16.1 and 19.1 GiB.
+  if arg.size == "full":
+    c.train.microbatches = 4
+    na.worker_sft.train.microbatches = 4
+    na.worker.batch_size = 32
   if arg.slice == "v5e-64":
     c.train.global_batch_size = 512
+    na.worker.batch_size = 16  # a v5e host's chips hold 16 GiB
   if arg.size == "cpu":
     _cpu(c)
   elif arg.size == "tiny":
