@@ -77,6 +77,34 @@ def _role(name: str, role, key: str, path: str) -> list[GenerationRun]:
   ]
 
 
+def _calibration(config, cal) -> TrainingRun:
+  """LEP's calibration: LoRA (`calibration.lora`) on some layers of the propagated model, at its
+  own batch and length. Its run is `calibration.run` (train / model / optimizer) where the recipe
+  gives it one, else the experiment's sections with `calibration`'s batch and length."""
+  if "run" in cal:
+    train = ml_collections.ConfigDict(cal.run.train.to_dict())
+    model = ml_collections.ConfigDict({**config.model.to_dict(), **cal.run.model.to_dict()})
+    opt = ml_collections.ConfigDict({**config.optimizer.to_dict(), **cal.run.optimizer.to_dict()})
+  else:
+    train = ml_collections.ConfigDict(config.train.to_dict())
+    train.update(global_batch_size=cal.global_batch_size, seq_len=cal.seq_len)
+    model = ml_collections.ConfigDict(config.model.to_dict())
+    opt = config.optimizer
+  train.trainable = "lora"
+  train.lora.update(
+      rank=cal.lora.rank,
+      alpha=cal.lora.alpha,
+      dropout=cal.lora.dropout,
+      targets=tuple(cal.lora.targets),
+      train_embeddings=cal.lora.train_embeddings,
+      param_dtype=cal.lora.param_dtype,
+  )
+  model.scan_layers = False  # adapters on some layers: the unscanned layout names each one
+  return TrainingRun(
+      "calibration", "lep.instruct", config.lep.instruct, model, train, opt, tuple(cal.lora.layers)
+  )
+
+
 def runs(config: ml_collections.ConfigDict) -> list[Run]:
   """Every program-producing run of `config`'s recipe, in the order the recipe runs them."""
   recipe = config.recipe
@@ -105,29 +133,7 @@ def runs(config: ml_collections.ConfigDict) -> list[Run]:
     if cal.enabled:
       if cal.answers == "instruct":
         out += _role("calibration answers", cal.answerer, "lep.instruct", c.instruct)
-      train = ml_collections.ConfigDict(config.train.to_dict())
-      train.update(trainable="lora", global_batch_size=cal.global_batch_size, seq_len=cal.seq_len)
-      train.lora.update(
-          rank=cal.lora.rank,
-          alpha=cal.lora.alpha,
-          dropout=cal.lora.dropout,
-          targets=tuple(cal.lora.targets),
-          train_embeddings=cal.lora.train_embeddings,
-          param_dtype=cal.lora.param_dtype,
-      )
-      model = ml_collections.ConfigDict(config.model.to_dict())
-      model.scan_layers = False  # adapters on some layers: the unscanned layout names each one
-      out.append(
-          TrainingRun(
-              "calibration",
-              "lep.instruct",
-              c.instruct,
-              model,
-              train,
-              config.optimizer,
-              tuple(cal.lora.layers),
-          )
-      )
+      out.append(_calibration(config, cal))
     if c.evaluate.suite:
       e = c.evaluate
       out.append(ScoringRun("evaluate", "lep.instruct", c.instruct, e.dtype, int(e.batch_size), 0))
