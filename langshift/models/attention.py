@@ -13,11 +13,29 @@ Segment ids keep packed documents apart; id 0 marks padding.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 _MASK_VALUE = float(np.finfo(np.float32).min)
+
+# The platform a program is being lowered for when that is not the one running (`langshift.aot`
+# compiles TPU and GPU programs on a CPU): kernels are then lowered for it, never interpreted, and
+# a row the requested kernel cannot take is an error naming it rather than a fallback to XLA.
+_LOWERING_FOR = contextvars.ContextVar("attention_lowering_for", default=None)
+
+
+@contextlib.contextmanager
+def lowering_for(platform: str):
+  """Within this context, attention is lowered for `platform` ("tpu", "cuda") strictly."""
+  token = _LOWERING_FOR.set(platform)
+  try:
+    yield
+  finally:
+    _LOWERING_FOR.reset(token)
 
 
 def attention_mask(q_segment_ids, kv_segment_ids, q_index, kv_index, sliding_window=None):
@@ -198,6 +216,14 @@ def dot_product_attention(
   """Dispatches to an implementation; decoding (KV cache) always uses the XLA path."""
   # Splash tiles the sequence in blocks of 128 lanes: shorter or ragged rows (shape-only init
   # traces, short evals) take the XLA path, which computes the same function.
+  lowering_for_platform = _LOWERING_FOR.get()
+  if impl == "splash" and q.shape[1] % 128 and not decoding:
+    if lowering_for_platform is not None:
+      raise ValueError(
+          f"attention_impl=splash cannot lower rows of {q.shape[1]} tokens (not a multiple of "
+          "128); use a multiple of 128 or attention_impl=xla"
+      )
+    impl = "xla"
   if impl == "splash" and q.shape[1] % 128:
     impl = "xla"
   block = causal_block(q.shape[1]) if impl == "xla" and not decoding else None
@@ -209,7 +235,7 @@ def dot_product_attention(
   if impl == "cudnn":
     return cudnn_attention(q, k, v, q_segment_ids, sliding_window)
   if impl == "splash":
-    interpret = jax.default_backend() != "tpu"
+    interpret = (lowering_for_platform or jax.default_backend()) != "tpu"
 
     def fn(q, k, v, s):
       return splash_attention(q, k, v, s, sliding_window, interpret=interpret)

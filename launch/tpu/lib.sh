@@ -110,3 +110,35 @@ gcs_to_mount() {
     echo "$1"
   fi
 }
+
+# The fit check before a launch: `python -m langshift.aot` compiles every program of the run
+# for TARGET on this machine (compile-only devices; no accelerator, no weights read) and the
+# launch stops with its one-line reason when a program does not fit or the check cannot run.
+# It compiles the attention path the run is configured with (--attention=config). Its table
+# goes to stderr. Arguments: TARGET, then langshift.main's arguments (--config and
+# --config.* overrides are passed on), then FIT_MODELS (array, set by the caller): --model
+# values for checkpoints that are not on this machine (presets such as llama3_8b).
+# PYTHON: the interpreter (default: the repository's .venv, with the `aot` extra).
+fit_check() {
+  local target=$1 arg py status=0 out
+  shift
+  # The attention path the run is configured with: the check is of what will run.
+  local args=(--target="$target" --attention=config)
+  for arg in "$@"; do
+    case $arg in --config=* | --config.*) args+=("$arg") ;; esac
+  done
+  for arg in "${FIT_MODELS[@]}"; do
+    args+=(--model="$arg")
+  done
+  py=${PYTHON:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.venv/bin/python}
+  echo "# fit check: $(quote_all "$py" -m langshift.aot "${args[@]}")" >&2
+  out=$("$py" -m langshift.aot "${args[@]}" 2>&1) || status=$?
+  grep -v '^langshift.aot: ' <<<"$out" | grep '^|\|^[a-z0-9x-]*: [0-9]' >&2 || true
+  if ((status)); then
+    local reason
+    reason=$(grep -m 1 '^langshift.aot: ' <<<"$out" || true)
+    reason=${reason#langshift.aot: }
+    reason=${reason:-langshift.aot exited with status $status}
+    die "fit check failed: $reason (--no-fit-check skips the check)"
+  fi
+}

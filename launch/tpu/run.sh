@@ -12,15 +12,25 @@
 # after a preemption resumes. Flags: --name, --zone, --project, --log=NAME (log
 # ~/langshift-logs/NAME.log on each worker; default: the workdir's last component), --no-follow,
 # --dry-run (print the commands, run nothing).
+#
+# Fit check: before anything starts, `python -m langshift.aot` compiles every program of the run
+# for the slice here and the launch stops with the one-line reason when one does not fit
+# (lib.sh fit_check). The slice is --accelerator-type=v4-32 (or v5e-16 / v5litepod-16), else
+# gcloud's description of the TPU VM (a dry run without --accelerator-type skips the check).
+# --fit-model=llama3_8b (repeatable, or KEY=PRESET) gives shapes for checkpoints that only the
+# workers see; --no-fit-check skips the check.
 set -euo pipefail
 # shellcheck source=launch/tpu/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-NAME="" ZONE="" LOG="" FOLLOW=1
+NAME="" ZONE="" LOG="" FOLLOW=1 TYPE="" FIT=1 FIT_MODELS=()
 while (($#)); do
   case $1 in
     --log=*) LOG=${1#*=} ;;
     --no-follow) FOLLOW=0 ;;
+    --accelerator-type=*) TYPE=${1#*=} ;;
+    --fit-model=*) FIT_MODELS+=("${1#*=}") ;;
+    --no-fit-check) FIT=0 ;;
     --) shift; break ;;
     *) common_flag "$1" || die "unknown argument $1 (langshift.main's arguments go after --)" ;;
   esac
@@ -46,6 +56,18 @@ fi
 LOG=${LOG:-$(basename "$WORKDIR")}
 need_gcloud
 mapfile -t LOCATION < <(location_flags)
+if ((FIT)); then
+  if [[ -z $TYPE ]] && ((!DRY_RUN)); then
+    TYPE=$("$GCLOUD" compute tpus tpu-vm describe "$NAME" "${LOCATION[@]}" \
+      --format='value(acceleratorType)') ||
+      die "could not describe TPU VM $NAME for the fit check (--no-fit-check skips it)"
+  fi
+  if [[ -n $TYPE ]]; then
+    fit_check "$TYPE" "${ARGS[@]}"
+  else
+    echo "# fit check skipped: a dry run without --accelerator-type" >&2
+  fi
+fi
 
 # shellcheck disable=SC2088  # the tilde is for the workers' shell
 log="~/langshift-logs/$(quote "$LOG")"

@@ -24,6 +24,7 @@ def test_single_node_and_submit_commands(tmp_path):
       "--partition=gpu",
       "--time=24:00:00",
       "--dry-run",
+      "--no-fit-check",  # tests/launch/test_fit_check.py
       "--",
       *MAIN_ARGS,
   ).stdout
