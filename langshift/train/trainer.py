@@ -334,10 +334,13 @@ def train_and_evaluate(
     train_iter: Iterator[dict[str, np.ndarray]] | None = None,
     evaluators: list[Evaluator] | None = None,
 ) -> dict[str, Any]:
-  """Runs (or resumes) training; returns a summary (final step, evaluations, export path)."""
-  with memory.phase("model load"):
-    run = setup(config, workdir, train_iter=train_iter, evaluators=evaluators)
-  return train_loop(run)
+  """Runs (or resumes) training; returns a summary (final step, evaluations, export path, the
+  run's peak RSS `peak_rss_gib`)."""
+  with memory.phase("training run") as whole:
+    with memory.phase("model load"):
+      run = setup(config, workdir, train_iter=train_iter, evaluators=evaluators)
+    summary = train_loop(run)
+  return {**summary, "peak_rss_gib": round(whole.peak_gib, 3)}
 
 
 def train_loop(run: Run) -> dict[str, Any]:
