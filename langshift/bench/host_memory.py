@@ -80,7 +80,7 @@ def main(argv):
   variant = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), "?")
   print(
       f"{variant}: peak RSS {peak / memory.GIB:.2f} GiB ({verdict} the {_LIMIT_GIB.value:g} GiB"
-      f" line), {seconds:.0f} s, status {result.get('status')}"
+      f" line), {seconds:.0f} s, status {result.get('status') or result.get('stop_reason')}"
       f"{' (baseline: no release at stage ends)' if _BASELINE.value else ''}"
   )
   if _OUT.value:
