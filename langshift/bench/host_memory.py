@@ -11,8 +11,8 @@ summary also carries `peak_rss_gib`), and inside a training run model load, comp
 step), training, each evaluation and the export. Per phase: the peak RSS reached in it, the RSS
 when it began and ended (what it left resident) and its wall time. The phases whose peak rose
 most above their starting RSS are listed as the largest contributors. `--baseline` runs the same
-code without the release at each stage's end (`memory.release`), the "before" of
-docs/benchmarks.md. The exit status is 3 when the peak is over the line.
+code without the release at each stage's end (`memory.release`), to see what that release alone
+frees. The exit status is 3 when the peak is over the line.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A new workdir for the run.")
 _OUT = flags.DEFINE_string("out", "", "Also write the phases and peaks to this JSON file.")
 _LIMIT_GIB = flags.DEFINE_float("limit_gib", 10.0, "The line each variant's peak must stay under.")
 _BASELINE = flags.DEFINE_bool(
-    "baseline", False, "Do not release memory at stage ends (the figures before issue 31)."
+    "baseline", False, "Do not release memory at stage ends (what the release alone frees)."
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
