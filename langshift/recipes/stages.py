@@ -38,7 +38,7 @@ from typing import Any
 import jax
 from jax.experimental import multihost_utils
 
-from langshift import workdir_lock
+from langshift import memory, workdir_lock
 
 
 class StageInterrupted(Exception):
@@ -201,7 +201,7 @@ class StageRunner:
     if clear_partial and collective and jax.process_count() > 1:
       multihost_utils.sync_global_devices(f"langshift stage {name} cleared")
     self.log(f"langshift: stage {name} -> {output}")
-    summary = body()
+    summary = memory.run_stage(name, body)  # records its peak RSS, then releases what it held
     if lead:
       os.makedirs(self.marker_dir, exist_ok=True)
       tmp = self.marker(name) + ".tmp"

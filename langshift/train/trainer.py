@@ -9,6 +9,7 @@ reads like big_vision's `train.py`: step, log, checkpoint, and periodic actions 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from langshift import faults, workdir_lock
+from langshift import faults, memory, workdir_lock
 from langshift.checkpoints import hf_config
 from langshift.checkpoints.hf_export import copy_tokenizer_files, export_hf_model
 from langshift.checkpoints.hf_import import load_hf_params
@@ -333,8 +334,13 @@ def train_and_evaluate(
     train_iter: Iterator[dict[str, np.ndarray]] | None = None,
     evaluators: list[Evaluator] | None = None,
 ) -> dict[str, Any]:
-  """Runs (or resumes) training; returns a summary (final step, evaluations, export path)."""
-  return train_loop(setup(config, workdir, train_iter=train_iter, evaluators=evaluators))
+  """Runs (or resumes) training; returns a summary (final step, evaluations, export path, the
+  run's peak RSS `peak_rss_gib`)."""
+  with memory.phase("training run") as whole:
+    with memory.phase("model load"):
+      run = setup(config, workdir, train_iter=train_iter, evaluators=evaluators)
+    summary = train_loop(run)
+  return {**summary, "peak_rss_gib": round(whole.peak_gib, 3)}
 
 
 def train_loop(run: Run) -> dict[str, Any]:
@@ -363,7 +369,8 @@ def _loop(run: Run) -> dict[str, Any]:
   def evaluate(evaluators, step):
     results: dict[str, float] = {}
     for e in evaluators:
-      metrics = e(state.params, step=step)
+      with memory.phase(f"evaluation {e.name}"):
+        metrics = e(state.params, step=step)
       latest[e.name] = (step, metrics)
       results.update(metrics)
     if results:
@@ -371,8 +378,11 @@ def _loop(run: Run) -> dict[str, Any]:
     return results
 
   def save(step, force=False):
+    if not force and not run.manager.should_save(step):
+      return False
     it_state = run.train_iter.get_state() if hasattr(run.train_iter, "get_state") else None
-    return checkpointing.save(run.manager, step, state, it_state, config_json, force=force)
+    with memory.phase("checkpoint"):
+      return checkpointing.save(run.manager, step, state, it_state, config_json, force=force)
 
   def log(step_done, metrics_dev, tokens):
     m = jax.device_get(metrics_dev)
@@ -397,9 +407,13 @@ def _loop(run: Run) -> dict[str, Any]:
 
   pending = None  # the previous step's metrics, read once the next step is dispatched
   stop_reason = "completed"
-  with Preemption() as preempt, jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
+  phases = contextlib.ExitStack()  # host memory: the first step (compiles), then the rest
+  with Preemption() as preempt, jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules), phases:
     try:
       for step in range(start + 1, total + 1):
+        if step <= start + 2:
+          phases.close()
+          phases.enter_context(memory.phase("compile" if step == start + 1 else "training"))
         batch = next(run.train_iter)
         tokens = float(np.sum(batch["segment_ids"] > 0)) * jax.process_count()
         state, metrics = run.train_step(
@@ -424,6 +438,7 @@ def _loop(run: Run) -> dict[str, Any]:
           break
       if pending is not None:
         log(*pending)
+      phases.close()
     except NonFiniteLossError as e:
       # The last good state (a skipped update leaves state.step behind the loop's step). A step
       # already checkpointed is kept: saving it again would raise orbax's "already exists" in
@@ -458,9 +473,10 @@ def _loop(run: Run) -> dict[str, Any]:
   after = {k: v for e in run.evaluators for k, v in latest[e.name][1].items()}
   summary.update({f"{k}_after": v for k, v in after.items()})
   if config.checkpoint.export_hf_at_end:
-    summary["hf_export"] = _export(run, state.params, "hf")
-    if run.model_config.lora is not None:
-      summary["peft_adapter"] = _export_adapter(run, state.params, "hf_adapter")
+    with memory.phase("export"):
+      summary["hf_export"] = _export(run, state.params, "hf")
+      if run.model_config.lora is not None:
+        summary["peft_adapter"] = _export_adapter(run, state.params, "hf_adapter")
   writer.message(_done_line(run, summary, before, after))
   writer.close()
   return summary

@@ -24,7 +24,10 @@ def test_finished_stage_is_skipped_and_returns_its_summary(tmp_path):
   first = runner.run("a", out, _body(out, calls), inputs={"x": (1, 2)})
   again = runner.run("a", out, _body(out, calls), inputs={"x": (1, 2)})
   assert calls == [out]
+  # The stage's own peak RSS joins its summary (langshift/memory.py) and its marker.
+  assert first.pop("peak_rss_gib") > 0
   assert first == {"value": 1, "skipped": False}
+  assert again.pop("peak_rss_gib") > 0
   assert again == {"value": 1, "skipped": True}
 
 
@@ -78,7 +81,8 @@ class _FakeHosts:
 def test_host_stage_runs_on_process_zero_then_meets_the_others(tmp_path, monkeypatch):
   hosts = _FakeHosts(monkeypatch, index=0)
   runner, calls, out = StageRunner(str(tmp_path), log=lambda _: None), [], str(tmp_path / "a")
-  assert runner.run("a", out, _body(out, calls), inputs={}) == {"value": 1, "skipped": False}
+  summary = runner.run("a", out, _body(out, calls), inputs={})
+  assert summary.pop("peak_rss_gib") > 0 and summary == {"value": 1, "skipped": False}
   assert calls == [out] and hosts.barriers == ["langshift stage a"]
   assert os.path.exists(runner.marker("a"))
 
