@@ -36,6 +36,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from langshift.aot.models import PRESETS  # noqa: E402
 from langshift.models import lora as lora_lib  # noqa: E402
 from langshift.models.config import ModelConfig  # noqa: E402
 from langshift.models.llama import LlamaDecoder, abstract_params  # noqa: E402
@@ -46,43 +47,8 @@ from langshift.train import state as state_lib  # noqa: E402
 from langshift.train import step as step_lib  # noqa: E402
 from langshift.train.config import base_config  # noqa: E402
 
-MODELS = {
-    "llama3_8b": dict(
-        vocab_size=128256,
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_layers=32,
-        num_heads=32,
-        num_kv_heads=8,
-        rope_theta=500000.0,
-        rope_type="llama3",
-        max_position_embeddings=131072,
-        rope_scaling=(
-            ("factor", 8.0),
-            ("low_freq_factor", 1.0),
-            ("high_freq_factor", 4.0),
-            ("original_max_position_embeddings", 8192),
-        ),
-    ),
-    "mistral_7b": dict(
-        vocab_size=32000,
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_layers=32,
-        num_heads=32,
-        num_kv_heads=8,
-        model_type="mistral",
-    ),
-    "smollm2_135m": dict(
-        vocab_size=49152,
-        hidden_size=576,
-        intermediate_size=1536,
-        num_layers=30,
-        num_heads=9,
-        num_kv_heads=3,
-        tie_word_embeddings=True,
-    ),
-}
+# The published models' shapes: one table, shared with the ahead-of-time compiler.
+MODELS = PRESETS
 
 _MODEL = flags.DEFINE_enum("model", "llama3_8b", list(MODELS), "Architecture.")
 _DEVICES = flags.DEFINE_integer("devices", 1, "Simulated devices in the mesh.")

@@ -315,33 +315,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   judge_runs.add_role_args(parser, "judge", "the judge", JUDGE_MAX_NEW_TOKENS)
   judge_runs.add_role_args(parser, "model", "the answering model", ANSWER_MAX_NEW_TOKENS)
   args = parser.parse_args(argv)
-  try:
-    inputs = read_inputs(
-        args.questions, args.baseline, args.answers or None, args.judge_prompt or None
-    )
-    judge_role = judge_runs.role_from_args(args, "judge")
-    model_role = None if inputs.answers is not None else judge_runs.role_from_args(args, "model")
-    model, model_name = None, "model"
-    if model_role is not None:
-      model, model_name = judge_runs.generator_from_role(model_role)
-    judge, judge_name = judge_runs.generator_from_role(judge_role)
-    metrics = run(
-        inputs,
-        judge=judge,
-        judge_name=judge_name,
-        model=model,
-        model_name=model_name,
-        output_dir=args.output_dir,
-        answer_max_new_tokens=args.model_max_new_tokens,
-        judge_max_new_tokens=args.judge_max_new_tokens,
-        judge_batch_size=args.judge_batch_size,
-    )
-  except (ValueError, FileNotFoundError, judge_runs.JudgeError) as e:
-    print(f"arena_hard: {e}", file=sys.stderr)
-    return 1
-  for name in sorted(metrics):
-    print(f"{name}\t{metrics[name]:.4f}")
-  return 0
+  return judge_runs.run_cli(
+      "arena_hard",
+      args,
+      lambda: read_inputs(
+          args.questions, args.baseline, args.answers or None, args.judge_prompt or None
+      ),
+      run,
+  )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -151,3 +152,36 @@ def generator_from_role(role) -> tuple[TextGenerator, str]:
   from langshift.recipes import roles  # pylint: disable=import-outside-toplevel
 
   return roles.make_generator(role), roles.role_name(role)
+
+
+def run_cli(
+    prog: str, args: argparse.Namespace, read: Callable[[], Any], run: Callable[..., dict], **kw
+) -> int:
+  """The command line of a judge protocol (`mt_bench`, `arena_hard`): `read()` the files, build
+  the judge role (and the answering model's when the files hold no answers), `run` it, print the
+  metrics; a bad file, role or judge ends in one line on stderr and exit status 1."""
+  try:
+    inputs = read()
+    judge_role = role_from_args(args, "judge")
+    model, model_name = None, "model"
+    if inputs.answers is None:
+      model, model_name = generator_from_role(role_from_args(args, "model"))
+    judge, judge_name = generator_from_role(judge_role)
+    metrics = run(
+        inputs,
+        judge=judge,
+        judge_name=judge_name,
+        model=model,
+        model_name=model_name,
+        output_dir=args.output_dir,
+        answer_max_new_tokens=args.model_max_new_tokens,
+        judge_max_new_tokens=args.judge_max_new_tokens,
+        judge_batch_size=args.judge_batch_size,
+        **kw,
+    )
+  except (ValueError, FileNotFoundError, JudgeError) as e:
+    print(f"{prog}: {e}", file=sys.stderr)
+    return 1
+  for name in sorted(metrics):
+    print(f"{name}\t{metrics[name]:.4f}")
+  return 0
