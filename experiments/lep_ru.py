@@ -144,6 +144,10 @@ def get_config(arg=None):
         copy_corpus=f"{CORPUS}/train.jsonl",
         copy_examples=16,
     )
+  # Sized for one 8 x H100 node (docs/benchmarks.md, `python -m langshift.aot`): the embedding
+  # step of 256 x 1,024 tokens takes 38.8 of 59.3 usable GiB per card; a v5e-16 needs
+  # `--config.train.microbatches=2` (15.1 of 15.75 GiB).
+  c.mesh.target = "h100x8" if size == "full" else ""
   if size == "cpu":
     c.model.update(dtype="float32", remat_policy="none")
     # 4 gradient-accumulation microbatches: the calibration's unscanned 8 x 512-token LoRA step

@@ -137,6 +137,7 @@ def get_config(arg=None):
   # temporaries per v4 chip (30.75 usable) and the worker SFT's 128 x 4096 38.3 GiB; 128 decode
   # rows of Qwen1.5-4B's cache (no grouped KV heads: 2.5k slots x 40 layers x 2 x 2,560) need
   # 31.3 GiB per chip of a 4-chip host. Four microbatches and 32 rows: 24.0, 16.1 and 19.1 GiB.
+  c.mesh.target = arg.slice if arg.size == "full" else ""
   if arg.size == "full":
     c.train.microbatches = 4
     na.worker_sft.train.microbatches = 4

@@ -123,6 +123,8 @@ def get_config(arg=None):
     # Hewitt et al. 2024, Sec. 3: LIMA responses, LR 1e-5, batch 64, max length 2048, full.
     c.train.update(trainable="all", global_batch_size=64, seq_len=2048, steps=150)
     c.optimizer.update(learning_rate=1e-5, warmup_steps=10, weight_decay=0.0)
+  # Sized for one 8 x H100 node (docs/benchmarks.md, `python -m langshift.aot`).
+  c.mesh.target = "h100x8" if arg.size == "full" else ""
   if arg.size == "cpu":
     _cpu(c)
   elif arg.size == "tiny":

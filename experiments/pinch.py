@@ -118,6 +118,9 @@ def get_config(arg=None):
   if arg.model == "mistral":
     c.optimizer.learning_rate = 5e-6
     c.data.chat_template = "mistral"
+  # Sized for a TPU v5e-16 (docs/benchmarks.md, `python -m langshift.aot`): 12.4 of 15.75 GiB
+  # per chip for the step, under half a host chip for the answers' generation.
+  c.mesh.target = "v5e-16" if arg.size == "full" else ""
   if arg.size == "cpu":
     _cpu(c)
   elif arg.size == "tiny":

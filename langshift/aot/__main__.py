@@ -1,5 +1,7 @@
 """`python -m langshift.aot --config=experiments/<x>.py[:arg] --target=v5e-16`: compile every
-program of the experiment for the target, on this machine, and say whether each fits.
+program of the experiment for the target, on this machine, and say whether each fits. Without
+--target it compiles for the slice the experiment is sized for (`config.mesh.target`: each
+published setting names one).
 
   python -m langshift.aot --config=experiments/native_align_ar.py --target=v4-32 \\
       --model=llama3_8b --model=native_align.worker_init=qwen1_5_4b
@@ -33,7 +35,9 @@ from langshift.errors import one_line  # noqa: E402
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (path[:arg]).", lock_config=True
 )
-_TARGET = flags.DEFINE_string("target", None, "Slice or GPU nodes: v4-32, v5e-16, h100x8, ...")
+_TARGET = flags.DEFINE_string(
+    "target", "", "Slice or GPU nodes: v4-32, v5e-16, h100x8, ... Default: config.mesh.target."
+)
 _NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "TPU slices joined over DCN.")
 _MODEL = flags.DEFINE_multi_string(
     "model", [], "Preset or checkpoint dir for every run, or KEY=SOURCE for one config key."
@@ -47,7 +51,7 @@ _ATTENTION = flags.DEFINE_enum(
 )
 _ONLY = flags.DEFINE_string("only", "", "Only the runs whose name contains this.")
 _JSON = flags.DEFINE_string("json", "", "Write the JSON report here.")
-flags.mark_flags_as_required(["config", "target"])
+flags.mark_flags_as_required(["config"])
 
 
 def _model_sources(values) -> dict[str, str]:
@@ -56,6 +60,18 @@ def _model_sources(values) -> dict[str, str]:
     key, _, source = v.rpartition("=")
     out[key or "*"] = source
   return out
+
+
+def config_target(config, flag: str) -> str:
+  """--target, else the slice the experiment is sized for (config.mesh.target)."""
+  if flag:
+    return flag
+  if not config.mesh.get("target"):
+    raise ValueError(
+        "no --target, and the config names no slice (config.mesh.target is empty: a CPU-sized "
+        "setting); give --target=<slice>"
+    )
+  return config.mesh.target
 
 
 def format_table(target, reports) -> str:
@@ -115,7 +131,7 @@ def main(argv):
   from langshift.aot import targets as targets_lib  # pylint: disable=import-outside-toplevel
 
   try:
-    target = targets_lib.get_target(_TARGET.value)
+    target = targets_lib.get_target(config_target(_CONFIG.value, _TARGET.value))
     reports = compile_lib.compile_config(
         _CONFIG.value,
         target,

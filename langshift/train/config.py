@@ -84,6 +84,11 @@ def base_config() -> ml_collections.ConfigDict:
   # local models (generation roles, the perplexity scorer) load onto the first N of each
   # process's own devices (langshift/recipes/roles.py).
   c.mesh.num_devices = 0
+  # The slice or GPU nodes this setting is sized for, by the names `python -m langshift.aot`
+  # takes (v4-32, v5e-16, h100x8; langshift/aot/targets.py): the target that check compiles for
+  # when given no --target. Nothing at run time reads it (the mesh fills whatever devices there
+  # are); empty for settings sized for a CPU.
+  c.mesh.target = ""
   # Logical axis name -> mesh axes (None: replicated). See langshift/parallel/sharding.py.
   c.logical_rules = [list(r) for r in DEFAULT_LOGICAL_RULES]
 

@@ -39,7 +39,8 @@ def errors(err):
 
 def test_two_processes_compile_at_once_and_refusal(tmp_path):
   report = tmp_path / "fits.json"
-  fits = aot(DEMO, "--target=v5e-4", "--model=tiny", f"--json={report}")
+  # No --target: the slice the config names (an experiment's mesh.target).
+  fits = aot(DEMO, "--config.mesh.target=v5e-4", "--model=tiny", f"--json={report}")
   # Llama-3-8B trained in full in fp32 on four 16 GiB chips: 32 GiB of state per chip.
   refused = aot(DEMO, "--target=v5e-4", "--model=llama3_8b")
   code, out, err = finish(fits)
@@ -65,6 +66,7 @@ def test_two_processes_compile_at_once_and_refusal(tmp_path):
     "args,expected",
     [
         (["--target=v5e-5"], "--target=v5e-5 is not a known target; known: v4-8, "),
+        ([], "no --target, and the config names no slice (config.mesh.target is empty"),
         (
             ["--target=v5e-4", "--model=tiny", "--config.mesh.ici.fsdp=3"],
             "v5e-4 (4 chips, 1 slice(s)) cannot take the config's mesh ici={'data': 1, 'fsdp': 3",

@@ -59,3 +59,21 @@ def test_published_base_students_name_their_chat_template(name, arg, template):
   # config's, and the SFT data, the exports and the before/after answers all use it.
   config = _load(os.path.join(REPO, "experiments", f"{name}.py")).get_config(arg)
   assert config.data.chat_template == template
+
+
+@pytest.mark.parametrize("path", FILES, ids=os.path.basename)
+def test_published_settings_name_the_slice_they_are_sized_for(path):
+  # `python -m langshift.aot` compiles for config.mesh.target when given no --target, and the
+  # figures in docs/benchmarks.md are for that slice; CPU- and tiny-sized variants name none.
+  from langshift.aot import targets  # pylint: disable=import-outside-toplevel
+
+  module = _load(path)
+  for arg in _variants(module):
+    config = module.get_config(arg or None)
+    cpu_sized = "size=cpu" in arg or "size=tiny" in arg or "model=smollm2" in arg
+    if os.path.basename(path) == "demo.py" or cpu_sized:
+      assert config.mesh.target == "", arg
+    else:
+      assert targets.get_target(config.mesh.target).name == config.mesh.target, arg
+  if os.path.basename(path) == "native_align_ar.py":
+    assert module.get_config("slice=v5e-64").mesh.target == "v5e-64"
