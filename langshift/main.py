@@ -101,6 +101,7 @@ def main(argv):
       _write_result(None, error=one_line(e))
     _fail(one_line(e) + (f" (traceback: {log}; --verbose shows it here)" if log else ""), 1)
   record = _write_result(result)
+  print(f"langshift: peak RSS {record['peak_rss_gib']:.2f} GiB (this process, whole run)")
   sys.stdout.flush()
   sys.exit(run_result.EXIT_CODES[record["status"]])
 

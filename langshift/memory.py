@@ -10,6 +10,12 @@ any reset the mark is folded into every open phase, so an outer phase keeps the 
 phases inside it. Where the reset is not allowed (or outside Linux) a phase's peak is the
 process's peak so far, an upper bound, and `Phase.exact` says so.
 
+The reset is process-wide: once a phase has begun, the kernel's own peak (`VmHWM`, and the
+`ru_maxrss` that `/usr/bin/time -v` and `resource.getrusage` report) covers only the time since
+the last reset. `process_peak_bytes()` is the process's peak since it started, resets included;
+`langshift.main` logs it and `result.json` records it (`peak_rss_gib`). Measure a langshift run
+with it (or `python -m langshift.bench.host_memory`), not with `time -v`.
+
 `release()` ends a stage: it drops the compiled programs and jitted-function caches the stage
 left behind (they keep buffers and executables alive across stages), collects garbage and
 returns freed heap pages to the kernel (glibc keeps freed blocks in its arenas otherwise, so RSS
@@ -95,9 +101,11 @@ class PhaseLog:
   def __init__(self):
     self.phases: list[Phase] = []
     self._open: list[Phase] = []
+    self.before_resets = 0  # the highest mark read before a reset: the kernel's forgets it
 
   def _fold(self) -> None:
     peak = peak_rss_bytes()
+    self.before_resets = max(self.before_resets, peak)
     for p in self._open:
       p.peak_bytes = max(p.peak_bytes, peak)
 
@@ -124,6 +132,11 @@ LOG = PhaseLog()
 def phase(name: str) -> contextlib.AbstractContextManager[Phase]:
   """`with memory.phase("training"):` records that span's peak RSS in `memory.LOG`."""
   return LOG.phase(name)
+
+
+def process_peak_bytes() -> int:
+  """This process's peak RSS since it started, across the phases' resets of the kernel's mark."""
+  return max(LOG.before_resets, peak_rss_bytes())
 
 
 def trim_heap() -> bool:

@@ -11,8 +11,10 @@ a reworded log line cannot turn a preempted run into a finished one.
 
 `result.json` also records `stopped_after`, the HF `export` (when there is one), `stages` (each
 recipe stage's summary) and `metrics` (the numbers of the engine's summary, e.g.
-`eval/perplexity_after`). It is written by process 0, atomically, at the end of each run; a run
-killed outright writes none (a driver removes the previous one before it starts a run).
+`eval/perplexity_after`), and `peak_rss_gib`, the process's peak resident memory over the whole
+run (`langshift.memory.process_peak_bytes`). It is written by process 0, atomically, at the end
+of each run; a run killed outright writes none (a driver removes the previous one before it
+starts a run).
 A run refused for missing inputs writes nothing (its workdir stays as it was).
 """
 
@@ -25,6 +27,8 @@ import sys
 import time
 from collections.abc import Mapping
 from typing import Any
+
+from langshift import memory
 
 RESULT_FILE = "result.json"
 DONE, STOPPED, PREEMPTED, FAILED = "done", "stopped", "preempted", "failed"
@@ -45,8 +49,16 @@ def result_record(
     result: Mapping[str, Any] | None, *, recipe: str, error: str | None = None
 ) -> dict[str, Any]:
   """What `result.json` holds for a run's return value (None and `error` for a failed run)."""
+  # The process's peak RSS, whole run: `time -v` no longer sees it (langshift/memory.py).
+  peak = round(memory.process_peak_bytes() / memory.GIB, 3)
   if result is None:
-    return {"status": FAILED, "recipe": recipe, "error": error, "finished": _now()}
+    return {
+        "status": FAILED,
+        "recipe": recipe,
+        "error": error,
+        "finished": _now(),
+        "peak_rss_gib": peak,
+    }
   record = {
       "status": status_of(result),
       "recipe": recipe,
@@ -55,6 +67,7 @@ def result_record(
       "stages": result.get("stages", {}),
       "metrics": {k: v for k, v in result.items() if _is_number(v)},
       "finished": _now(),
+      "peak_rss_gib": peak,
   }
   return record
 

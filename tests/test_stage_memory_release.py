@@ -75,3 +75,16 @@ def test_phases_nest_and_keep_the_peaks_inside_them():
   if after.exact:  # the peak was reset when "after" began: the 64 MiB are not in it
     assert after.peak_bytes < inner.peak_bytes
   assert [inner.depth, outer.depth] == [1, 0]
+
+
+def test_the_process_peak_survives_the_phases_resets():
+  # Each phase resets the kernel's mark (VmHWM, which `time -v` reports): the process's peak
+  # since it started is kept by memory.process_peak_bytes.
+  with memory.phase("big") as big:
+    block = np.ones(256 << 20, np.uint8)  # 256 MiB, touched
+    del block
+  with memory.phase("small") as small:
+    pass
+  assert memory.process_peak_bytes() >= big.peak_bytes >= big.start_bytes + (250 << 20)
+  if small.exact:  # the kernel's mark forgot the 256 MiB; the process's peak did not
+    assert memory.peak_rss_bytes() < big.peak_bytes <= memory.process_peak_bytes()

@@ -6,23 +6,23 @@
 Writes a JSONL source holding a single document of about `--megabytes` MB (Russian-like text in
 paragraphs), reads `--batches` training batches through `make_train_iterator` with the default
 data settings (tokenize_batch_size 128, read_threads 2, prefetch_chunks 8, prefetch_batches 2)
-and prints the process's peak RSS (`ru_maxrss`) before and after, and tokens/s. Run it once per
-configuration: the peak is the process's. `--no_pieces` reads the document whole, as the
-pipeline did before long documents were split (run it with a small `--megabytes`: it grows with
-128 copies of the document per tokenize chunk).
+and prints the process's peak RSS (`memory.process_peak_bytes`) before and after, and
+tokens/s. Run it once per configuration: the peak is the process's. `--no_pieces` reads the
+document whole, as the pipeline did before long documents were split (run it with a small
+`--megabytes`: it grows with 128 copies of the document per tokenize chunk).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import tempfile
 import time
 
 import numpy as np
 from absl import app, flags
 
+from langshift import memory
 from langshift.data import config as config_lib
 from langshift.data import pipeline
 from langshift.tokenization.tokenizer import load_tokenizer
@@ -42,7 +42,7 @@ _WORDS = (
 
 
 def _peak_gib() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+  return memory.process_peak_bytes() / memory.GIB
 
 
 def write_document(path: str, megabytes: float, seed: int = 0) -> int:

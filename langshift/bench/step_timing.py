@@ -6,13 +6,13 @@ without defining command-line flags.
 
 from __future__ import annotations
 
-import resource
 import time
 
 import flax.linen as nn
 import jax
 import numpy as np
 
+from langshift import memory
 from langshift.models.config import ModelConfig
 from langshift.models.llama import LlamaDecoder, abstract_params
 from langshift.parallel import sharding as sharding_lib
@@ -45,7 +45,7 @@ PRESETS = {
 
 
 def peak_rss_mib() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  return memory.process_peak_bytes() / 2**20
 
 
 def build_step(

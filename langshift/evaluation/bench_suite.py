@@ -14,10 +14,11 @@ docs/evaluation.md.
 from __future__ import annotations
 
 import dataclasses
-import resource
 import time
 
 from absl import app, flags
+
+from langshift import memory
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Hugging Face checkpoint directory.")
 _SUITE = flags.DEFINE_string("suite", "handbook_mini", "Suite JSON path or built-in name.")
@@ -46,7 +47,7 @@ def main(argv):
     print(f"{attempt} call: {time.perf_counter() - start:.1f} s")
   for name in sorted(metrics):
     print(f"{name}\t{metrics[name]:.4f}")
-  peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  peak_gib = memory.process_peak_bytes() / memory.GIB
   print(f"peak resident memory: {peak_gib:.2f} GiB")
 
 

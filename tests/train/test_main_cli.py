@@ -86,6 +86,9 @@ def test_main_runs_resumes_exactly_and_exports(setup, tmp_path):
   assert (result["status"], result["recipe"]) == ("done", "cpt")
   assert result["export"] == str(tmp_path / "straight" / "hf")
   assert result["metrics"]["step"] == 6 and "eval/perplexity_after" in result["metrics"]
+  # The whole process's peak: at least the training run's, whose phases reset the kernel's mark.
+  assert result["peak_rss_gib"] >= result["metrics"]["peak_rss_gib"] > 0.1
+  assert f"peak RSS {result['peak_rss_gib']:.2f} GiB" in straight.stdout
   first = _main(setup, tmp_path / "resumed", "--config.train.steps=3")
   assert first.returncode == 0, first.stderr[-3000:]
   second = _main(setup, tmp_path / "resumed", "--config.train.steps=6")

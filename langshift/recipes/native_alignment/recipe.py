@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 from collections.abc import Callable
 from typing import Any
 
@@ -147,8 +146,6 @@ def _run_job(
       f"{stage}_generated_tokens": tokens,
       f"{stage}_documents_per_s": docs / seconds if seconds else 0.0,
       f"{stage}_tokens_per_s": tokens / seconds if seconds else 0.0,
-      # ru_maxrss is in KiB on Linux: the process's peak, model and decode buffers included.
-      "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
   }
 
 
