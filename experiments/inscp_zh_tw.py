@@ -5,7 +5,8 @@ chat template, optionally on the low-perplexity records only.
 
 Default: the published setting, Llama-3-8B-Instruct on ~0.1B tokens of Traditional Chinese
 (mostly question/answer text, each question and each answer its own sample: `qa_split`), data of
-perplexity <= 15 under the model. Paths are yours (nothing is downloaded):
+perplexity <= 15 under the model, sized for a TPU v4-32 slice (`config.mesh.target`, the slice
+`python -m langshift.aot` checks; docs/benchmarks.md). Paths are yours (nothing is downloaded):
 
   python -m langshift.main --config=experiments/inscp_zh_tw.py --workdir=workdir/inscp_zh_tw \\
       --config.inscp.instruct=/models/Meta-Llama-3-8B-Instruct \\

@@ -3,7 +3,8 @@ embedding propagation into its instruct model, exported for transformers/vLLM (T
 Chernyshev 2024, "Facilitating large language model Russian adaptation with Learned Embedding
 Propagation", arXiv:2412.21140).
 
-Default: the published Llama-3-8B setting (Extended tokenizer, Conversion propagation). Base and
+Default: the published Llama-3-8B setting (Extended tokenizer, Conversion propagation), sized for
+one 8 x H100 node (`config.mesh.target`, the target `python -m langshift.aot` checks). Base and
 instruct are local Hugging Face directories you supply (nothing is downloaded), e.g.
 
   python -m langshift.main --config=experiments/lep_ru.py --workdir=workdir/lep_ru \\

@@ -4,7 +4,8 @@ filter -> worker SFT -> worker rewrites the corpus -> student CPT on the mix -> 
 
 Default: the published setting — student Llama-3-8B, worker Qwen1.5-4B-Chat, a seed sample of
 96k documents rewritten by an expert behind an OpenAI-compatible endpoint — on a TPU v4-32 slice
-(16 chips; `slice=v5e-64` for 64 chips). Paths are yours (nothing is downloaded):
+(16 chips; `slice=v5e-64` for 64 chips; `config.mesh.target`, the slice `python -m langshift.aot`
+checks). Paths are yours (nothing is downloaded):
 
   python -m langshift.main --config=experiments/native_align_ar.py --workdir=gs-fuse/na_ar \\
       --config.init_from_hf=/models/Meta-Llama-3-8B \\

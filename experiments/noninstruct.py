@@ -3,7 +3,8 @@ first half of ordinary documents and a base model is fine-tuned on (first half -
 
 Default: the published setting — a Mistral-7B base student, the teacher behind an
 OpenAI-compatible endpoint, documents from any JSONL/Parquet corpus with a "text" field (the
-OpenWebText layout). Paths are yours (nothing is downloaded):
+OpenWebText layout) — sized for one 8 x H100 node (`config.mesh.target`, the target
+`python -m langshift.aot` checks). Paths are yours (nothing is downloaded):
 
   python -m langshift.main --config=experiments/noninstruct.py --workdir=workdir/noninstruct \\
       --config.init_from_hf=/models/Mistral-7B-v0.1 \\

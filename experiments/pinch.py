@@ -10,7 +10,8 @@ floor(4,640 x 1% x 11/12) = floor(42.53) = 42 examples (the paper's "40"), Engli
 public; the student here is a Llama-3-8B (or Mistral-7B, `model=mistral`) base model you supply.
 Fine-tuning hyper-parameters are langshift's choice (LR 1e-5, 3 epochs of 2048-token rows; see
 docs/recipes.md), and so is the chat template (`data.chat_template`: Llama-3's for a Llama-3
-base, Mistral's [INST] for Mistral; PaLM 2's is not public). Paths are yours (nothing is
+base, Mistral's [INST] for Mistral; PaLM 2's is not public). It is sized for a TPU v5e-16 slice
+(`config.mesh.target`, the slice `python -m langshift.aot` checks). Paths are yours (nothing is
 downloaded); the set is in the layout of `langshift/data/parallel_sets.py` (its loaders read
 LIMA, OpenAssistant and translations by id):
 
